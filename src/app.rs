@@ -1,0 +1,114 @@
+//! Wires the add-on together: hubs and actors per camera, the RTSP server, the MQTT bridge,
+//! and an ordered shutdown.
+
+use crate::camera::actor::CameraActor;
+use crate::camera::demand::Demand;
+use crate::camera::{CameraHandle, ViewerControl};
+use crate::config::Config;
+use crate::media::fanout::Hub;
+use crate::media::pipeline::MediaClock;
+use crate::mqtt::client::BridgedCamera;
+use crate::mqtt::states::CameraLinks;
+use crate::rtsp::factory::Mount;
+use crate::rtsp::server::{RtspServer, live_path};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How long cameras get to close cleanly on shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
+
+impl ViewerControl for RtspServer {
+    fn disconnect_viewers(&self, camera: &str) -> usize {
+        RtspServer::disconnect_viewers(self, camera)
+    }
+}
+
+pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()> {
+    let clock = MediaClock::new();
+    let cameras: Vec<_> = config
+        .cameras
+        .iter()
+        .map(|camera| (camera.clone(), Arc::new(Hub::new()), Demand::new()))
+        .collect();
+    let mounts = cameras
+        .iter()
+        .map(|(camera, hub, demand)| Mount {
+            camera: camera.id.clone(),
+            hub: hub.clone(),
+            demand: demand.clone(),
+            start_timeout: camera.start_timeout,
+            clock: clock.clone(),
+        })
+        .collect();
+    let server = Arc::new(RtspServer::start(&config.rtsp, mounts)?);
+    let addr = server.local_addr();
+    let host = config.rtsp.stream_host();
+    let auth = if config.rtsp.credentials().is_some() {
+        "Basic auth required"
+    } else if addr.ip().is_loopback() {
+        "no credentials set, so loopback only; set rtsp.username/password to serve the network"
+    } else {
+        "anonymous access, as configured"
+    };
+    tracing::info!("RTSP server listening on {addr} ({auth})");
+    for (camera, _, _) in &cameras {
+        tracing::info!(
+            "  rtsp://{host}:{}{}  ← {}",
+            addr.port(),
+            live_path(&camera.id),
+            camera.name
+        );
+    }
+    if cameras.is_empty() {
+        tracing::warn!("no cameras are configured; add some under `cameras:`");
+    }
+
+    let mut handles: Vec<CameraHandle> = Vec::new();
+    let mut tasks = Vec::new();
+    for (camera, hub, demand) in &cameras {
+        let (handle, task) = CameraActor {
+            config: camera.clone(),
+            hub: hub.clone(),
+            demand: demand.clone(),
+            clock: clock.clone(),
+            viewers: server.clone() as Arc<dyn ViewerControl>,
+            cancel: cancel.child_token(),
+        }
+        .spawn();
+        handles.push(handle);
+        tasks.push(task);
+    }
+    let bridged = handles
+        .iter()
+        .zip(&cameras)
+        .map(|(handle, (camera, _, _))| BridgedCamera {
+            handle: handle.clone(),
+            name: camera.name.clone(),
+            links: CameraLinks {
+                stream_source: format!("rtsp://{host}:{}{}", addr.port(), live_path(&camera.id)),
+                still_image_url: String::new(),
+            },
+        })
+        .collect();
+    let mqtt_config = config.mqtt.clone();
+    let mqtt_cancel = cancel.clone();
+    let mqtt =
+        tokio::spawn(
+            async move { crate::mqtt::client::run(&mqtt_config, bridged, mqtt_cancel).await },
+        );
+
+    cancel.cancelled().await;
+    tracing::info!("shutting down");
+    let cameras_done = futures_util::future::join_all(tasks);
+    if tokio::time::timeout(SHUTDOWN_GRACE, cameras_done)
+        .await
+        .is_err()
+    {
+        tracing::warn!("some cameras did not close within {SHUTDOWN_GRACE:?}");
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), mqtt).await;
+    tokio::task::spawn_blocking(move || drop(server)).await?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! On demand is a refcount: every consumer holds a [`Lease`], and the camera runs while any exists.
+//!
+//! After neolink's `usecounter.rs`, with one addition: an epoch. MQTT OFF starts a new epoch,
+//! so the leases of viewers being disconnected cannot restart the camera as they drain away.
+
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Purpose {
+    RtspViewer,
+    MqttHold,
+}
+
+/// The live leases by purpose, as the actor sees them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DemandSnapshot {
+    pub rtsp_viewers: usize,
+    pub mqtt_hold: bool,
+}
+
+impl DemandSnapshot {
+    pub fn total(&self) -> usize {
+        self.rtsp_viewers + usize::from(self.mqtt_hold)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    epoch: u64,
+    rtsp_viewers: usize,
+    mqtt_holds: usize,
+}
+
+impl Counts {
+    fn slot(&mut self, purpose: Purpose) -> &mut usize {
+        match purpose {
+            Purpose::RtspViewer => &mut self.rtsp_viewers,
+            Purpose::MqttHold => &mut self.mqtt_holds,
+        }
+    }
+
+    fn snapshot(&self) -> DemandSnapshot {
+        DemandSnapshot {
+            rtsp_viewers: self.rtsp_viewers,
+            mqtt_hold: self.mqtt_holds > 0,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    counts: Mutex<Counts>,
+    changes: watch::Sender<DemandSnapshot>,
+}
+
+/// Cheap to clone; one per camera.
+#[derive(Debug, Clone)]
+pub struct Demand {
+    shared: Arc<Shared>,
+}
+
+impl Demand {
+    pub fn new() -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                counts: Mutex::new(Counts::default()),
+                changes: watch::Sender::new(DemandSnapshot::default()),
+            }),
+        }
+    }
+
+    pub fn lease(&self, purpose: Purpose) -> Lease {
+        let mut counts = self.lock();
+        *counts.slot(purpose) += 1;
+        self.shared.changes.send_replace(counts.snapshot());
+        Lease {
+            shared: self.shared.clone(),
+            purpose,
+            epoch: counts.epoch,
+        }
+    }
+
+    /// Forgets every lease that exists now (MQTT OFF); they drop later without effect.
+    pub fn reset(&self) {
+        let mut counts = self.lock();
+        *counts = Counts {
+            epoch: counts.epoch + 1,
+            ..Counts::default()
+        };
+        self.shared.changes.send_replace(counts.snapshot());
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<DemandSnapshot> {
+        self.shared.changes.subscribe()
+    }
+
+    pub fn snapshot(&self) -> DemandSnapshot {
+        self.lock().snapshot()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
+        lock(&self.shared)
+    }
+}
+
+impl Default for Demand {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Counts> {
+    shared.counts.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Keeps the camera running while it lives. Dropping it is synchronous and never blocks,
+/// so it may happen on a GStreamer or GLib thread.
+#[derive(Debug)]
+pub struct Lease {
+    shared: Arc<Shared>,
+    purpose: Purpose,
+    epoch: u64,
+}
+
+impl Lease {
+    pub fn purpose(&self) -> Purpose {
+        self.purpose
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut counts = lock(&self.shared);
+        if counts.epoch == self.epoch {
+            let slot = counts.slot(self.purpose);
+            *slot = slot.saturating_sub(1);
+            self.shared.changes.send_replace(counts.snapshot());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leases_count_by_purpose_and_release_on_drop() {
+        let demand = Demand::new();
+        let a = demand.lease(Purpose::RtspViewer);
+        let b = demand.lease(Purpose::RtspViewer);
+        let hold = demand.lease(Purpose::MqttHold);
+        assert_eq!(demand.snapshot().total(), 3);
+        drop(a);
+        drop(hold);
+        assert_eq!(
+            demand.snapshot(),
+            DemandSnapshot {
+                rtsp_viewers: 1,
+                mqtt_hold: false
+            }
+        );
+        drop(b);
+        assert_eq!(demand.snapshot().total(), 0);
+    }
+
+    #[test]
+    fn leases_from_before_a_reset_do_not_count_when_dropped() {
+        let demand = Demand::new();
+        let old = demand.lease(Purpose::RtspViewer);
+        demand.reset();
+        let new = demand.lease(Purpose::RtspViewer);
+        drop(old);
+        assert_eq!(demand.snapshot().rtsp_viewers, 1);
+        drop(new);
+        assert_eq!(demand.snapshot().rtsp_viewers, 0);
+    }
+
+    #[test]
+    fn changes_are_announced() {
+        let demand = Demand::new();
+        let mut rx = demand.subscribe();
+        let _lease = demand.lease(Purpose::MqttHold);
+        assert!(rx.has_changed().unwrap());
+        assert!(rx.borrow_and_update().mqtt_hold);
+    }
+}

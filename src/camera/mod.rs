@@ -1,0 +1,87 @@
+//! One camera: an actor that owns the camera connection, behind a cheap cloneable handle.
+
+pub mod actor;
+pub mod demand;
+pub mod source;
+pub mod state;
+
+use crate::media::fanout::StreamInfo;
+use state::Status;
+use std::time::SystemTime;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// What the rest of the add-on may ask of a camera.
+#[derive(Debug)]
+pub enum Command {
+    /// MQTT ON (`true`) holds the camera with no viewers; OFF (`false`) stops it and its viewers.
+    SetLive(bool, oneshot::Sender<()>),
+}
+
+/// Everything the MQTT publisher and the API show about a camera.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CameraState {
+    pub status: Status,
+    /// False while the camera is known to be unreachable.
+    pub available: bool,
+    /// The last failure, redacted and fit for a user.
+    pub error: Option<String>,
+    pub streaming_since: Option<SystemTime>,
+    pub info: StreamInfo,
+    pub rtsp_viewers: usize,
+    /// MQTT ON is holding the stream.
+    pub held: bool,
+    pub dropped_frames: u64,
+}
+
+impl CameraState {
+    /// The "Live stream" switch: on while the camera connection is up or coming up.
+    pub fn live(&self) -> bool {
+        matches!(self.status, Status::Activating | Status::Active)
+    }
+}
+
+impl Default for CameraState {
+    fn default() -> Self {
+        Self {
+            status: Status::Inactive,
+            available: true,
+            error: None,
+            streaming_since: None,
+            info: StreamInfo::default(),
+            rtsp_viewers: 0,
+            held: false,
+            dropped_frames: 0,
+        }
+    }
+}
+
+/// Disconnects a camera's viewers on MQTT OFF; the RTSP server implements it.
+pub trait ViewerControl: Send + Sync {
+    fn disconnect_viewers(&self, camera: &str) -> usize;
+}
+
+/// Cheap to clone; the only way into a camera actor.
+#[derive(Debug, Clone)]
+pub struct CameraHandle {
+    pub id: String,
+    commands: mpsc::Sender<Command>,
+    state: watch::Receiver<CameraState>,
+}
+
+impl CameraHandle {
+    pub fn state(&self) -> watch::Receiver<CameraState> {
+        self.state.clone()
+    }
+
+    /// Applies MQTT ON/OFF and waits until the actor has acted on it.
+    pub async fn set_live(&self, on: bool) -> Result<(), crate::error::Error> {
+        let (tx, rx) = oneshot::channel();
+        let gone =
+            || crate::error::Error::new(crate::error::ErrorKind::Internal, "camera actor stopped");
+        self.commands
+            .send(Command::SetLive(on, tx))
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
+}

@@ -1,0 +1,360 @@
+//! The camera connection: `rtspsrc → depay → parse → appsink` per track, feeding the [`Hub`].
+//!
+//! Video is passed through untouched (only parsed, so the SDP we serve carries the parameter
+//! sets). Audio becomes AAC here, once per camera: AAC is passed through, G.711 and Opus are
+//! transcoded. Nothing in this module runs per viewer.
+
+use crate::config::{CameraConfig, Transport};
+use crate::error::{Error, ErrorKind};
+use crate::media::fanout::Hub;
+use crate::media::pipeline::{MediaClock, PipelineGuard};
+use futures_util::StreamExt;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Reported by a running ingest; the actor ignores reports from a session it already replaced.
+#[derive(Debug)]
+pub struct SourceFailure {
+    pub generation: u64,
+    pub error: Error,
+}
+
+/// Jitterbuffer latency: long enough to reorder UDP; we never sync on it, so it adds no delay.
+const JITTER_LATENCY_MS: u32 = 200;
+/// How long stopping may take before we stop waiting (a dead camera can stall TEARDOWN).
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+const AAC_ENCODE: &str = "audioconvert ! audioresample ! avenc_aac bitrate=64000 ! aacparse";
+
+/// How a camera's audio becomes the one AAC track every viewer gets: (name for humans, branch).
+fn audio_branch(encoding: &str) -> Option<(&'static str, String)> {
+    let (name, branch) = match encoding {
+        "PCMA" => ("PCMA", format!("rtppcmadepay ! alawdec ! {AAC_ENCODE}")),
+        "PCMU" => ("PCMU", format!("rtppcmudepay ! mulawdec ! {AAC_ENCODE}")),
+        "OPUS" => ("Opus", format!("rtpopusdepay ! opusdec ! {AAC_ENCODE}")),
+        "MPEG4-GENERIC" => ("AAC", "rtpmp4gdepay ! aacparse".to_string()),
+        "MP4A-LATM" => ("AAC", "rtpmp4adepay ! aacparse".to_string()),
+        _ => return None,
+    };
+    Some((name, branch))
+}
+
+fn video_branch(encoding: &str) -> Option<&'static str> {
+    match encoding {
+        "H264" => Some(
+            "rtph264depay ! h264parse config-interval=-1 ! video/x-h264,stream-format=avc,alignment=au",
+        ),
+        "H265" => Some(
+            "rtph265depay ! h265parse config-interval=-1 ! video/x-h265,stream-format=hvc1,alignment=au",
+        ),
+        _ => None,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Track {
+    Video,
+    Audio,
+}
+
+#[derive(Default)]
+struct Tracks {
+    video: bool,
+    audio: Option<&'static str>,
+}
+
+/// A running camera session. Stop it with [`Ingest::stop`]; dropping it also stops it.
+pub struct Ingest {
+    guard: Option<PipelineGuard>,
+    generation: u64,
+    bus_task: tokio::task::JoinHandle<()>,
+    hub: Arc<Hub>,
+}
+
+impl Ingest {
+    pub fn start(
+        camera: &CameraConfig,
+        hub: Arc<Hub>,
+        clock: &MediaClock,
+        failures: mpsc::UnboundedSender<SourceFailure>,
+    ) -> Result<Ingest, Error> {
+        let generation = hub.begin_session();
+        let pipeline = gst::Pipeline::with_name(&format!("ingest-{}", camera.id));
+        clock.apply(&pipeline);
+        let src = gst::ElementFactory::make("rtspsrc")
+            .property("location", &camera.url)
+            .property("latency", JITTER_LATENCY_MS)
+            .build()
+            .map_err(|_| {
+                Error::new(
+                    ErrorKind::Internal,
+                    "rtspsrc is missing (apt install gstreamer1.0-plugins-good)",
+                )
+            })?;
+        src.set_property_from_str(
+            "protocols",
+            match camera.transport {
+                Transport::Tcp => "tcp",
+                Transport::Udp => "udp",
+            },
+        );
+        if let Some(user) = &camera.username {
+            src.set_property("user-id", user);
+        }
+        if let Some(password) = &camera.password {
+            src.set_property("user-pw", password.expose());
+        }
+        pipeline
+            .add(&src)
+            .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
+
+        let tracks = Arc::new(Mutex::new(Tracks::default()));
+        let report = {
+            let failures = failures.clone();
+            move |error: Error| {
+                let _ = failures.send(SourceFailure { generation, error });
+            }
+        };
+        {
+            let pipeline = pipeline.downgrade();
+            let hub = hub.clone();
+            let tracks = tracks.clone();
+            let report = report.clone();
+            let camera_id = camera.id.clone();
+            src.connect_pad_added(move |_, pad| {
+                let Some(pipeline) = pipeline.upgrade() else {
+                    return;
+                };
+                if let Err(error) = link_track(&pipeline, pad, &hub, generation, &tracks) {
+                    tracing::warn!(camera = %camera_id, "{error}");
+                    if error.kind() == ErrorKind::Unsupported && !lock(&tracks).video {
+                        // Only fatal when the video itself is unusable; odd extra tracks are skipped.
+                        report(error);
+                    }
+                }
+            });
+        }
+        {
+            let hub = hub.clone();
+            let tracks = tracks.clone();
+            let report = report.clone();
+            src.connect_no_more_pads(move |_| {
+                let tracks = lock(&tracks);
+                if !tracks.video {
+                    report(Error::new(
+                        ErrorKind::Unsupported,
+                        "the camera offers no H.264 or H.265 video track",
+                    ));
+                    return;
+                }
+                hub.set_tracks(
+                    generation,
+                    tracks.audio.is_some(),
+                    tracks.audio.map(str::to_string),
+                );
+            });
+        }
+
+        let bus = pipeline.bus().expect("a pipeline always has a bus");
+        let bus_task = tokio::spawn(watch_bus(bus, report));
+        let guard = PipelineGuard::new(pipeline);
+        if guard.pipeline().set_state(gst::State::Playing).is_err() {
+            bus_task.abort();
+            return Err(Error::new(
+                ErrorKind::Internal,
+                "the camera pipeline refused to start",
+            ));
+        }
+        Ok(Ingest {
+            guard: Some(guard),
+            generation,
+            bus_task,
+            hub,
+        })
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Tears the session down off the async threads (rtspsrc may wait on a dead camera).
+    pub async fn stop(mut self) {
+        self.bus_task.abort();
+        self.hub.end_session();
+        if let Some(guard) = self.guard.take() {
+            let teardown = tokio::task::spawn_blocking(move || drop(guard));
+            if tokio::time::timeout(STOP_TIMEOUT, teardown).await.is_err() {
+                tracing::warn!(
+                    "camera teardown is taking longer than {STOP_TIMEOUT:?}; continuing"
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Ingest {
+    fn drop(&mut self) {
+        self.bus_task.abort();
+    }
+}
+
+fn lock(tracks: &Mutex<Tracks>) -> std::sync::MutexGuard<'_, Tracks> {
+    tracks.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn link_track(
+    pipeline: &gst::Pipeline,
+    pad: &gst::Pad,
+    hub: &Arc<Hub>,
+    generation: u64,
+    tracks: &Mutex<Tracks>,
+) -> Result<(), Error> {
+    let caps = pad
+        .current_caps()
+        .ok_or_else(|| Error::new(ErrorKind::Internal, "camera pad without caps"))?;
+    let s = caps
+        .structure(0)
+        .ok_or_else(|| Error::new(ErrorKind::Internal, "camera pad with empty caps"))?;
+    let media = s.get::<&str>("media").unwrap_or("");
+    let encoding = s
+        .get::<&str>("encoding-name")
+        .unwrap_or("")
+        .to_ascii_uppercase();
+    let (track, description) = {
+        let mut tracks = lock(tracks);
+        match media {
+            "video" if !tracks.video => {
+                let branch = video_branch(&encoding).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Unsupported,
+                        format!("the camera sends {encoding} video; only H.264 and H.265 can be passed through"),
+                    )
+                })?;
+                tracks.video = true;
+                (Track::Video, branch.to_string())
+            }
+            "audio" if tracks.audio.is_none() => {
+                let (name, branch) = audio_branch(&encoding).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Unsupported,
+                        format!("the camera sends {encoding} audio, which is not supported; continuing with video only"),
+                    )
+                })?;
+                tracks.audio = Some(name);
+                (Track::Audio, branch)
+            }
+            _ => {
+                tracing::debug!("ignoring extra {media} track ({encoding})");
+                return sink_to_nowhere(pipeline, pad);
+            }
+        }
+    };
+    let bin = gst::parse::bin_from_description(&format!("{description} ! appsink name=sink"), true)
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Internal,
+                format!("cannot build the {media} branch: {e}"),
+            )
+        })?;
+    let sink = bin
+        .by_name("sink")
+        .and_downcast::<gst_app::AppSink>()
+        .expect("the branch ends in an appsink");
+    sink.set_sync(false);
+    sink.set_drop(false);
+    let hub = hub.clone();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                match track {
+                    Track::Video => hub.push_video(generation, sample),
+                    Track::Audio => hub.push_audio(generation, sample),
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    add_and_link(pipeline, pad, bin.upcast())
+}
+
+fn sink_to_nowhere(pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<(), Error> {
+    let sink = gst::ElementFactory::make("fakesink")
+        .property("sync", false)
+        .build()
+        .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
+    add_and_link(pipeline, pad, sink)
+}
+
+fn add_and_link(
+    pipeline: &gst::Pipeline,
+    pad: &gst::Pad,
+    element: gst::Element,
+) -> Result<(), Error> {
+    let internal = |e: &dyn std::fmt::Display| Error::new(ErrorKind::Internal, e.to_string());
+    pipeline.add(&element).map_err(|e| internal(&e))?;
+    element.sync_state_with_parent().map_err(|e| internal(&e))?;
+    let sink_pad = element
+        .static_pad("sink")
+        .ok_or_else(|| Error::new(ErrorKind::Internal, "branch without a sink pad"))?;
+    pad.link(&sink_pad).map_err(|e| internal(&e))?;
+    Ok(())
+}
+
+async fn watch_bus(bus: gst::Bus, report: impl Fn(Error)) {
+    let mut messages = bus.stream();
+    while let Some(message) = messages.next().await {
+        match message.view() {
+            gst::MessageView::Error(err) => {
+                report(classify(err.error(), err.debug().as_deref()));
+                return;
+            }
+            gst::MessageView::Eos(_) => {
+                // Some servers (VLC among them) end the stream when their source loops or restarts.
+                report(Error::new(
+                    ErrorKind::Transient,
+                    "the camera ended the stream",
+                ));
+                return;
+            }
+            gst::MessageView::Warning(w) => {
+                tracing::debug!(
+                    "camera pipeline warning: {}",
+                    crate::secret::redact_urls(&w.error().to_string())
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A wrong password is said plainly and never retried; everything else is worth another try.
+fn classify(error: gst::glib::Error, debug: Option<&str>) -> Error {
+    let text = format!("{error} {}", debug.unwrap_or(""));
+    if error.matches(gst::ResourceError::NotAuthorized) || text.contains("401") {
+        return Error::new(
+            ErrorKind::Auth,
+            "the camera rejected the username or password (401 Unauthorized)",
+        );
+    }
+    if error.matches(gst::CoreError::MissingPlugin) {
+        return Error::new(
+            ErrorKind::Internal,
+            format!("a GStreamer plugin is missing: {error}"),
+        );
+    }
+    if error.matches(gst::ResourceError::NotFound) || text.contains("404") {
+        return Error::new(
+            ErrorKind::Transient,
+            "the camera says the stream path does not exist (404)",
+        );
+    }
+    Error::new(
+        ErrorKind::Transient,
+        format!("camera connection failed: {error}"),
+    )
+}

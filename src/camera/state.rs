@@ -1,0 +1,436 @@
+//! The on-demand state machine of one camera, as a pure function of inputs.
+//!
+//! Shape borrowed from mediamtx's path (idle → starting → ready → closing, a close-after timer
+//! cancelled by a returning reader), written as `step(input) -> actions` so it is tested without
+//! cameras, sockets or clocks. The actor in `actor.rs` only carries the actions out.
+
+use crate::error::Error;
+use std::time::{Duration, Instant};
+
+/// What Home Assistant sees as "Stream status".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Inactive,
+    Activating,
+    Active,
+    Failed,
+}
+
+impl Status {
+    pub const ALL: [Status; 4] = [
+        Status::Inactive,
+        Status::Activating,
+        Status::Active,
+        Status::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Inactive => "inactive",
+            Status::Activating => "activating",
+            Status::Active => "active",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timer {
+    /// The grace period after the last consumer left.
+    Close,
+    /// The next reconnect attempt.
+    Retry,
+    /// How long a start may take before we call it failed.
+    StartTimeout,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// The number of live leases (viewers, MQTT hold, ...) changed.
+    Demand(usize),
+    /// MQTT ON: also the way out of a sticky failure such as a wrong password.
+    On,
+    /// MQTT OFF: stop now and disconnect every viewer.
+    Off,
+    /// The camera delivered what viewers need (video caps and a keyframe).
+    SourceReady,
+    SourceFailed(Error),
+    TimerFired(Timer),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    StartSource,
+    StopSource,
+    /// Arm (`Some`) or cancel (`None`) a timer.
+    SetTimer(Timer, Option<Duration>),
+    KickViewers,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    Idle,
+    Connecting,
+    Streaming {
+        since: Instant,
+    },
+    /// The source failed and a reconnect is scheduled.
+    Retrying,
+    /// Retrying cannot help (wrong password, unsupported camera) until the user says ON again.
+    Failed,
+}
+
+/// Reconnect delays: 1 s doubling to 30 s, reset after 60 s of healthy streaming.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    pub const FIRST: Duration = Duration::from_secs(1);
+    pub const MAX: Duration = Duration::from_secs(30);
+    pub const HEALTHY: Duration = Duration::from_secs(60);
+
+    fn new() -> Self {
+        Self { next: Self::FIRST }
+    }
+
+    fn take(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        delay
+    }
+
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Machine {
+    phase: Phase,
+    demand: usize,
+    close_armed: bool,
+    start_timed_out: bool,
+    last_error: Option<Error>,
+    backoff: Backoff,
+    close_after: Duration,
+    start_timeout: Duration,
+}
+
+impl Machine {
+    pub fn new(close_after: Duration, start_timeout: Duration) -> Self {
+        Self {
+            phase: Phase::Idle,
+            demand: 0,
+            close_armed: false,
+            start_timed_out: false,
+            last_error: None,
+            backoff: Backoff::new(),
+            close_after,
+            start_timeout,
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        match self.phase {
+            Phase::Idle => Status::Inactive,
+            Phase::Streaming { .. } => Status::Active,
+            Phase::Failed => Status::Failed,
+            Phase::Connecting | Phase::Retrying if self.start_timed_out => Status::Failed,
+            Phase::Connecting | Phase::Retrying => Status::Activating,
+        }
+    }
+
+    /// The camera is reachable as far as we know: false only after a failure we have not yet recovered from.
+    pub fn available(&self) -> bool {
+        match self.phase {
+            Phase::Retrying | Phase::Failed => false,
+            Phase::Connecting => self.last_error.is_none(),
+            Phase::Idle | Phase::Streaming { .. } => true,
+        }
+    }
+
+    pub fn last_error(&self) -> Option<&Error> {
+        self.last_error.as_ref()
+    }
+
+    pub fn streaming_since(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Streaming { since } => Some(since),
+            _ => None,
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        matches!(self.phase, Phase::Connecting | Phase::Streaming { .. })
+    }
+
+    pub fn step(&mut self, input: Input, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        match input {
+            Input::Demand(n) => self.demand = n,
+            Input::On => {
+                if self.phase == Phase::Failed {
+                    self.phase = Phase::Idle;
+                    self.last_error = None;
+                }
+            }
+            Input::Off => {
+                if self.is_running() {
+                    actions.push(Action::StopSource);
+                }
+                actions.push(Action::KickViewers);
+                self.cancel_timers(&mut actions);
+                self.phase = Phase::Idle;
+                self.demand = 0;
+                self.start_timed_out = false;
+                return actions;
+            }
+            Input::SourceReady => {
+                if self.phase == Phase::Connecting {
+                    self.phase = Phase::Streaming { since: now };
+                    self.last_error = None;
+                    self.start_timed_out = false;
+                    actions.push(Action::SetTimer(Timer::StartTimeout, None));
+                }
+            }
+            Input::SourceFailed(error) => self.on_failure(error, now, &mut actions),
+            Input::TimerFired(Timer::Close) => {
+                self.close_armed = false;
+                if self.demand == 0 && self.is_running() {
+                    actions.push(Action::StopSource);
+                    actions.push(Action::SetTimer(Timer::StartTimeout, None));
+                    self.phase = Phase::Idle;
+                    self.start_timed_out = false;
+                }
+            }
+            Input::TimerFired(Timer::Retry) => {
+                if self.phase == Phase::Retrying {
+                    self.phase = Phase::Connecting;
+                    actions.push(Action::StartSource);
+                }
+            }
+            Input::TimerFired(Timer::StartTimeout) => {
+                if matches!(self.phase, Phase::Connecting | Phase::Retrying) {
+                    self.start_timed_out = true;
+                }
+            }
+        }
+        self.settle(&mut actions);
+        actions
+    }
+
+    /// Brings the phase in line with the demand after any input.
+    fn settle(&mut self, actions: &mut Vec<Action>) {
+        match (&self.phase, self.demand) {
+            (Phase::Idle, n) if n > 0 => {
+                self.phase = Phase::Connecting;
+                self.start_timed_out = false;
+                actions.push(Action::StartSource);
+                actions.push(Action::SetTimer(
+                    Timer::StartTimeout,
+                    Some(self.start_timeout),
+                ));
+            }
+            (Phase::Connecting | Phase::Streaming { .. }, 0) if !self.close_armed => {
+                self.close_armed = true;
+                actions.push(Action::SetTimer(Timer::Close, Some(self.close_after)));
+            }
+            (Phase::Connecting | Phase::Streaming { .. }, n) if n > 0 && self.close_armed => {
+                self.close_armed = false;
+                actions.push(Action::SetTimer(Timer::Close, None));
+            }
+            (Phase::Retrying, 0) => {
+                self.phase = Phase::Idle;
+                self.start_timed_out = false;
+                actions.push(Action::SetTimer(Timer::Retry, None));
+                actions.push(Action::SetTimer(Timer::StartTimeout, None));
+            }
+            _ => {}
+        }
+    }
+
+    fn on_failure(&mut self, error: Error, now: Instant, actions: &mut Vec<Action>) {
+        if !self.is_running() {
+            return;
+        }
+        if let Phase::Streaming { since } = self.phase {
+            if now.duration_since(since) >= Backoff::HEALTHY {
+                self.backoff.reset();
+            }
+        }
+        actions.push(Action::StopSource);
+        let retryable = error.kind().is_retryable();
+        self.last_error = Some(error);
+        if !retryable {
+            self.phase = Phase::Failed;
+            self.cancel_timers(actions);
+        } else if self.demand == 0 {
+            self.phase = Phase::Idle;
+            self.cancel_timers(actions);
+        } else {
+            self.phase = Phase::Retrying;
+            actions.push(Action::SetTimer(Timer::Retry, Some(self.backoff.take())));
+        }
+    }
+
+    fn cancel_timers(&mut self, actions: &mut Vec<Action>) {
+        self.close_armed = false;
+        for timer in [Timer::Close, Timer::Retry, Timer::StartTimeout] {
+            actions.push(Action::SetTimer(timer, None));
+        }
+    }
+}
+
+impl Default for Machine {
+    fn default() -> Self {
+        Self::new(Duration::from_secs(10), Duration::from_secs(10))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    const GRACE: Duration = Duration::from_secs(10);
+
+    fn machine() -> (Machine, Instant) {
+        (Machine::new(GRACE, Duration::from_secs(10)), Instant::now())
+    }
+
+    fn transient() -> Error {
+        Error::new(ErrorKind::Transient, "connection refused")
+    }
+
+    #[test]
+    fn first_viewer_starts_the_camera() {
+        let (mut m, t) = machine();
+        let actions = m.step(Input::Demand(1), t);
+        assert_eq!(actions[0], Action::StartSource);
+        assert_eq!(m.status(), Status::Activating);
+        m.step(Input::SourceReady, t);
+        assert_eq!(m.status(), Status::Active);
+    }
+
+    #[test]
+    fn last_viewer_leaving_arms_the_grace_period_and_a_returning_viewer_cancels_it() {
+        let (mut m, t) = machine();
+        m.step(Input::Demand(1), t);
+        m.step(Input::SourceReady, t);
+        assert_eq!(
+            m.step(Input::Demand(0), t),
+            vec![Action::SetTimer(Timer::Close, Some(GRACE))]
+        );
+        assert_eq!(
+            m.step(Input::Demand(1), t),
+            vec![Action::SetTimer(Timer::Close, None)]
+        );
+        assert_eq!(m.step(Input::TimerFired(Timer::Close), t), vec![]);
+        assert_eq!(m.status(), Status::Active);
+    }
+
+    #[test]
+    fn grace_period_expiry_stops_the_camera() {
+        let (mut m, t) = machine();
+        m.step(Input::Demand(1), t);
+        m.step(Input::SourceReady, t);
+        m.step(Input::Demand(0), t);
+        let actions = m.step(Input::TimerFired(Timer::Close), t);
+        assert!(actions.contains(&Action::StopSource));
+        assert_eq!(m.status(), Status::Inactive);
+    }
+
+    #[test]
+    fn off_stops_at_once_and_kicks_viewers() {
+        let (mut m, t) = machine();
+        m.step(Input::Demand(3), t);
+        m.step(Input::SourceReady, t);
+        let actions = m.step(Input::Off, t);
+        assert!(actions.contains(&Action::StopSource));
+        assert!(actions.contains(&Action::KickViewers));
+        assert_eq!(m.status(), Status::Inactive);
+    }
+
+    #[test]
+    fn transient_failures_back_off_from_1s_doubling_to_30s() {
+        let (mut m, t) = machine();
+        m.step(Input::Demand(1), t);
+        let mut delays = Vec::new();
+        for _ in 0..7 {
+            let actions = m.step(Input::SourceFailed(transient()), t);
+            assert_eq!(m.status(), Status::Activating);
+            assert!(!m.available());
+            for a in actions {
+                if let Action::SetTimer(Timer::Retry, Some(d)) = a {
+                    delays.push(d.as_secs());
+                }
+            }
+            assert_eq!(
+                m.step(Input::TimerFired(Timer::Retry), t),
+                vec![Action::StartSource]
+            );
+        }
+        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30]);
+    }
+
+    #[test]
+    fn backoff_resets_after_a_minute_of_healthy_streaming() {
+        let (mut m, t) = machine();
+        m.step(Input::Demand(1), t);
+        for _ in 0..3 {
+            m.step(Input::SourceFailed(transient()), t);
+            m.step(Input::TimerFired(Timer::Retry), t);
+        }
+        m.step(Input::SourceReady, t);
+        let later = t + Duration::from_secs(61);
+        let actions = m.step(Input::SourceFailed(transient()), later);
+        assert!(actions.contains(&Action::SetTimer(
+            Timer::Retry,
+            Some(Duration::from_secs(1))
+        )));
+    }
+
+    #[test]
+    fn wrong_password_fails_for_good_until_on() {
+        let (mut m, t) = machine();
+        m.step(Input::Demand(1), t);
+        let actions = m.step(
+            Input::SourceFailed(Error::new(ErrorKind::Auth, "401 Unauthorized")),
+            t,
+        );
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, Action::SetTimer(Timer::Retry, Some(_))))
+        );
+        assert_eq!(m.status(), Status::Failed);
+        // More viewers do not hammer the camera.
+        assert_eq!(m.step(Input::Demand(2), t), vec![]);
+        assert_eq!(m.status(), Status::Failed);
+        // ON is the user's say-so to try again.
+        assert!(m.step(Input::On, t).contains(&Action::StartSource));
+    }
+
+    #[test]
+    fn start_timeout_shows_failed_while_retrying_continues() {
+        let (mut m, t) = machine();
+        m.step(Input::Demand(1), t);
+        m.step(Input::TimerFired(Timer::StartTimeout), t);
+        assert_eq!(m.status(), Status::Failed);
+        m.step(Input::SourceReady, t);
+        assert_eq!(m.status(), Status::Active);
+    }
+
+    #[test]
+    fn demand_gone_while_retrying_goes_idle() {
+        let (mut m, t) = machine();
+        m.step(Input::Demand(1), t);
+        m.step(Input::SourceFailed(transient()), t);
+        let actions = m.step(Input::Demand(0), t);
+        assert!(actions.contains(&Action::SetTimer(Timer::Retry, None)));
+        assert_eq!(m.status(), Status::Inactive);
+    }
+}

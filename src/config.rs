@@ -1,0 +1,560 @@
+//! The configuration: YAML for standalone use, the same shape as the add-on's `options.json`.
+//!
+//! [`Config::parse`] reports every problem it finds, each naming its field, instead of stopping
+//! at the first: a user fixing a config file should need one round, not ten.
+
+use crate::secret::Secret;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mqtt: MqttConfig,
+    pub rtsp: RtspConfig,
+    pub cameras: Vec<CameraConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// Distinguishes two instances on one broker; also the default topic prefix.
+    pub node_id: String,
+    /// Topic prefix for states and commands; defaults to `node_id`.
+    pub prefix: Option<String>,
+    pub discovery_prefix: String,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            host: "localhost".into(),
+            port: 1883,
+            username: None,
+            password: None,
+            node_id: "ipcam".into(),
+            prefix: None,
+            discovery_prefix: "homeassistant".into(),
+        }
+    }
+}
+
+impl MqttConfig {
+    pub fn topic_prefix(&self) -> &str {
+        self.prefix.as_deref().unwrap_or(&self.node_id)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtspConfig {
+    pub port: u16,
+    /// Address to listen on. Without credentials the default is loopback only (see [`RtspConfig::bind_address`]).
+    pub bind: Option<IpAddr>,
+    /// Host name that Home Assistant uses to reach this server, for `stream_source`.
+    pub public_host: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// Serve every interface without credentials; the user's explicit choice.
+    pub allow_anonymous: bool,
+}
+
+impl Default for RtspConfig {
+    fn default() -> Self {
+        Self {
+            port: 8554,
+            bind: None,
+            public_host: None,
+            username: None,
+            password: None,
+            allow_anonymous: false,
+        }
+    }
+}
+
+impl RtspConfig {
+    pub fn credentials(&self) -> Option<(&str, &Secret)> {
+        match (&self.username, &self.password) {
+            (Some(user), Some(pass)) => Some((user.as_str(), pass)),
+            _ => None,
+        }
+    }
+
+    /// Security by default: a server without credentials listens on loopback only,
+    /// unless the user set `bind` or `allow_anonymous` on purpose.
+    pub fn bind_address(&self) -> IpAddr {
+        match self.bind {
+            Some(addr) => addr,
+            None if self.credentials().is_some() || self.allow_anonymous => {
+                IpAddr::from([0, 0, 0, 0])
+            }
+            None => IpAddr::from([127, 0, 0, 1]),
+        }
+    }
+
+    pub fn stream_host(&self) -> String {
+        match (&self.public_host, self.bind) {
+            (Some(host), _) => host.clone(),
+            (None, Some(addr)) if !addr.is_unspecified() => addr.to_string(),
+            _ => "127.0.0.1".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+#[derive(Debug, Clone)]
+pub struct CameraConfig {
+    pub id: String,
+    pub name: String,
+    /// The camera URL without credentials: safe to log.
+    pub url: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub transport: Transport,
+    pub close_after: Duration,
+    pub start_timeout: Duration,
+}
+
+/// The camera entry as written by the user, before credentials are split out of the URL.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCamera {
+    id: String,
+    name: Option<String>,
+    url: String,
+    username: Option<String>,
+    password: Option<Secret>,
+    #[serde(default)]
+    transport: Transport,
+    #[serde(default = "default_close_after")]
+    close_after: f64,
+    #[serde(default = "default_start_timeout")]
+    start_timeout: f64,
+}
+
+fn default_close_after() -> f64 {
+    10.0
+}
+
+fn default_start_timeout() -> f64 {
+    10.0
+}
+
+/// One problem in a config file, naming the field (`cameras[1].url`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Every problem found in a config, in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problems(pub Vec<Problem>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "the configuration has {} problem(s):", self.0.len())?;
+        for problem in &self.0 {
+            writeln!(f, "  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problems {}
+
+const SECTIONS: [&str; 3] = ["mqtt", "rtsp", "cameras"];
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, Problems> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Problems(vec![Problem {
+                field: path.display().to_string(),
+                message: format!("cannot read the file: {e}"),
+            }])
+        })?;
+        Config::parse(&text)
+    }
+
+    /// Parses YAML (JSON is YAML too, so `options.json` goes through here as well).
+    pub fn parse(text: &str) -> Result<Config, Problems> {
+        let root: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
+            Problems(vec![Problem {
+                field: "(file)".into(),
+                message: format!("not valid YAML: {e}"),
+            }])
+        })?;
+        let mut problems = Vec::new();
+        let empty = serde_yaml::Mapping::new();
+        let map = match &root {
+            serde_yaml::Value::Mapping(map) => map,
+            serde_yaml::Value::Null => &empty,
+            _ => {
+                return Err(Problems(vec![Problem {
+                    field: "(file)".into(),
+                    message: "the top level must be a mapping with mqtt, rtsp and cameras".into(),
+                }]));
+            }
+        };
+        for key in map.keys() {
+            let name = key.as_str().unwrap_or("?");
+            if !SECTIONS.contains(&name) {
+                problems.push(Problem {
+                    field: name.into(),
+                    message: format!("unknown section; expected one of {}", SECTIONS.join(", ")),
+                });
+            }
+        }
+        let mqtt: MqttConfig = section(map.get("mqtt"), "mqtt", &mut problems).unwrap_or_default();
+        let rtsp: RtspConfig = section(map.get("rtsp"), "rtsp", &mut problems).unwrap_or_default();
+        let cameras = match map.get("cameras") {
+            None | Some(serde_yaml::Value::Null) => Vec::new(),
+            Some(serde_yaml::Value::Sequence(items)) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| {
+                    let field = format!("cameras[{i}]");
+                    let raw: RawCamera = section(Some(item), &field, &mut problems)?;
+                    camera(raw, &field, &mut problems)
+                })
+                .collect(),
+            Some(_) => {
+                problems.push(Problem {
+                    field: "cameras".into(),
+                    message: "must be a list of cameras".into(),
+                });
+                Vec::new()
+            }
+        };
+        check_mqtt(&mqtt, &mut problems);
+        check_rtsp(&rtsp, &mut problems);
+        let mut seen = BTreeSet::new();
+        for (i, cam) in cameras.iter().enumerate() {
+            if !seen.insert(cam.id.clone()) {
+                problems.push(Problem {
+                    field: format!("cameras[{i}].id"),
+                    message: format!(
+                        "\"{}\" is used by another camera; ids must be unique",
+                        cam.id
+                    ),
+                });
+            }
+        }
+        if problems.is_empty() {
+            Ok(Config {
+                mqtt,
+                rtsp,
+                cameras,
+            })
+        } else {
+            Err(Problems(problems))
+        }
+    }
+
+    /// Every secret in the config, for scrubbing messages that might quote one.
+    pub fn secrets(&self) -> Vec<&Secret> {
+        let mut out: Vec<&Secret> = self.mqtt.password.iter().collect();
+        out.extend(self.rtsp.password.iter());
+        out.extend(self.cameras.iter().filter_map(|c| c.password.as_ref()));
+        out
+    }
+}
+
+fn section<T: DeserializeOwned>(
+    value: Option<&serde_yaml::Value>,
+    field: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    let value = match value {
+        None | Some(serde_yaml::Value::Null) => serde_yaml::Value::Mapping(Default::default()),
+        Some(v) => v.clone(),
+    };
+    serde_path_to_error::deserialize(value)
+        .map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." {
+                field.to_string()
+            } else {
+                format!("{field}.{path}")
+            };
+            problems.push(Problem {
+                field,
+                message: crate::secret::redact_urls(&e.into_inner().to_string()),
+            });
+        })
+        .ok()
+}
+
+fn is_valid_id(id: &str) -> bool {
+    (1..=32).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+fn camera(raw: RawCamera, field: &str, problems: &mut Vec<Problem>) -> Option<CameraConfig> {
+    let before = problems.len();
+    let mut problem = |name: &str, message: String| {
+        problems.push(Problem {
+            field: format!("{field}.{name}"),
+            message,
+        })
+    };
+    if !is_valid_id(&raw.id) {
+        problem(
+            "id",
+            format!(
+                "\"{}\" is not a valid id: use 1 to 32 of a-z, 0-9 and _ (it becomes part of topics and RTSP paths)",
+                raw.id
+            ),
+        );
+    }
+    let mut username = raw.username.filter(|u| !u.is_empty());
+    let mut password = raw.password.filter(|p| !p.is_empty());
+    let url = match url::Url::parse(&raw.url) {
+        Err(e) => {
+            problem(
+                "url",
+                format!(
+                    "\"{}\" is not a URL: {e}",
+                    crate::secret::redact_urls(&raw.url)
+                ),
+            );
+            None
+        }
+        Ok(mut url) => {
+            if !matches!(url.scheme(), "rtsp" | "rtsps") {
+                problem(
+                    "url",
+                    format!("scheme \"{}\" is not supported; use rtsp://", url.scheme()),
+                );
+            }
+            if url.host_str().is_none_or(str::is_empty) {
+                problem("url", "has no host".into());
+            }
+            // Credentials written into the URL move into their own fields, so the URL is safe to log.
+            if !url.username().is_empty() || url.password().is_some() {
+                if username.is_some() || password.is_some() {
+                    problem(
+                        "url",
+                        "has credentials and username/password are set too; keep only one".into(),
+                    );
+                }
+                username = Some(decode(url.username()));
+                password = url.password().map(|p| Secret::new(decode(p)));
+                let _ = url.set_username("");
+                let _ = url.set_password(None);
+            }
+            Some(url.to_string())
+        }
+    };
+    if password.is_some() && username.is_none() {
+        problem("password", "is set without a username".into());
+    }
+    let close_after = seconds(raw.close_after, 0.0, 3600.0, "close_after", &mut problem);
+    let start_timeout = seconds(raw.start_timeout, 1.0, 120.0, "start_timeout", &mut problem);
+    if problems.len() > before {
+        return None;
+    }
+    Some(CameraConfig {
+        name: raw
+            .name
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| raw.id.clone()),
+        id: raw.id,
+        url: url?,
+        username,
+        password,
+        transport: raw.transport,
+        close_after: close_after?,
+        start_timeout: start_timeout?,
+    })
+}
+
+fn decode(text: &str) -> String {
+    url::form_urlencoded::parse(format!("x={text}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+fn seconds(
+    value: f64,
+    min: f64,
+    max: f64,
+    name: &str,
+    problem: &mut impl FnMut(&str, String),
+) -> Option<Duration> {
+    if value.is_finite() && (min..=max).contains(&value) {
+        Some(Duration::from_secs_f64(value))
+    } else {
+        problem(
+            name,
+            format!("{value} is out of range; use {min} to {max} seconds"),
+        );
+        None
+    }
+}
+
+fn is_valid_topic_level(text: &str) -> bool {
+    !text.is_empty()
+        && !text.contains(['+', '#', '\0'])
+        && !text.starts_with('/')
+        && !text.ends_with('/')
+}
+
+fn check_mqtt(mqtt: &MqttConfig, problems: &mut Vec<Problem>) {
+    let mut problem = |name: &str, message: String| {
+        problems.push(Problem {
+            field: format!("mqtt.{name}"),
+            message,
+        })
+    };
+    if mqtt.host.trim().is_empty() {
+        problem("host", "must not be empty".into());
+    }
+    if mqtt.port == 0 {
+        problem("port", "must be 1 to 65535".into());
+    }
+    if mqtt.node_id.is_empty()
+        || !mqtt
+            .node_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        problem(
+            "node_id",
+            format!(
+                "\"{}\" is not valid: use letters, digits, _ and -",
+                mqtt.node_id
+            ),
+        );
+    }
+    if let Some(prefix) = &mqtt.prefix {
+        if !is_valid_topic_level(prefix) {
+            problem(
+                "prefix",
+                format!("\"{prefix}\" is not a valid topic prefix"),
+            );
+        }
+    }
+    if !is_valid_topic_level(&mqtt.discovery_prefix) {
+        problem(
+            "discovery_prefix",
+            format!("\"{}\" is not a valid topic prefix", mqtt.discovery_prefix),
+        );
+    }
+    if mqtt.password.is_some() && mqtt.username.is_none() {
+        problem("password", "is set without a username".into());
+    }
+}
+
+fn check_rtsp(rtsp: &RtspConfig, problems: &mut Vec<Problem>) {
+    if rtsp.username.is_some() != rtsp.password.is_some() {
+        problems.push(Problem {
+            field: "rtsp.username".into(),
+            message: "username and password must be set together".into(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let config =
+            Config::parse("cameras:\n  - id: nursery\n    url: rtsp://10.0.0.5:554/h264\n")
+                .unwrap();
+        let cam = &config.cameras[0];
+        assert_eq!(cam.name, "nursery");
+        assert_eq!(cam.transport, Transport::Tcp);
+        assert_eq!(cam.close_after, Duration::from_secs(10));
+        assert_eq!(config.rtsp.port, 8554);
+        assert_eq!(config.mqtt.topic_prefix(), "ipcam");
+        assert_eq!(config.rtsp.bind_address(), IpAddr::from([127, 0, 0, 1]));
+    }
+
+    #[test]
+    fn credentials_in_the_url_move_out_of_it() {
+        let config =
+            Config::parse("cameras:\n  - id: a\n    url: rtsp://admin:p%40ss@10.0.0.5/h264\n")
+                .unwrap();
+        let cam = &config.cameras[0];
+        assert_eq!(cam.url, "rtsp://10.0.0.5/h264");
+        assert_eq!(cam.username.as_deref(), Some("admin"));
+        assert_eq!(cam.password.as_ref().unwrap().expose(), "p@ss");
+    }
+
+    #[test]
+    fn every_problem_is_listed_with_its_field() {
+        let text = r#"
+mqtt: { port: "abc" }
+rtsp: { username: viewer }
+extra: 1
+cameras:
+  - id: Bad-Id
+    url: http://user:hunter2@cam/x
+    close_after: -1
+  - id: ok
+    url: rtsp://cam/x
+    transport: carrier-pigeon
+  - id: dup
+    url: rtsp://cam/1
+  - id: dup
+    url: rtsp://cam/2
+"#;
+        let problems = Config::parse(text).unwrap_err().0;
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "extra",
+                "mqtt.port",
+                "cameras[0].id",
+                "cameras[0].url",
+                "cameras[0].close_after",
+                "cameras[1].transport",
+                "rtsp.username",
+                "cameras[3].id",
+            ]
+        );
+        let all = Problems(problems).to_string();
+        assert!(!all.contains("hunter2"), "{all}");
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug() {
+        let config = Config::parse(
+            "mqtt: { username: u, password: mqttpass }\ncameras:\n  - id: a\n    url: rtsp://cam/x\n    username: admin\n    password: campass\n",
+        )
+        .unwrap();
+        let debug = format!("{config:?}");
+        assert!(
+            !debug.contains("mqttpass") && !debug.contains("campass"),
+            "{debug}"
+        );
+    }
+}

@@ -1,0 +1,12 @@
+//! ipcam-mqtt: RTSP IP cameras as Home Assistant devices, re-streamed on demand.
+
+pub mod app;
+pub mod camera;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod media;
+pub mod mqtt;
+pub mod rtsp;
+pub mod secret;
+pub mod testcam;

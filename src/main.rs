@@ -1,0 +1,112 @@
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use ipcam_mqtt::config::Config;
+use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
+
+/// RTSP IP cameras as Home Assistant devices: on-demand re-streaming with an MQTT control plane.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    /// The configuration file (YAML, or the add-on's options.json).
+    #[arg(long, short, global = true, default_value = "cameras.yaml")]
+    config: PathBuf,
+    /// Log filter, e.g. `info` or `ipcam_mqtt=debug` (RUST_LOG overrides it).
+    #[arg(long, global = true, default_value = "info,rumqttd=warn")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the add-on (the default).
+    Run,
+    /// Check the configuration and list every problem, naming the field.
+    CheckConfig,
+    /// Run on an embedded broker and a synthetic camera: no camera or broker needed.
+    Demo(ipcam_mqtt::demo::DemoOptions),
+    /// Serve a synthetic RTSP camera (for tests and benchmarks).
+    TestCamera(ipcam_mqtt::testcam::TestCameraOptions),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!(
+                "error: {}",
+                ipcam_mqtt::secret::redact_urls(&format!("{e:#}"))
+            );
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let command = cli.command.unwrap_or(Cmd::Run);
+    if let Cmd::CheckConfig = command {
+        let config = Config::load(&cli.config)?;
+        println!(
+            "{}: OK, {} camera(s): {}",
+            cli.config.display(),
+            config.cameras.len(),
+            config
+                .cameras
+                .iter()
+                .map(|c| c.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return Ok(());
+    }
+    gstreamer::init().context("GStreamer failed to initialise")?;
+    ipcam_mqtt::media::pipeline::check_plugins().map_err(anyhow::Error::msg)?;
+    if let Cmd::TestCamera(options) = &command {
+        return ipcam_mqtt::testcam::run_test_camera(options);
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let cancel = CancellationToken::new();
+        tokio::spawn(watch_signals(cancel.clone()));
+        match command {
+            Cmd::Demo(options) => ipcam_mqtt::demo::run(options, cancel).await,
+            _ => {
+                let config = Config::load(&cli.config)?;
+                ipcam_mqtt::app::run(config, cancel).await
+            }
+        }
+    })
+}
+
+/// The first SIGINT/SIGTERM shuts down cleanly; a second one exits at once.
+async fn watch_signals(cancel: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return;
+    };
+    let mut received = 0;
+    loop {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        received += 1;
+        if received == 1 {
+            cancel.cancel();
+        } else {
+            eprintln!("second signal: exiting now");
+            std::process::exit(130);
+        }
+    }
+}

@@ -1,0 +1,440 @@
+//! The per-camera fan-out hub: one camera connection feeds any number of consumers.
+//!
+//! - **Bounded per-consumer links.** Each consumer is an `appsrc`; when its queue holds more than
+//!   [`MAX_QUEUE`] of media, the hub drops frames for that consumer only (counted) and resumes at
+//!   the next keyframe. A slow viewer never stalls the camera or the others.
+//! - **GOP cache with restamping.** The frames since the last keyframe are kept. A new consumer gets
+//!   them as a burst restamped to just before the next live frame (see
+//!   `notes/gst-rtsp-server-facts.md`), so it starts decoding at once instead of waiting up to a
+//!   whole GOP, and does not stay a GOP behind live.
+//! - **Survives reconnects.** The hub outlives each camera session; consumers stay registered and
+//!   resume at the new session's first keyframe ("re-homing" for free).
+//!
+//! Pushing happens on the ingest's streaming threads; the lock is held only for queue operations,
+//! which never block.
+
+use gstreamer as gst;
+use gstreamer::glib;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// The most media a consumer may have queued before it starts dropping.
+pub const MAX_QUEUE: gst::ClockTime = gst::ClockTime::from_mseconds(500);
+/// A GOP longer than this is not cached (a new consumer then waits for a keyframe).
+const MAX_GOP_FRAMES: usize = 600;
+/// Spacing of restamped cached frames: small, so the burst decodes in a blink.
+const BURST_SPACING: gst::ClockTime = gst::ClockTime::from_mseconds(2);
+
+/// What a camera session delivers, once known: a viewer's media is built from this.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layout {
+    pub video: gst::Caps,
+    pub audio: Option<gst::Caps>,
+}
+
+/// A human summary of the streams, for the info sensor and logs.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct StreamInfo {
+    pub video_codec: Option<String>,
+    pub width: Option<i32>,
+    pub height: Option<i32>,
+    pub fps: Option<f64>,
+    pub audio_codec_in: Option<String>,
+    pub audio_codec_out: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// New: gets the cached GOP as a burst before the next live frame.
+    Burst,
+    /// Dropped frames or joined without a usable cache: resumes at the next keyframe.
+    WaitKeyframe,
+    Live,
+}
+
+struct Consumer {
+    id: u64,
+    video: glib::WeakRef<gst_app::AppSrc>,
+    audio: Option<glib::WeakRef<gst_app::AppSrc>>,
+    start: Start,
+}
+
+#[derive(Default)]
+struct Session {
+    video_caps: Option<gst::Caps>,
+    audio_caps: Option<gst::Caps>,
+    /// `None` until the source has announced all its tracks.
+    has_audio: Option<bool>,
+    got_keyframe: bool,
+    audio_in: Option<String>,
+}
+
+impl Session {
+    fn layout(&self) -> Option<Layout> {
+        let has_audio = self.has_audio?;
+        if !self.got_keyframe {
+            return None;
+        }
+        let video = self.video_caps.clone()?;
+        let audio = if has_audio {
+            Some(self.audio_caps.clone()?)
+        } else {
+            None
+        };
+        Some(Layout { video, audio })
+    }
+}
+
+#[derive(Default)]
+struct State {
+    generation: u64,
+    session: Session,
+    /// A failure that waiting cannot fix (wrong password); viewers are told at once.
+    failure: Option<String>,
+    gop: Vec<gst::Sample>,
+    gop_complete: bool,
+    consumers: Vec<Consumer>,
+    last_video_at: Option<Instant>,
+    last_info: StreamInfo,
+}
+
+/// Counters for the API and the info sensor.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HubStats {
+    pub consumers: usize,
+    pub dropped_frames: u64,
+}
+
+pub struct Hub {
+    state: Mutex<State>,
+    ready: Condvar,
+    ready_generation: watch::Sender<u64>,
+    next_consumer: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Hub {
+    pub fn new() -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            ready: Condvar::new(),
+            ready_generation: watch::Sender::new(0),
+            next_consumer: AtomicU64::new(1),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new camera session starts: forget what the last one delivered, keep the consumers.
+    pub fn begin_session(&self) -> u64 {
+        let mut state = self.lock();
+        state.generation += 1;
+        state.session = Session::default();
+        state.failure = None;
+        state.gop.clear();
+        state.gop_complete = false;
+        for consumer in &mut state.consumers {
+            if consumer.start == Start::Live {
+                consumer.start = Start::WaitKeyframe;
+            }
+        }
+        state.generation
+    }
+
+    /// The camera cannot be reached in a way waiting will not fix; wake every waiting viewer.
+    pub fn fail(&self, reason: &str) {
+        let mut state = self.lock();
+        state.failure = Some(reason.to_string());
+        state.gop.clear();
+        self.ready.notify_all();
+    }
+
+    /// The session ended (camera stopped): no cached frames survive it.
+    pub fn end_session(&self) {
+        let mut state = self.lock();
+        state.gop.clear();
+        state.gop_complete = false;
+        state.session.got_keyframe = false;
+    }
+
+    /// Fires with the generation of each session that became ready.
+    pub fn subscribe_ready(&self) -> watch::Receiver<u64> {
+        self.ready_generation.subscribe()
+    }
+
+    /// Blocks the calling (GLib) thread until the camera delivers what a viewer needs.
+    pub fn wait_ready(&self, timeout: Duration) -> Result<Layout, String> {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.lock();
+        loop {
+            if let Some(failure) = &state.failure {
+                return Err(failure.clone());
+            }
+            if let Some(layout) = state.session.layout() {
+                return Ok(layout);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!(
+                    "the camera did not deliver video within {:.0} s",
+                    timeout.as_secs_f64()
+                ));
+            }
+            state = self
+                .ready
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    pub fn layout(&self) -> Option<Layout> {
+        self.lock().session.layout()
+    }
+
+    /// The source has announced all its tracks.
+    pub fn set_tracks(&self, generation: u64, has_audio: bool, audio_in: Option<String>) {
+        let mut state = self.lock();
+        if state.generation != generation {
+            return;
+        }
+        state.session.has_audio = Some(has_audio);
+        state.session.audio_in = audio_in;
+        self.announce_if_ready(&mut state);
+    }
+
+    fn announce_if_ready(&self, state: &mut State) {
+        if let Some(layout) = state.session.layout() {
+            state.last_info = stream_info(&layout, state.session.audio_in.clone());
+            self.ready.notify_all();
+            self.ready_generation.send_replace(state.generation);
+        }
+    }
+
+    pub fn info(&self) -> StreamInfo {
+        self.lock().last_info.clone()
+    }
+
+    pub fn stats(&self) -> HubStats {
+        HubStats {
+            consumers: self.lock().consumers.len(),
+            dropped_frames: self.dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// When the last video frame arrived: the stall watchdog reads this.
+    pub fn last_video_at(&self) -> Option<Instant> {
+        self.lock().last_video_at
+    }
+
+    /// The newest keyframe, for snapshots.
+    pub fn latest_keyframe(&self) -> Option<gst::Sample> {
+        self.lock().gop.first().cloned()
+    }
+
+    pub fn add_consumer(
+        &self,
+        video: &gst_app::AppSrc,
+        audio: Option<&gst_app::AppSrc>,
+    ) -> ConsumerId {
+        let id = self.next_consumer.fetch_add(1, Ordering::Relaxed);
+        for src in std::iter::once(video).chain(audio) {
+            prepare_consumer_src(src);
+        }
+        self.lock().consumers.push(Consumer {
+            id,
+            video: video.downgrade(),
+            audio: audio.map(|a| a.downgrade()),
+            start: Start::Burst,
+        });
+        ConsumerId(id)
+    }
+
+    pub fn remove_consumer(&self, id: ConsumerId) {
+        self.lock().consumers.retain(|c| c.id != id.0);
+    }
+
+    /// Called on the ingest's video streaming thread for every frame.
+    pub fn push_video(&self, generation: u64, sample: gst::Sample) {
+        let Some(buffer) = sample.buffer() else {
+            return;
+        };
+        let is_keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+        let mut state = self.lock();
+        if state.generation != generation {
+            return;
+        }
+        state.last_video_at = Some(Instant::now());
+        if is_keyframe {
+            state.gop.clear();
+            state.gop_complete = true;
+            if !state.session.got_keyframe {
+                state.session.got_keyframe = true;
+                state.session.video_caps = sample.caps_owned();
+                self.announce_if_ready(&mut state);
+            } else if let Some(caps) = sample.caps_owned() {
+                state.session.video_caps = Some(caps);
+            }
+        }
+        if !state.session.got_keyframe {
+            return;
+        }
+        if state.gop.len() < MAX_GOP_FRAMES {
+            state.gop.push(sample.clone());
+        } else {
+            state.gop_complete = false;
+        }
+        let State {
+            consumers,
+            gop,
+            gop_complete,
+            ..
+        } = &mut *state;
+        let mut dropped = 0;
+        consumers.retain_mut(|consumer| {
+            let Some(src) = consumer.video.upgrade() else {
+                return false;
+            };
+            match consumer.start {
+                Start::Burst if !is_keyframe && *gop_complete => {
+                    push_burst(&src, &gop[..gop.len() - 1], buffer.pts());
+                }
+                Start::Burst | Start::WaitKeyframe if !is_keyframe => {
+                    consumer.start = Start::WaitKeyframe;
+                    return true;
+                }
+                Start::Live if src.current_level_time() > MAX_QUEUE => {
+                    consumer.start = Start::WaitKeyframe;
+                    dropped += 1;
+                    return true;
+                }
+                _ => {}
+            }
+            consumer.start = Start::Live;
+            let _ = src.push_sample(&sample);
+            true
+        });
+        drop(state);
+        if dropped > 0 {
+            self.dropped.fetch_add(dropped, Ordering::Relaxed);
+        }
+    }
+
+    /// Called on the ingest's audio streaming thread; audio follows video into each consumer.
+    pub fn push_audio(&self, generation: u64, sample: gst::Sample) {
+        let mut state = self.lock();
+        if state.generation != generation {
+            return;
+        }
+        if state.session.audio_caps.is_none() {
+            state.session.audio_caps = sample.caps_owned();
+            self.announce_if_ready(&mut state);
+        }
+        let mut dropped = 0;
+        for consumer in &state.consumers {
+            if consumer.start != Start::Live {
+                continue;
+            }
+            let Some(src) = consumer.audio.as_ref().and_then(|a| a.upgrade()) else {
+                continue;
+            };
+            if src.current_level_time() > MAX_QUEUE {
+                dropped += 1;
+                continue;
+            }
+            let _ = src.push_sample(&sample);
+        }
+        drop(state);
+        if dropped > 0 {
+            self.dropped.fetch_add(dropped, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Identifies a consumer for [`Hub::remove_consumer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsumerId(u64);
+
+fn prepare_consumer_src(src: &gst_app::AppSrc) {
+    src.set_format(gst::Format::Time);
+    src.set_is_live(true);
+    src.set_do_timestamp(false);
+    // The hub bounds the queue itself (and counts what it drops); appsrc must never block it.
+    src.set_block(false);
+    src.set_max_bytes(64 * 1024 * 1024);
+}
+
+/// Pushes the cached frames restamped to just before `live_pts`, a few ms apart.
+fn push_burst(src: &gst_app::AppSrc, cached: &[gst::Sample], live_pts: Option<gst::ClockTime>) {
+    let Some(live_pts) = live_pts else {
+        return;
+    };
+    let count = cached.len() as u64;
+    for (i, sample) in cached.iter().enumerate() {
+        let Some(original) = sample.buffer() else {
+            continue;
+        };
+        let before = BURST_SPACING * (count - i as u64);
+        let pts = live_pts.saturating_sub(before);
+        let mut buffer = original.copy();
+        {
+            let buffer = buffer.make_mut();
+            buffer.set_pts(pts);
+            buffer.set_dts(pts);
+            buffer.set_duration(BURST_SPACING);
+        }
+        let caps = sample.caps_owned();
+        let mut builder = gst::Sample::builder().buffer(&buffer);
+        if let Some(caps) = &caps {
+            builder = builder.caps(caps);
+        }
+        if let Some(segment) = sample.segment() {
+            builder = builder.segment(segment);
+        }
+        let restamped = builder.build();
+        let _ = src.push_sample(&restamped);
+    }
+}
+
+fn stream_info(layout: &Layout, audio_in: Option<String>) -> StreamInfo {
+    let mut info = StreamInfo {
+        audio_codec_in: audio_in,
+        ..StreamInfo::default()
+    };
+    if let Some(s) = layout.video.structure(0) {
+        info.video_codec = Some(
+            match s.name().as_str() {
+                "video/x-h264" => "H264",
+                "video/x-h265" => "H265",
+                other => other,
+            }
+            .to_string(),
+        );
+        info.width = s.get::<i32>("width").ok();
+        info.height = s.get::<i32>("height").ok();
+        info.fps = s
+            .get::<gst::Fraction>("framerate")
+            .ok()
+            .filter(|f| f.numer() > 0 && f.denom() > 0)
+            .map(|f| (f.numer() as f64 / f.denom() as f64 * 100.0).round() / 100.0);
+    }
+    if let Some(s) = layout.audio.as_ref().and_then(|c| c.structure(0)) {
+        let rate = s.get::<i32>("rate").unwrap_or(0);
+        let channels = s.get::<i32>("channels").unwrap_or(0);
+        info.audio_codec_out = Some(format!("AAC {rate} Hz {channels} ch"));
+    }
+    info
+}

@@ -1,0 +1,4 @@
+//! Media plumbing shared by every consumer of a camera.
+
+pub mod fanout;
+pub mod pipeline;

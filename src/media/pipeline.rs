@@ -1,0 +1,96 @@
+//! Pipeline plumbing shared by every GStreamer pipeline we build.
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+
+/// One clock setup for every pipeline, ingest and viewer media alike: the system clock, no
+/// start time and one process-wide base time. Running times then agree everywhere and survive
+/// an ingest restart, which is what lets a viewer keep playing across a camera reconnect.
+#[derive(Debug, Clone)]
+pub struct MediaClock {
+    clock: gst::Clock,
+    base_time: gst::ClockTime,
+}
+
+impl MediaClock {
+    pub fn new() -> Self {
+        let clock = gst::SystemClock::obtain();
+        let base_time = clock.time();
+        Self { clock, base_time }
+    }
+
+    pub fn apply(&self, pipeline: &gst::Pipeline) {
+        pipeline.use_clock(Some(&self.clock));
+        pipeline.set_start_time(gst::ClockTime::NONE);
+        pipeline.set_base_time(self.base_time);
+    }
+}
+
+impl Default for MediaClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Where each element we use comes from, so a missing one names its Debian package.
+const PLUGIN_PACKAGES: &[(&str, &str)] = &[
+    ("rtspsrc", "gstreamer1.0-plugins-good"),
+    ("rtph264depay", "gstreamer1.0-plugins-good"),
+    ("rtph265depay", "gstreamer1.0-plugins-good"),
+    ("rtph264pay", "gstreamer1.0-plugins-good"),
+    ("rtph265pay", "gstreamer1.0-plugins-good"),
+    ("rtpmp4gpay", "gstreamer1.0-plugins-good"),
+    ("rtpmp4gdepay", "gstreamer1.0-plugins-good"),
+    ("rtpmp4adepay", "gstreamer1.0-plugins-good"),
+    ("rtppcmadepay", "gstreamer1.0-plugins-good"),
+    ("rtppcmudepay", "gstreamer1.0-plugins-good"),
+    ("rtpopusdepay", "gstreamer1.0-plugins-good"),
+    ("alawdec", "gstreamer1.0-plugins-good"),
+    ("mulawdec", "gstreamer1.0-plugins-good"),
+    ("h264parse", "gstreamer1.0-plugins-bad"),
+    ("h265parse", "gstreamer1.0-plugins-bad"),
+    ("aacparse", "gstreamer1.0-plugins-good"),
+    ("opusdec", "gstreamer1.0-plugins-base"),
+    ("audioconvert", "gstreamer1.0-plugins-base"),
+    ("audioresample", "gstreamer1.0-plugins-base"),
+    ("appsrc", "gstreamer1.0-plugins-base"),
+    ("appsink", "gstreamer1.0-plugins-base"),
+    ("avenc_aac", "gstreamer1.0-libav"),
+];
+
+/// Checks at start-up that every element we may need exists, naming the package of each missing one.
+pub fn check_plugins() -> Result<(), String> {
+    let missing: Vec<String> = PLUGIN_PACKAGES
+        .iter()
+        .filter(|(name, _)| gst::ElementFactory::find(name).is_none())
+        .map(|(name, package)| format!("{name} (apt install {package})"))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "missing GStreamer elements: {}",
+            missing.join(", ")
+        ))
+    }
+}
+
+/// Sets a pipeline to `Null` when dropped, so no error path leaks a running pipeline.
+#[derive(Debug)]
+pub struct PipelineGuard(gst::Pipeline);
+
+impl PipelineGuard {
+    pub fn new(pipeline: gst::Pipeline) -> Self {
+        Self(pipeline)
+    }
+
+    pub fn pipeline(&self) -> &gst::Pipeline {
+        &self.0
+    }
+}
+
+impl Drop for PipelineGuard {
+    fn drop(&mut self) {
+        let _ = self.0.set_state(gst::State::Null);
+    }
+}

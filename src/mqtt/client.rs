@@ -1,0 +1,284 @@
+//! The MQTT bridge: publishes discovery and states, turns commands into camera commands.
+//!
+//! Two tasks: the rumqttc event loop (which must always be polled, and reconnects with backoff)
+//! and the bridge, which owns every publication so nothing else writes to the broker.
+
+use super::command::{self, Command};
+use super::discovery::{self, OFFLINE, ONLINE};
+use super::states::{CameraLinks, camera_states};
+use super::topics::Topics;
+use crate::camera::CameraHandle;
+use crate::config::MqttConfig;
+use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS};
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// One camera as the bridge sees it.
+#[derive(Debug, Clone)]
+pub struct BridgedCamera {
+    pub handle: CameraHandle,
+    pub name: String,
+    pub links: CameraLinks,
+}
+
+/// Refreshes attributes that move with time (`streaming_for_s`).
+const REFRESH: Duration = Duration::from_secs(30);
+const RECONNECT_MAX: Duration = Duration::from_secs(30);
+/// Our largest message is a discovery document of a few KB; commands are tiny.
+const MAX_PACKET: usize = 256 * 1024;
+
+enum Incoming {
+    Connected,
+    Message {
+        topic: String,
+        payload: Vec<u8>,
+        retained: bool,
+    },
+}
+
+pub async fn run(config: &MqttConfig, cameras: Vec<BridgedCamera>, cancel: CancellationToken) {
+    let topics = Topics::new(config);
+    let mut options = MqttOptions::new(
+        format!("ipcam-mqtt-{}", config.node_id),
+        config.host.clone(),
+        config.port,
+    );
+    options.set_keep_alive(Duration::from_secs(30));
+    options.set_max_packet_size(MAX_PACKET, MAX_PACKET);
+    options.set_last_will(LastWill::new(
+        topics.bridge_status(),
+        OFFLINE,
+        QoS::AtLeastOnce,
+        true,
+    ));
+    if let Some(user) = &config.username {
+        let password = config.password.as_ref().map(|p| p.expose()).unwrap_or("");
+        options.set_credentials(user.clone(), password);
+    }
+    let (client, event_loop) = AsyncClient::new(options, 256);
+    let (incoming_tx, incoming) = mpsc::channel(256);
+    let broker = format!("{}:{}", config.host, config.port);
+    let poller = tokio::spawn(poll(event_loop, incoming_tx, broker));
+    let mut bridge = Bridge {
+        client,
+        topics,
+        cameras,
+        published: HashMap::new(),
+    };
+    bridge.serve(incoming, cancel).await;
+    poller.abort();
+}
+
+async fn poll(mut event_loop: EventLoop, incoming: mpsc::Sender<Incoming>, broker: String) {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match event_loop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                tracing::info!("connected to the MQTT broker at {broker}");
+                delay = Duration::from_secs(1);
+                if incoming.send(Incoming::Connected).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                let message = Incoming::Message {
+                    topic: publish.topic,
+                    payload: publish.payload.to_vec(),
+                    retained: publish.retain,
+                };
+                if incoming.send(message).await.is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(
+                    "MQTT broker {broker}: {}; reconnecting in {} s",
+                    crate::secret::redact_urls(&e.to_string()),
+                    delay.as_secs()
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(RECONNECT_MAX);
+            }
+        }
+    }
+}
+
+struct Bridge {
+    client: AsyncClient,
+    topics: Topics,
+    cameras: Vec<BridgedCamera>,
+    /// The last payload per retained topic, to publish only changes and to republish all.
+    published: HashMap<String, String>,
+}
+
+impl Bridge {
+    async fn serve(&mut self, mut incoming: mpsc::Receiver<Incoming>, cancel: CancellationToken) {
+        let (changed_tx, mut changed) = mpsc::channel::<usize>(64);
+        let mut watchers = Vec::new();
+        for (index, camera) in self.cameras.iter().enumerate() {
+            let mut state = camera.handle.state();
+            let changed_tx = changed_tx.clone();
+            watchers.push(tokio::spawn(async move {
+                while state.changed().await.is_ok() {
+                    if changed_tx.send(index).await.is_err() {
+                        return;
+                    }
+                }
+            }));
+        }
+        let mut refresh = tokio::time::interval(REFRESH);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                Some(message) = incoming.recv() => self.on_incoming(message).await,
+                Some(index) = changed.recv() => self.publish_camera(index, false).await,
+                _ = refresh.tick() => {
+                    for index in 0..self.cameras.len() {
+                        self.publish_camera(index, false).await;
+                    }
+                }
+            }
+        }
+        for watcher in watchers {
+            watcher.abort();
+        }
+        // A clean goodbye: the will covers crashes, this covers shutdown.
+        let _ = self
+            .client
+            .publish(self.topics.bridge_status(), QoS::AtLeastOnce, true, OFFLINE)
+            .await;
+        let _ = self.client.disconnect().await;
+        // Give the event loop a moment to flush the goodbye.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    async fn on_incoming(&mut self, message: Incoming) {
+        match message {
+            Incoming::Connected => {
+                for filter in [
+                    self.topics.command_filter(),
+                    self.topics.ha_status(),
+                    self.topics.camera_status_filter(),
+                ] {
+                    let _ = self.client.subscribe(filter, QoS::AtLeastOnce).await;
+                }
+                self.publish_all().await;
+            }
+            Incoming::Message {
+                topic,
+                payload,
+                retained,
+            } => {
+                if topic == self.topics.ha_status() {
+                    if payload == ONLINE.as_bytes() {
+                        tracing::info!("Home Assistant came online: publishing discovery again");
+                        self.publish_all().await;
+                    }
+                } else if let Some(camera) = self.topics.parse_camera_status(&topic) {
+                    if retained && !payload.is_empty() && !self.is_known(camera) {
+                        self.clear_ghost(camera.to_string()).await;
+                    }
+                } else {
+                    self.on_command(&topic, &payload);
+                }
+            }
+        }
+    }
+
+    fn is_known(&self, camera: &str) -> bool {
+        self.cameras.iter().any(|c| c.handle.id == camera)
+    }
+
+    fn on_command(&self, topic: &str, payload: &[u8]) {
+        let parsed = command::parse(&self.topics, |c| self.is_known(c), topic, payload);
+        match parsed {
+            Ok(addressed) => {
+                let Some(camera) = self
+                    .cameras
+                    .iter()
+                    .find(|c| c.handle.id == addressed.camera)
+                else {
+                    return;
+                };
+                let handle = camera.handle.clone();
+                // Stopping a camera may take a moment; the bridge keeps publishing meanwhile.
+                tokio::spawn(async move {
+                    let result = match addressed.command {
+                        Command::LiveStream(on) => handle.set_live(on).await,
+                    };
+                    if let Err(e) = result {
+                        tracing::warn!(camera = %handle.id, "command not applied: {e}");
+                    }
+                });
+            }
+            Err(e) => tracing::warn!("ignored MQTT command on {}: {e}", shorten(topic)),
+        }
+    }
+
+    /// Discovery, availability and every state, as if for the first time.
+    async fn publish_all(&mut self) {
+        self.published.clear();
+        self.publish(self.topics.bridge_status(), ONLINE.to_string())
+            .await;
+        for index in 0..self.cameras.len() {
+            self.publish_camera(index, true).await;
+        }
+    }
+
+    async fn publish_camera(&mut self, index: usize, with_discovery: bool) {
+        let camera = &self.cameras[index];
+        let id = camera.handle.id.clone();
+        let mut messages = Vec::new();
+        if with_discovery {
+            let document = discovery::device(&self.topics, &id, &camera.name);
+            messages.push((
+                self.topics.discovery(&id),
+                serde_json::to_string(&document).expect("discovery serializes"),
+            ));
+        }
+        let state = camera.handle.state().borrow().clone();
+        messages.extend(camera_states(
+            &self.topics,
+            &id,
+            &camera.links,
+            &state,
+            SystemTime::now(),
+        ));
+        for (topic, payload) in messages {
+            self.publish(topic, payload).await;
+        }
+    }
+
+    async fn publish(&mut self, topic: String, payload: String) {
+        if self.published.get(&topic) == Some(&payload) {
+            return;
+        }
+        if let Err(e) = self
+            .client
+            .publish(topic.clone(), QoS::AtLeastOnce, true, payload.clone())
+            .await
+        {
+            tracing::warn!("cannot publish {topic}: {e}");
+            return;
+        }
+        self.published.insert(topic, payload);
+    }
+
+    /// A camera that left the config: empty retained payloads remove it from the broker and HA.
+    async fn clear_ghost(&mut self, camera: String) {
+        tracing::info!("camera \"{camera}\" is no longer configured: removing its retained topics");
+        for topic in self.topics.retained_for(&camera) {
+            let _ = self
+                .client
+                .publish(topic, QoS::AtLeastOnce, true, Vec::new())
+                .await;
+        }
+    }
+}
+
+fn shorten(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(120).collect()
+}

@@ -1,0 +1,167 @@
+//! Pure parsing of MQTT commands into typed [`Command`]s: no I/O, tested directly.
+
+use super::topics::{Entity, Topics};
+use std::fmt;
+
+/// Payloads are tiny words; anything bigger is a mistake or an attack.
+pub const MAX_PAYLOAD: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// ON holds the camera connection with no viewers; OFF stops it and disconnects every viewer.
+    LiveStream(bool),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Addressed {
+    pub camera: String,
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandError {
+    NotACommandTopic,
+    UnknownCamera(String),
+    ReadOnly { camera: String, entity: String },
+    UnknownEntity { camera: String, entity: String },
+    PayloadTooLarge(usize),
+    BadPayload { expected: &'static str, got: String },
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CommandError::NotACommandTopic => f.write_str("not a command topic"),
+            CommandError::UnknownCamera(camera) => write!(f, "no camera with id \"{camera}\""),
+            CommandError::ReadOnly { camera, entity } => {
+                write!(f, "{camera}/{entity} is read-only")
+            }
+            CommandError::UnknownEntity { camera, entity } => {
+                write!(f, "camera {camera} has no entity \"{entity}\"")
+            }
+            CommandError::PayloadTooLarge(len) => {
+                write!(f, "payload of {len} bytes is larger than {MAX_PAYLOAD}")
+            }
+            CommandError::BadPayload { expected, got } => {
+                write!(f, "payload \"{got}\" is not {expected}")
+            }
+        }
+    }
+}
+
+pub fn parse(
+    topics: &Topics,
+    is_known_camera: impl Fn(&str) -> bool,
+    topic: &str,
+    payload: &[u8],
+) -> Result<Addressed, CommandError> {
+    let (camera, entity_key) = topics
+        .parse_command(topic)
+        .ok_or(CommandError::NotACommandTopic)?;
+    if !is_known_camera(camera) {
+        return Err(CommandError::UnknownCamera(shorten(camera)));
+    }
+    let entity = Entity::from_key(entity_key).ok_or_else(|| CommandError::UnknownEntity {
+        camera: camera.into(),
+        entity: shorten(entity_key),
+    })?;
+    if payload.len() > MAX_PAYLOAD {
+        return Err(CommandError::PayloadTooLarge(payload.len()));
+    }
+    let text = String::from_utf8_lossy(payload);
+    let command = match entity {
+        Entity::LiveStream => Command::LiveStream(parse_switch(text.trim())?),
+        Entity::StreamStatus | Entity::Info => {
+            return Err(CommandError::ReadOnly {
+                camera: camera.into(),
+                entity: entity_key.into(),
+            });
+        }
+    };
+    Ok(Addressed {
+        camera: camera.into(),
+        command,
+    })
+}
+
+fn parse_switch(text: &str) -> Result<bool, CommandError> {
+    if text.eq_ignore_ascii_case("on") {
+        Ok(true)
+    } else if text.eq_ignore_ascii_case("off") {
+        Ok(false)
+    } else {
+        Err(CommandError::BadPayload {
+            expected: "ON or OFF",
+            got: shorten(text),
+        })
+    }
+}
+
+/// Keeps log lines one line long whatever a client sends.
+fn shorten(text: &str) -> String {
+    let clean: String = text.chars().filter(|c| !c.is_control()).take(40).collect();
+    if clean.len() < text.len() {
+        format!("{clean}…")
+    } else {
+        clean
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MqttConfig;
+
+    fn run(topic: &str, payload: &[u8]) -> Result<Addressed, CommandError> {
+        parse(
+            &Topics::new(&MqttConfig::default()),
+            |c| c == "nursery",
+            topic,
+            payload,
+        )
+    }
+
+    #[test]
+    fn on_and_off_in_any_case_with_whitespace() {
+        for (payload, on) in [("ON", true), (" on\n", true), ("Off", false)] {
+            assert_eq!(
+                run("ipcam/nursery/live_stream/command", payload.as_bytes()),
+                Ok(Addressed {
+                    camera: "nursery".into(),
+                    command: Command::LiveStream(on)
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn bad_input_is_named_precisely() {
+        assert_eq!(
+            run("ipcam/garage/live_stream/command", b"ON"),
+            Err(CommandError::UnknownCamera("garage".into()))
+        );
+        assert!(matches!(
+            run("ipcam/nursery/live_stream/command", b"maybe"),
+            Err(CommandError::BadPayload { .. })
+        ));
+        assert_eq!(
+            run("ipcam/nursery/live_stream/command", &[b'O'; 1000]),
+            Err(CommandError::PayloadTooLarge(1000))
+        );
+        assert!(matches!(
+            run("ipcam/nursery/info/command", b"ON"),
+            Err(CommandError::ReadOnly { .. })
+        ));
+        assert!(matches!(
+            run("ipcam/nursery/toaster/command", b"ON"),
+            Err(CommandError::UnknownEntity { .. })
+        ));
+    }
+
+    #[test]
+    fn garbage_is_shortened_for_the_log() {
+        let long = "x".repeat(200);
+        let err = run(&format!("ipcam/{long}/live_stream/command"), b"ON").unwrap_err();
+        assert!(err.to_string().len() < 80, "{err}");
+    }
+}

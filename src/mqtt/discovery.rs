@@ -1,0 +1,148 @@
+//! Home Assistant MQTT device discovery, typed and built in one place.
+//!
+//! One retained message per camera at `homeassistant/device/<node_id>_<camera>/config` declares
+//! the device and all its entities (HA 2024.11+ device-based discovery). The JSON is pinned by a
+//! golden-file test.
+
+use super::topics::{Entity, Leaf, Topics};
+use crate::camera::state::Status;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+pub const ORIGIN_NAME: &str = "ipcam-mqtt";
+pub const ORIGIN_URL: &str = "https://github.com/ipcam-mqtt/ipcam-mqtt";
+
+#[derive(Debug, Serialize)]
+pub struct DeviceDiscovery {
+    pub device: Device,
+    pub origin: Origin,
+    pub availability: Vec<Availability>,
+    pub availability_mode: &'static str,
+    pub components: BTreeMap<&'static str, Component>,
+    pub qos: u8,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Device {
+    pub identifiers: Vec<String>,
+    pub name: String,
+    pub manufacturer: &'static str,
+    pub model: &'static str,
+    pub sw_version: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Origin {
+    pub name: &'static str,
+    pub sw_version: &'static str,
+    pub support_url: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Availability {
+    pub topic: String,
+    pub payload_available: &'static str,
+    pub payload_not_available: &'static str,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Component {
+    pub platform: &'static str,
+    pub name: &'static str,
+    pub unique_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_topic: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command_topic: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub json_attributes_topic: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload_on: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload_off: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_class: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub options: Option<Vec<&'static str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entity_category: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icon: Option<&'static str>,
+}
+
+pub const ONLINE: &str = "online";
+pub const OFFLINE: &str = "offline";
+pub const ON: &str = "ON";
+pub const OFF: &str = "OFF";
+
+/// The discovery message for one camera.
+pub fn device(topics: &Topics, camera: &str, name: &str) -> DeviceDiscovery {
+    let version = env!("CARGO_PKG_VERSION");
+    let components = Entity::ALL
+        .into_iter()
+        .map(|entity| (entity.key(), component(topics, camera, entity)))
+        .collect();
+    DeviceDiscovery {
+        device: Device {
+            identifiers: vec![topics.device_id(camera)],
+            name: name.to_string(),
+            manufacturer: ORIGIN_NAME,
+            model: "RTSP camera",
+            sw_version: version,
+        },
+        origin: Origin {
+            name: ORIGIN_NAME,
+            sw_version: version,
+            support_url: ORIGIN_URL,
+        },
+        availability: [topics.bridge_status(), topics.camera_status(camera)]
+            .into_iter()
+            .map(|topic| Availability {
+                topic,
+                payload_available: ONLINE,
+                payload_not_available: OFFLINE,
+            })
+            .collect(),
+        availability_mode: "all",
+        components,
+        qos: 1,
+    }
+}
+
+fn component(topics: &Topics, camera: &str, entity: Entity) -> Component {
+    let topic = |leaf| Some(topics.entity(camera, entity, leaf));
+    let base = Component {
+        unique_id: topics.unique_id(camera, entity),
+        state_topic: topic(Leaf::State),
+        json_attributes_topic: topic(Leaf::Attributes),
+        ..Component::default()
+    };
+    match entity {
+        Entity::LiveStream => Component {
+            platform: "switch",
+            name: "Live stream",
+            command_topic: topic(Leaf::Command),
+            payload_on: Some(ON),
+            payload_off: Some(OFF),
+            icon: Some("mdi:cctv"),
+            ..base
+        },
+        Entity::StreamStatus => Component {
+            platform: "sensor",
+            name: "Stream status",
+            json_attributes_topic: None,
+            device_class: Some("enum"),
+            options: Some(Status::ALL.into_iter().map(Status::as_str).collect()),
+            entity_category: Some("diagnostic"),
+            icon: Some("mdi:video-check"),
+            ..base
+        },
+        Entity::Info => Component {
+            platform: "sensor",
+            name: "Info",
+            entity_category: Some("diagnostic"),
+            icon: Some("mdi:information-outline"),
+            ..base
+        },
+    }
+}

@@ -1,0 +1,171 @@
+//! The media factory behind `/<camera>_live`: a thin `appsrc → pay` media per viewer, fed by the hub.
+//!
+//! A media per viewer (not a shared one) is what lets every viewer start from the cached GOP; a
+//! late joiner of a shared media would wait for the camera's next keyframe. It costs only a
+//! payloader: the camera connection and the audio encoder stay shared in the hub.
+
+use crate::camera::demand::{Demand, Lease, Purpose};
+use crate::media::fanout::{ConsumerId, Hub, Layout};
+use crate::media::pipeline::MediaClock;
+use gstreamer as gst;
+use gstreamer::glib;
+use gstreamer::prelude::*;
+use gstreamer::subclass::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_rtsp as gst_rtsp;
+use gstreamer_rtsp_server as gst_rtsp_server;
+use gstreamer_rtsp_server::prelude::*;
+use gstreamer_rtsp_server::subclass::prelude::*;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+/// What a factory needs to know about its camera.
+pub struct Mount {
+    pub camera: String,
+    pub hub: Arc<Hub>,
+    pub demand: Demand,
+    pub start_timeout: Duration,
+    pub clock: MediaClock,
+}
+
+/// Everything one viewer holds: its lease on the camera and its place in the hub.
+/// Dropped when the media is unprepared (the reliable "viewer gone" signal).
+struct ViewerLink {
+    _lease: Lease,
+    hub: Arc<Hub>,
+    consumer: ConsumerId,
+}
+
+impl Drop for ViewerLink {
+    fn drop(&mut self) {
+        self.hub.remove_consumer(self.consumer);
+    }
+}
+
+const LINK_KEY: &str = "ipcam-viewer-link";
+
+/// The element name marks which camera a media belongs to, for disconnecting its viewers.
+pub fn media_element_name(camera: &str) -> String {
+    format!("ipcam-viewer-{camera}")
+}
+
+mod imp {
+    use super::*;
+
+    #[derive(Default)]
+    pub struct ViewerFactory {
+        pub mount: OnceLock<Mount>,
+    }
+
+    #[glib::object_subclass]
+    impl ObjectSubclass for ViewerFactory {
+        const NAME: &'static str = "IpcamViewerFactory";
+        type Type = super::ViewerFactory;
+        type ParentType = gst_rtsp_server::RTSPMediaFactory;
+    }
+
+    impl ObjectImpl for ViewerFactory {}
+
+    impl RTSPMediaFactoryImpl for ViewerFactory {
+        /// Runs on the client's own thread: holding DESCRIBE here while the camera warms up is fine.
+        fn create_element(&self, _url: &gst_rtsp::RTSPUrl) -> Option<gst::Element> {
+            let mount = self.mount.get()?;
+            let lease = mount.demand.lease(Purpose::RtspViewer);
+            let layout = match mount.hub.wait_ready(mount.start_timeout) {
+                Ok(layout) => layout,
+                Err(reason) => {
+                    tracing::warn!(camera = %mount.camera, "refusing a viewer: {reason}");
+                    return None;
+                }
+            };
+            match viewer_bin(&mount.camera, &layout) {
+                Ok((bin, video, audio)) => {
+                    let consumer = mount.hub.add_consumer(&video, audio.as_ref());
+                    let link = ViewerLink {
+                        _lease: lease,
+                        hub: mount.hub.clone(),
+                        consumer,
+                    };
+                    // SAFETY: the key is only ever used with the ViewerLink type.
+                    unsafe { bin.set_data(LINK_KEY, link) };
+                    Some(bin.upcast())
+                }
+                Err(e) => {
+                    tracing::error!(camera = %mount.camera, "cannot build a viewer media: {e}");
+                    None
+                }
+            }
+        }
+
+        fn media_configure(&self, media: &gst_rtsp_server::RTSPMedia) {
+            self.parent_media_configure(media);
+            let Some(mount) = self.mount.get() else {
+                return;
+            };
+            let element = media.element();
+            if let Some(pipeline) = element.parent().and_downcast::<gst::Pipeline>() {
+                mount.clock.apply(&pipeline);
+            }
+            // SAFETY: set in create_element with this exact type.
+            let link: Option<ViewerLink> = unsafe { element.steal_data(LINK_KEY) };
+            let link = Mutex::new(link);
+            media.connect_unprepared(move |_| {
+                link.lock().unwrap_or_else(|e| e.into_inner()).take();
+            });
+        }
+    }
+}
+
+glib::wrapper! {
+    pub struct ViewerFactory(ObjectSubclass<imp::ViewerFactory>)
+        @extends gst_rtsp_server::RTSPMediaFactory;
+}
+
+impl ViewerFactory {
+    pub fn new(mount: Mount) -> Self {
+        let factory: Self = glib::Object::new();
+        // A media per viewer: see the module docs.
+        factory.set_shared(false);
+        factory.set_eos_shutdown(false);
+        let _ = factory.imp().mount.set(mount);
+        factory
+    }
+}
+
+/// `appsrc ! rtpXpay name=pay0 [appsrc ! rtpmp4gpay name=pay1]`: all a viewer costs.
+fn viewer_bin(
+    camera: &str,
+    layout: &Layout,
+) -> Result<(gst::Bin, gst_app::AppSrc, Option<gst_app::AppSrc>), glib::BoolError> {
+    let bin = gst::Bin::with_name(&media_element_name(camera));
+    let payloader = match layout.video.structure(0).map(|s| s.name().as_str()) {
+        Some("video/x-h265") => "rtph265pay",
+        _ => "rtph264pay",
+    };
+    let video = appsrc(&layout.video);
+    let video_pay = gst::ElementFactory::make(payloader)
+        .name("pay0")
+        .property("pt", 96u32)
+        .property("config-interval", -1i32)
+        .build()?;
+    bin.add_many([video.upcast_ref(), &video_pay])?;
+    video.link(&video_pay)?;
+    let audio = match &layout.audio {
+        Some(caps) => {
+            let audio = appsrc(caps);
+            let audio_pay = gst::ElementFactory::make("rtpmp4gpay")
+                .name("pay1")
+                .property("pt", 97u32)
+                .build()?;
+            bin.add_many([audio.upcast_ref(), &audio_pay])?;
+            audio.link(&audio_pay)?;
+            Some(audio)
+        }
+        None => None,
+    };
+    Ok((bin, video, audio))
+}
+
+fn appsrc(caps: &gst::Caps) -> gst_app::AppSrc {
+    gst_app::AppSrc::builder().caps(caps).build()
+}

@@ -1,0 +1,4 @@
+//! The RTSP edge: a thin payloader media per viewer over the camera hubs.
+
+pub mod factory;
+pub mod server;

@@ -1,0 +1,185 @@
+//! The RTSP server on its own named thread with its own GLib main context.
+//!
+//! Every `/<camera>_live` path is mounted at start, so a client never gets a 404 while a camera
+//! warms up. The thread pool is unbounded because the default single thread lets one slow
+//! DESCRIBE (a camera that never answers) block every other client for 20 s.
+
+use super::factory::{Mount, ViewerFactory, media_element_name};
+use crate::config::RtspConfig;
+use gstreamer::glib;
+use gstreamer_rtsp_server as gst_rtsp_server;
+use gstreamer_rtsp_server::prelude::*;
+use std::net::SocketAddr;
+use std::sync::mpsc as std_mpsc;
+use std::time::Duration;
+
+/// How often sessions of clients that vanished without TEARDOWN are reaped.
+const SESSION_CLEANUP: Duration = Duration::from_secs(2);
+
+/// The running server; dropping it stops the thread.
+pub struct RtspServer {
+    server: gst_rtsp_server::RTSPServer,
+    main_loop: glib::MainLoop,
+    thread: Option<std::thread::JoinHandle<()>>,
+    local_addr: SocketAddr,
+}
+
+/// `/nursery_live` for camera `nursery`.
+pub fn live_path(camera: &str) -> String {
+    format!("/{camera}_live")
+}
+
+impl RtspServer {
+    pub fn start(config: &RtspConfig, mounts: Vec<Mount>) -> anyhow::Result<RtspServer> {
+        let bind = config.bind_address();
+        let port = config.port;
+        let credentials = config
+            .credentials()
+            .map(|(user, pass)| (user.to_string(), pass.expose().to_string()));
+        let (ready_tx, ready_rx) = std_mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("rtsp-server".into())
+            .spawn(move || {
+                let context = glib::MainContext::new();
+                let result = context.with_thread_default(|| {
+                    let main_loop = glib::MainLoop::new(Some(&context), false);
+                    match build(bind.to_string(), port, credentials, mounts, &context) {
+                        Ok(server) => {
+                            let _ = ready_tx.send(Ok((server, main_loop.clone())));
+                            main_loop.run();
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                        }
+                    }
+                });
+                if let Err(e) = result {
+                    tracing::error!("RTSP server thread: {e}");
+                }
+            })?;
+        let (server, main_loop) = ready_rx
+            .recv()
+            .map_err(|_| anyhow::anyhow!("the RTSP server thread died while starting"))??;
+        let local_addr = SocketAddr::new(bind, server.bound_port() as u16);
+        Ok(RtspServer {
+            server,
+            main_loop,
+            thread: Some(thread),
+            local_addr,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Disconnects every viewer of one camera (MQTT OFF). Returns how many were disconnected.
+    pub fn disconnect_viewers(&self, camera: &str) -> usize {
+        let name = media_element_name(camera);
+        let belongs = |session: &gst_rtsp_server::RTSPSession| {
+            !session
+                .filter(Some(
+                    &mut |_, session_media: &gst_rtsp_server::RTSPSessionMedia| match session_media
+                        .media()
+                    {
+                        Some(media) if media.element().name() == name => {
+                            gst_rtsp_server::RTSPFilterResult::Ref
+                        }
+                        _ => gst_rtsp_server::RTSPFilterResult::Keep,
+                    },
+                ))
+                .is_empty()
+        };
+        let clients = self.server.client_filter(Some(&mut |_, client| {
+            let sessions = client.session_filter(Some(&mut |_, session| {
+                if belongs(session) {
+                    gst_rtsp_server::RTSPFilterResult::Ref
+                } else {
+                    gst_rtsp_server::RTSPFilterResult::Keep
+                }
+            }));
+            if sessions.is_empty() {
+                gst_rtsp_server::RTSPFilterResult::Keep
+            } else {
+                gst_rtsp_server::RTSPFilterResult::Ref
+            }
+        }));
+        if let Some(pool) = self.server.session_pool() {
+            pool.filter(Some(&mut |_, session| {
+                if belongs(session) {
+                    gst_rtsp_server::RTSPFilterResult::Remove
+                } else {
+                    gst_rtsp_server::RTSPFilterResult::Keep
+                }
+            }));
+        }
+        for client in &clients {
+            client.close();
+        }
+        clients.len()
+    }
+}
+
+impl Drop for RtspServer {
+    fn drop(&mut self) {
+        self.main_loop.quit();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn build(
+    bind: String,
+    port: u16,
+    credentials: Option<(String, String)>,
+    mounts: Vec<Mount>,
+    context: &glib::MainContext,
+) -> anyhow::Result<gst_rtsp_server::RTSPServer> {
+    let server = gst_rtsp_server::RTSPServer::new();
+    server.set_address(&bind);
+    server.set_service(&port.to_string());
+    if let Some(pool) = server.thread_pool() {
+        pool.set_max_threads(-1);
+    }
+    let role = "viewer";
+    if let Some((user, pass)) = &credentials {
+        let auth = gst_rtsp_server::RTSPAuth::new();
+        let token = gst_rtsp_server::RTSPToken::builder()
+            .field(gst_rtsp_server::RTSP_TOKEN_MEDIA_FACTORY_ROLE, role)
+            .build();
+        auth.add_basic(&gst_rtsp_server::RTSPAuth::make_basic(user, pass), &token);
+        server.set_auth(Some(&auth));
+    }
+    let mount_points = server
+        .mount_points()
+        .ok_or_else(|| anyhow::anyhow!("RTSP server without mount points"))?;
+    for mount in mounts {
+        let path = live_path(&mount.camera);
+        let factory = ViewerFactory::new(mount);
+        if credentials.is_some() {
+            factory.add_role_from_structure(
+                &gstreamer::Structure::builder(role)
+                    .field(gst_rtsp_server::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
+                    .field(gst_rtsp_server::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, true)
+                    .build(),
+            );
+        }
+        mount_points.add_factory(&path, factory);
+    }
+    server
+        .attach(Some(context))
+        .map_err(|e| anyhow::anyhow!("cannot listen on RTSP {bind}:{port}: {e}"))?;
+    let weak = server.downgrade();
+    glib::source::timeout_source_new(SESSION_CLEANUP, None, glib::Priority::DEFAULT, move || {
+        match weak.upgrade().and_then(|s| s.session_pool()) {
+            Some(pool) => {
+                pool.cleanup();
+                glib::ControlFlow::Continue
+            }
+            None => glib::ControlFlow::Break,
+        }
+    })
+    .attach(Some(context));
+    Ok(server)
+}

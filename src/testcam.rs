@@ -1,0 +1,200 @@
+//! A synthetic RTSP camera: a GStreamer test source served by gst-rtsp-server.
+//!
+//! It stands in for a real camera in the demo, the tests and the benchmarks: a moving ball with a
+//! clock and a tone, H.264 or H.265 with G.711, AAC or Opus audio, an adjustable GOP and optional
+//! credentials. Like a real camera, all clients share one encoder pipeline.
+
+use clap::{Args, ValueEnum};
+use gstreamer::glib;
+use gstreamer_rtsp_server as gst_rtsp_server;
+use gstreamer_rtsp_server::prelude::*;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VideoCodec {
+    H264,
+    H265,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AudioCodec {
+    None,
+    Pcma,
+    Pcmu,
+    Aac,
+    Opus,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TestCameraOptions {
+    /// Port to serve on (0 picks a free one).
+    #[arg(long, default_value_t = 8555)]
+    pub port: u16,
+    /// Path of the stream.
+    #[arg(long, default_value = "/stream")]
+    pub path: String,
+    #[arg(long, value_enum, default_value_t = VideoCodec::H264)]
+    pub video: VideoCodec,
+    #[arg(long, value_enum, default_value_t = AudioCodec::Pcma)]
+    pub audio: AudioCodec,
+    #[arg(long, default_value_t = 640)]
+    pub width: u32,
+    #[arg(long, default_value_t = 360)]
+    pub height: u32,
+    #[arg(long, default_value_t = 25)]
+    pub fps: u32,
+    /// Frames between keyframes (1 makes every frame a keyframe).
+    #[arg(long, default_value_t = 50)]
+    pub gop: u32,
+    /// Video bitrate in kbit/s.
+    #[arg(long, default_value_t = 1000)]
+    pub bitrate: u32,
+    /// Require these credentials (Basic auth).
+    #[arg(long)]
+    pub username: Option<String>,
+    #[arg(long)]
+    pub password: Option<String>,
+}
+
+impl Default for TestCameraOptions {
+    fn default() -> Self {
+        Self {
+            port: 0,
+            path: "/stream".into(),
+            video: VideoCodec::H264,
+            audio: AudioCodec::Pcma,
+            width: 640,
+            height: 360,
+            fps: 25,
+            gop: 50,
+            bitrate: 1000,
+            username: None,
+            password: None,
+        }
+    }
+}
+
+impl TestCameraOptions {
+    /// The gst-launch description of the camera's media.
+    pub fn launch(&self) -> String {
+        let Self {
+            width,
+            height,
+            fps,
+            gop,
+            bitrate,
+            ..
+        } = self;
+        let raw = format!(
+            "videotestsrc is-live=true pattern=ball ! video/x-raw,width={width},height={height},framerate={fps}/1 ! clockoverlay shaded-background=true font-desc=\"Sans 24\""
+        );
+        let video = match self.video {
+            VideoCodec::H264 => format!(
+                "{raw} ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={gop} bitrate={bitrate} ! rtph264pay name=pay0 pt=96"
+            ),
+            VideoCodec::H265 => format!(
+                "{raw} ! x265enc tune=zerolatency speed-preset=ultrafast key-int-max={gop} bitrate={bitrate} ! rtph265pay name=pay0 pt=96"
+            ),
+        };
+        let tone = "audiotestsrc is-live=true wave=sine freq=440 volume=0.3";
+        let audio = match self.audio {
+            AudioCodec::None => String::new(),
+            AudioCodec::Pcma => format!(
+                "{tone} ! audio/x-raw,rate=8000,channels=1 ! alawenc ! rtppcmapay name=pay1 pt=8"
+            ),
+            AudioCodec::Pcmu => format!(
+                "{tone} ! audio/x-raw,rate=8000,channels=1 ! mulawenc ! rtppcmupay name=pay1 pt=0"
+            ),
+            AudioCodec::Aac => format!(
+                "{tone} ! audio/x-raw,rate=16000,channels=1 ! audioconvert ! avenc_aac ! rtpmp4gpay name=pay1 pt=97"
+            ),
+            AudioCodec::Opus => format!(
+                "{tone} ! audio/x-raw,rate=48000,channels=1 ! opusenc ! rtpopuspay name=pay1 pt=98"
+            ),
+        };
+        format!("( {video} {audio} )")
+    }
+}
+
+/// A running test camera; dropping it stops serving.
+pub struct TestCamera {
+    _server: gst_rtsp_server::RTSPServer,
+    source: Option<glib::SourceId>,
+    port: u16,
+    path: String,
+    connections: Arc<AtomicUsize>,
+}
+
+impl TestCamera {
+    /// Serves on the default main context; a GLib main loop (or [`run_test_camera`]) must run it.
+    pub fn start(options: &TestCameraOptions) -> anyhow::Result<TestCamera> {
+        let server = gst_rtsp_server::RTSPServer::new();
+        server.set_address("127.0.0.1");
+        server.set_service(&options.port.to_string());
+        let factory = gst_rtsp_server::RTSPMediaFactory::new();
+        factory.set_launch(&options.launch());
+        factory.set_shared(true);
+        if let (Some(user), Some(pass)) = (&options.username, &options.password) {
+            let auth = gst_rtsp_server::RTSPAuth::new();
+            let token = gst_rtsp_server::RTSPToken::builder()
+                .field(gst_rtsp_server::RTSP_TOKEN_MEDIA_FACTORY_ROLE, "user")
+                .build();
+            auth.add_basic(&gst_rtsp_server::RTSPAuth::make_basic(user, pass), &token);
+            server.set_auth(Some(&auth));
+            factory.add_role_from_structure(
+                &gstreamer::Structure::builder("user")
+                    .field(gst_rtsp_server::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
+                    .field(gst_rtsp_server::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, true)
+                    .build(),
+            );
+        }
+        server
+            .mount_points()
+            .ok_or_else(|| anyhow::anyhow!("no mount points"))?
+            .add_factory(&options.path, factory);
+        let connections = Arc::new(AtomicUsize::new(0));
+        {
+            let connections = connections.clone();
+            server.connect_client_connected(move |_, _| {
+                let total = connections.fetch_add(1, Ordering::SeqCst) + 1;
+                println!("test-camera: client connected (total {total})");
+            });
+        }
+        let source = server
+            .attach(None)
+            .map_err(|e| anyhow::anyhow!("cannot serve the test camera: {e}"))?;
+        let port = server.bound_port() as u16;
+        Ok(TestCamera {
+            _server: server,
+            source: Some(source),
+            port,
+            path: options.path.clone(),
+            connections,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("rtsp://127.0.0.1:{}{}", self.port, self.path)
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for TestCamera {
+    fn drop(&mut self) {
+        if let Some(source) = self.source.take() {
+            source.remove();
+        }
+    }
+}
+
+/// `ipcam-mqtt test-camera`: serves until killed.
+pub fn run_test_camera(options: &TestCameraOptions) -> anyhow::Result<()> {
+    let camera = TestCamera::start(options)?;
+    println!("test-camera: serving {}", camera.url());
+    glib::MainLoop::new(None, false).run();
+    Ok(())
+}
