@@ -236,9 +236,9 @@ impl Config {
                 .filter_map(|(i, item)| {
                     let field = format!("cameras[{i}]");
                     let raw: RawCamera = section(Some(item), &field, &mut problems)?;
-                    camera(raw, &field, &mut problems)
+                    camera(raw, &field, &mut problems).map(|c| (i, c))
                 })
-                .collect(),
+                .collect::<Vec<_>>(),
             Some(_) => {
                 problems.push(Problem {
                     field: "cameras".into(),
@@ -250,7 +250,7 @@ impl Config {
         check_mqtt(&mqtt, &mut problems);
         check_rtsp(&rtsp, &mut problems);
         let mut seen = BTreeSet::new();
-        for (i, cam) in cameras.iter().enumerate() {
+        for (i, cam) in &cameras {
             if !seen.insert(cam.id.clone()) {
                 problems.push(Problem {
                     field: format!("cameras[{i}].id"),
@@ -265,7 +265,7 @@ impl Config {
             Ok(Config {
                 mqtt,
                 rtsp,
-                cameras,
+                cameras: cameras.into_iter().map(|(_, c)| c).collect(),
             })
         } else {
             Err(Problems(problems))

@@ -178,9 +178,12 @@ impl Running<'_> {
             }
             Action::SetTimer(timer, delay) => self.timers.set(timer, delay),
             Action::KickViewers => {
-                let count = self.actor.viewers.disconnect_viewers(&self.actor.config.id);
-                if count > 0 {
-                    tracing::info!("disconnected {count} viewer(s)");
+                let ended = self.actor.hub.end_all_consumers();
+                let kicked = self.actor.viewers.disconnect_viewers(&self.actor.config.id);
+                if ended + kicked > 0 {
+                    tracing::info!(
+                        "ended {ended} viewer stream(s), disconnected {kicked} RTSP client(s)"
+                    );
                 }
             }
         }

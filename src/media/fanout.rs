@@ -263,6 +263,20 @@ impl Hub {
         ConsumerId(id)
     }
 
+    /// Ends every consumer's stream (MQTT OFF); returns how many there were.
+    ///
+    /// Ending the media reaches viewers that are still negotiating and have no RTSP session yet.
+    pub fn end_all_consumers(&self) -> usize {
+        let consumers = std::mem::take(&mut self.lock().consumers);
+        for consumer in &consumers {
+            let sources = std::iter::once(&consumer.video).chain(consumer.audio.as_ref());
+            for src in sources.filter_map(|weak| weak.upgrade()) {
+                let _ = src.end_of_stream();
+            }
+        }
+        consumers.len()
+    }
+
     pub fn remove_consumer(&self, id: ConsumerId) {
         self.lock().consumers.retain(|c| c.id != id.0);
     }

@@ -1,0 +1,445 @@
+//! Real parts for the end-to-end tests: a Mosquitto broker, synthetic cameras served by
+//! gst-rtsp-server in their own process, the add-on binary itself, and real RTSP clients.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ipcam-mqtt");
+
+pub fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `check` until it holds or `timeout` passes; panics with `what` otherwise.
+pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out after {timeout:?} waiting for: {what}");
+}
+
+/// Lines a child process printed (stdout and stderr), collected by reader threads.
+#[derive(Clone, Default)]
+pub struct Output(Arc<Mutex<Vec<String>>>);
+
+impl Output {
+    fn capture(&self, stream: impl std::io::Read + Send + 'static) {
+        let lines = self.0.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+
+    pub fn text(&self) -> String {
+        self.lines().join("\n")
+    }
+
+    pub fn count(&self, needle: &str) -> usize {
+        self.lines().iter().filter(|l| l.contains(needle)).count()
+    }
+}
+
+/// A child process killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub output: Output,
+}
+
+impl Proc {
+    pub fn spawn(command: &mut Command) -> Proc {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+        let output = Output::default();
+        output.capture(child.stdout.take().unwrap());
+        output.capture(child.stderr.take().unwrap());
+        Proc { child, output }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let _ = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status();
+    }
+
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.exited() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A real Mosquitto on a free loopback port.
+pub struct Mosquitto {
+    pub port: u16,
+    _proc: Proc,
+}
+
+impl Mosquitto {
+    pub fn start() -> Mosquitto {
+        let port = free_port();
+        let proc = Proc::spawn(Command::new("mosquitto").args(["-p", &port.to_string()]));
+        wait_until("mosquitto to listen", Duration::from_secs(10), || {
+            std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok()
+        });
+        Mosquitto { port, _proc: proc }
+    }
+
+    /// A `mosquitto_sub` on everything, to watch what the add-on publishes.
+    pub fn watch(&self) -> MqttWatch {
+        MqttWatch::start(self.port, &["#"])
+    }
+
+    pub fn publish(&self, topic: &str, payload: &str, retain: bool) {
+        let mut cmd = Command::new("mosquitto_pub");
+        cmd.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-t",
+            topic,
+            "-m",
+            payload,
+        ]);
+        if retain {
+            cmd.arg("-r");
+        }
+        assert!(cmd.status().unwrap().success(), "mosquitto_pub failed");
+    }
+}
+
+/// Messages seen by a real MQTT client (`mosquitto_sub -v`), as (topic, payload).
+pub struct MqttWatch {
+    proc: Proc,
+}
+
+impl MqttWatch {
+    pub fn start(port: u16, filters: &[&str]) -> MqttWatch {
+        let mut cmd = Command::new("mosquitto_sub");
+        cmd.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-v",
+            "-F",
+            "%t\t%p",
+        ]);
+        for filter in filters {
+            cmd.args(["-t", filter]);
+        }
+        let watch = MqttWatch {
+            proc: Proc::spawn(&mut cmd),
+        };
+        std::thread::sleep(Duration::from_millis(200));
+        watch
+    }
+
+    pub fn messages(&self) -> Vec<(String, String)> {
+        self.proc
+            .output
+            .lines()
+            .into_iter()
+            .filter_map(|l| {
+                let (topic, payload) = l.split_once('\t')?;
+                Some((topic.to_string(), payload.to_string()))
+            })
+            .collect()
+    }
+
+    /// The last payload seen on `topic`.
+    pub fn last(&self, topic: &str) -> Option<String> {
+        self.messages()
+            .into_iter()
+            .rev()
+            .find(|(t, _)| t == topic)
+            .map(|(_, p)| p)
+    }
+
+    pub fn count(&self, topic: &str) -> usize {
+        self.messages().iter().filter(|(t, _)| t == topic).count()
+    }
+
+    pub fn wait_for(&self, topic: &str, payload: &str, timeout: Duration) {
+        wait_until(
+            &format!("{topic} = {payload} (last seen: {:?})", self.last(topic)),
+            timeout,
+            || self.last(topic).as_deref() == Some(payload),
+        );
+    }
+
+    pub fn wait_for_json(
+        &self,
+        topic: &str,
+        timeout: Duration,
+        check: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let mut found = None;
+        wait_until(
+            &format!(
+                "a matching message on {topic} (last: {:?})",
+                self.last(topic)
+            ),
+            timeout,
+            || {
+                found = self
+                    .last(topic)
+                    .and_then(|p| serde_json::from_str::<serde_json::Value>(&p).ok())
+                    .filter(|v| check(v));
+                found.is_some()
+            },
+        );
+        found.unwrap()
+    }
+}
+
+/// A synthetic camera in its own process (`ipcam-mqtt test-camera`), so it can be killed and restored.
+pub struct Camera {
+    pub port: u16,
+    args: Vec<String>,
+    proc: Option<Proc>,
+}
+
+impl Camera {
+    /// `args` are extra test-camera flags, e.g. `["--video", "h265", "--audio", "aac"]`.
+    pub fn start(args: &[&str]) -> Camera {
+        let mut camera = Camera {
+            port: free_port(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            proc: None,
+        };
+        camera.restore();
+        camera
+    }
+
+    pub fn url(&self) -> String {
+        format!("rtsp://127.0.0.1:{}/stream", self.port)
+    }
+
+    /// How many RTSP connections the camera has accepted since it (re)started.
+    pub fn connections(&self) -> usize {
+        self.proc
+            .as_ref()
+            .map_or(0, |p| p.output.count("client connected"))
+    }
+
+    pub fn kill(&mut self) {
+        self.proc = None;
+    }
+
+    pub fn restore(&mut self) {
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "test-camera",
+            "--port",
+            &self.port.to_string(),
+            "--width",
+            "320",
+            "--height",
+            "240",
+        ])
+        .args(&self.args);
+        let proc = Proc::spawn(&mut cmd);
+        // Not a TCP probe: the camera would count it as a client.
+        wait_until("the test camera to listen", Duration::from_secs(10), || {
+            proc.output.count("test-camera: serving") > 0
+        });
+        self.proc = Some(proc);
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.proc.is_some()
+    }
+}
+
+/// The add-on under test, run as its real binary with a generated config.
+pub struct AddOn {
+    pub rtsp_port: u16,
+    pub proc: Proc,
+    _dir: tempfile::TempDir,
+}
+
+impl AddOn {
+    pub fn start(config_yaml: &str) -> AddOn {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cameras.yaml");
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(config_yaml.as_bytes())
+            .unwrap();
+        let rtsp_port =
+            serde_yaml::from_str::<serde_yaml::Value>(config_yaml).unwrap()["rtsp"]["port"]
+                .as_u64()
+                .expect("the test config sets rtsp.port") as u16;
+        let proc = Proc::spawn(
+            Command::new(BIN)
+                .args([
+                    "--config",
+                    path.to_str().unwrap(),
+                    "--log-level",
+                    "info,ipcam_mqtt=debug,rumqttd=warn",
+                ])
+                .env("NO_COLOR", "1"),
+        );
+        wait_until(
+            "the add-on's RTSP server to listen",
+            Duration::from_secs(15),
+            || std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, rtsp_port)).is_ok(),
+        );
+        AddOn {
+            rtsp_port,
+            proc,
+            _dir: dir,
+        }
+    }
+
+    pub fn live_url(&self, camera: &str) -> String {
+        format!("rtsp://127.0.0.1:{}/{camera}_live", self.rtsp_port)
+    }
+
+    pub fn logs(&self) -> String {
+        self.proc.output.text()
+    }
+}
+
+/// A config for `cameras` given as (id, url, extra YAML lines for that camera).
+pub fn config(mqtt_port: u16, rtsp_port: u16, cameras: &[(&str, &str, &str)]) -> String {
+    let mut yaml = format!(
+        "mqtt:\n  host: 127.0.0.1\n  port: {mqtt_port}\nrtsp:\n  port: {rtsp_port}\ncameras:\n"
+    );
+    for (id, url, extra) in cameras {
+        yaml.push_str(&format!(
+            "  - id: {id}\n    name: Camera {id}\n    url: {url}\n"
+        ));
+        for line in extra.lines().filter(|l| !l.trim().is_empty()) {
+            yaml.push_str(&format!("    {}\n", line.trim()));
+        }
+    }
+    yaml
+}
+
+/// The codecs ffprobe sees on an RTSP URL, e.g. `["h264", "aac"]`.
+pub fn ffprobe_codecs(url: &str, transport: &str) -> Result<Vec<String>, String> {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-rtsp_transport",
+            transport,
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+            url,
+        ])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().trim_end_matches(',').to_string())
+        .filter(|l| !l.is_empty())
+        .collect())
+}
+
+/// A GStreamer viewer over RTSP/TCP (as Home Assistant connects) that decodes until killed.
+pub fn gst_viewer(url: &str) -> Proc {
+    let tcp_url = url.replacen("rtsp://", "rtspt://", 1);
+    Proc::spawn(Command::new("gst-launch-1.0").args([
+        "-q",
+        "playbin",
+        &format!("uri={tcp_url}"),
+        "video-sink=fakesink sync=false",
+        "audio-sink=fakesink sync=false",
+    ]))
+}
+
+/// Decodes `frames` video frames with ffmpeg; returns how many it decoded.
+pub fn ffmpeg_decode_frames(url: &str, frames: u32) -> Result<u32, String> {
+    let out = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-rtsp_transport",
+            "tcp",
+            "-i",
+            url,
+            "-frames:v",
+            &frames.to_string(),
+            "-f",
+            "null",
+            "-",
+            "-progress",
+            "pipe:1",
+            "-nostats",
+        ])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text
+        .lines()
+        .filter_map(|l| l.strip_prefix("frame="))
+        .filter_map(|v| v.trim().parse().ok())
+        .last()
+        .unwrap_or(0))
+}
+
+/// The shared fixtures beside the checkout, or `None` with a message naming what is missing.
+pub fn shared_file(relative: &str) -> Option<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared")
+        .join(relative);
+    if path.exists() {
+        Some(path)
+    } else {
+        eprintln!(
+            "SKIP: {} is missing (the shared/ folder belongs beside the checkout)",
+            path.display()
+        );
+        None
+    }
+}

@@ -1,0 +1,132 @@
+//! On demand: viewers and MQTT start the camera, one connection serves everyone, and the
+//! connection closes a grace period after the last viewer leaves.
+mod common;
+use common::*;
+use std::time::{Duration, Instant};
+
+const STATUS: &str = "ipcam/cam/stream_status/state";
+
+#[test]
+fn two_viewers_share_one_camera_connection() {
+    let broker = Mosquitto::start();
+    let mqtt = broker.watch();
+    let camera = Camera::start(&[]);
+    let addon = AddOn::start(&config(
+        broker.port,
+        free_port(),
+        &[("cam", &camera.url(), "")],
+    ));
+    let url = addon.live_url("cam");
+    let first = gst_viewer(&url);
+    let second = gst_viewer(&url);
+    mqtt.wait_for_json("ipcam/cam/info/attributes", Duration::from_secs(15), |v| {
+        v["viewers"] == 2
+    });
+    // A third, short-lived viewer joins the running stream too.
+    assert_eq!(ffprobe_codecs(&url, "tcp").unwrap().len(), 2);
+    assert_eq!(
+        camera.connections(),
+        1,
+        "one camera connection for three viewers"
+    );
+    drop((first, second));
+}
+
+#[test]
+fn camera_closes_after_the_grace_period_and_a_returning_viewer_cancels_the_close() {
+    let broker = Mosquitto::start();
+    let mqtt = broker.watch();
+    let camera = Camera::start(&[]);
+    let addon = AddOn::start(&config(
+        broker.port,
+        free_port(),
+        &[("cam", &camera.url(), "close_after: 3")],
+    ));
+    let url = addon.live_url("cam");
+    mqtt.wait_for(STATUS, "inactive", Duration::from_secs(10));
+
+    ffprobe_codecs(&url, "tcp").unwrap();
+    mqtt.wait_for(STATUS, "active", Duration::from_secs(5));
+    // Back within the grace period: same camera connection.
+    std::thread::sleep(Duration::from_millis(1500));
+    ffprobe_codecs(&url, "tcp").unwrap();
+    assert_eq!(
+        camera.connections(),
+        1,
+        "the returning viewer reused the connection"
+    );
+
+    let left = Instant::now();
+    mqtt.wait_for(STATUS, "inactive", Duration::from_secs(10));
+    let closed_after = left.elapsed();
+    assert!(
+        closed_after >= Duration::from_millis(2500) && closed_after < Duration::from_secs(6),
+        "closed {closed_after:?} after the last viewer left; close_after is 3 s"
+    );
+    mqtt.wait_for("ipcam/cam/live_stream/state", "OFF", Duration::from_secs(2));
+}
+
+#[test]
+fn mqtt_on_holds_the_camera_with_no_viewers_and_off_disconnects_every_viewer() {
+    let broker = Mosquitto::start();
+    let mqtt = broker.watch();
+    let camera = Camera::start(&[]);
+    let addon = AddOn::start(&config(
+        broker.port,
+        free_port(),
+        &[("cam", &camera.url(), "close_after: 1")],
+    ));
+    mqtt.wait_for(STATUS, "inactive", Duration::from_secs(10));
+
+    broker.publish("ipcam/cam/live_stream/command", "ON", false);
+    mqtt.wait_for(STATUS, "active", Duration::from_secs(10));
+    mqtt.wait_for("ipcam/cam/live_stream/state", "ON", Duration::from_secs(2));
+    // Held well past close_after with nobody watching.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(mqtt.last(STATUS).as_deref(), Some("active"));
+    assert_eq!(camera.connections(), 1);
+
+    let mut viewer = gst_viewer(&addon.live_url("cam"));
+    mqtt.wait_for_json("ipcam/cam/info/attributes", Duration::from_secs(10), |v| {
+        v["viewers"] == 1
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    broker.publish("ipcam/cam/live_stream/command", "OFF", false);
+    mqtt.wait_for(STATUS, "inactive", Duration::from_secs(5));
+    mqtt.wait_for("ipcam/cam/live_stream/state", "OFF", Duration::from_secs(2));
+    // The viewer was disconnected: GStreamer ends with an error once the server drops it.
+    assert!(
+        viewer.wait_exit(Duration::from_secs(10)).is_some(),
+        "the viewer is still connected after OFF\n{}",
+        addon.logs()
+    );
+    // And it stays off: the disconnected viewer's lease does not restart the camera.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(mqtt.last(STATUS).as_deref(), Some("inactive"));
+    assert!(addon.logs().contains("switched OFF"));
+}
+
+#[test]
+fn bad_mqtt_commands_are_logged_and_change_nothing() {
+    let broker = Mosquitto::start();
+    let mqtt = broker.watch();
+    let camera = Camera::start(&[]);
+    let addon = AddOn::start(&config(
+        broker.port,
+        free_port(),
+        &[("cam", &camera.url(), "")],
+    ));
+    mqtt.wait_for(STATUS, "inactive", Duration::from_secs(10));
+    broker.publish("ipcam/cam/live_stream/command", "MAYBE", false);
+    broker.publish("ipcam/nosuchcam/live_stream/command", "ON", false);
+    broker.publish("ipcam/cam/live_stream/command", &"ON".repeat(1000), false);
+    wait_until("three warnings", Duration::from_secs(5), || {
+        addon.proc.output.count("ignored MQTT command") >= 3
+    });
+    let logs = addon.logs();
+    assert!(logs.contains("is not ON or OFF"), "{logs}");
+    assert!(logs.contains("no camera with id \"nosuchcam\""), "{logs}");
+    assert!(logs.contains("larger than"), "{logs}");
+    assert_eq!(mqtt.last(STATUS).as_deref(), Some("inactive"));
+    assert_eq!(camera.connections(), 0);
+}

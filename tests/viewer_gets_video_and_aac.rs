@@ -1,0 +1,102 @@
+//! A viewer of `<cam>_live` gets the camera's video passed through and the audio as AAC,
+//! whatever the camera sends.
+mod common;
+use common::*;
+
+fn serves(camera_args: &[&str], expected_video: &str) {
+    let broker = Mosquitto::start();
+    let camera = Camera::start(camera_args);
+    let addon = AddOn::start(&config(
+        broker.port,
+        free_port(),
+        &[("cam", &camera.url(), "")],
+    ));
+    let url = addon.live_url("cam");
+    for transport in ["tcp", "udp"] {
+        let mut codecs = ffprobe_codecs(&url, transport)
+            .unwrap_or_else(|e| panic!("ffprobe over {transport}: {e}\n{}", addon.logs()));
+        codecs.sort();
+        let mut expected = vec![expected_video.to_string(), "aac".to_string()];
+        expected.sort();
+        assert_eq!(codecs, expected, "over {transport}");
+    }
+    let frames = ffmpeg_decode_frames(&url, 25).unwrap();
+    assert!(frames >= 25, "decoded {frames} frames");
+}
+
+#[test]
+fn h264_camera_with_g711_alaw_gives_h264_and_aac() {
+    serves(&["--video", "h264", "--audio", "pcma"], "h264");
+}
+
+#[test]
+fn h264_camera_with_g711_ulaw_gives_h264_and_aac() {
+    serves(&["--video", "h264", "--audio", "pcmu"], "h264");
+}
+
+#[test]
+fn h264_camera_with_aac_gives_h264_and_aac() {
+    serves(&["--video", "h264", "--audio", "aac"], "h264");
+}
+
+#[test]
+fn h265_camera_with_aac_gives_h265_and_aac() {
+    serves(&["--video", "h265", "--audio", "aac"], "hevc");
+}
+
+#[test]
+fn h264_camera_with_opus_gives_h264_and_aac() {
+    serves(&["--video", "h264", "--audio", "opus"], "h264");
+}
+
+#[test]
+fn camera_without_audio_gives_video_only() {
+    let broker = Mosquitto::start();
+    let camera = Camera::start(&["--audio", "none"]);
+    let addon = AddOn::start(&config(
+        broker.port,
+        free_port(),
+        &[("cam", &camera.url(), "")],
+    ));
+    assert_eq!(
+        ffprobe_codecs(&addon.live_url("cam"), "tcp").unwrap(),
+        ["h264"]
+    );
+}
+
+#[test]
+fn gstreamer_rtspsrc_viewer_decodes_the_stream() {
+    let broker = Mosquitto::start();
+    let camera = Camera::start(&[]);
+    let addon = AddOn::start(&config(
+        broker.port,
+        free_port(),
+        &[("cam", &camera.url(), "")],
+    ));
+    let out = std::process::Command::new("gst-launch-1.0")
+        .args([
+            "-q",
+            "rtspsrc",
+            &format!("location={}", addon.live_url("cam")),
+            "name=s",
+            "s.",
+            "!",
+            "queue",
+            "!",
+            "decodebin",
+            "!",
+            "video/x-raw",
+            "!",
+            "identity",
+            "eos-after=20",
+            "!",
+            "fakesink",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "gst-launch: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
