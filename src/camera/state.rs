@@ -112,7 +112,7 @@ pub struct Machine {
     phase: Phase,
     demand: usize,
     close_armed: bool,
-    start_timed_out: bool,
+    start_failed: bool,
     last_error: Option<Error>,
     backoff: Backoff,
     close_after: Duration,
@@ -125,7 +125,7 @@ impl Machine {
             phase: Phase::Idle,
             demand: 0,
             close_armed: false,
-            start_timed_out: false,
+            start_failed: false,
             last_error: None,
             backoff: Backoff::new(),
             close_after,
@@ -135,21 +135,22 @@ impl Machine {
 
     pub fn status(&self) -> Status {
         match self.phase {
-            Phase::Idle => Status::Inactive,
             Phase::Streaming { .. } => Status::Active,
             Phase::Failed => Status::Failed,
-            Phase::Connecting | Phase::Retrying if self.start_timed_out => Status::Failed,
+            // A start that timed out or was abandoned stays visible as failed.
+            _ if self.start_failed => Status::Failed,
+            Phase::Idle => Status::Inactive,
             Phase::Connecting | Phase::Retrying => Status::Activating,
         }
     }
 
-    /// The camera is reachable as far as we know: false only after a failure we have not yet recovered from.
+    /// False while the last attempt found the camera unreachable. A camera that refuses our
+    /// password is reachable: it stays available so its `failed` status and reason show in HA.
     pub fn available(&self) -> bool {
-        match self.phase {
-            Phase::Retrying | Phase::Failed => false,
-            Phase::Connecting => self.last_error.is_none(),
-            Phase::Idle | Phase::Streaming { .. } => true,
-        }
+        !self
+            .last_error
+            .as_ref()
+            .is_some_and(|e| e.kind().is_retryable())
     }
 
     pub fn last_error(&self) -> Option<&Error> {
@@ -185,14 +186,14 @@ impl Machine {
                 self.cancel_timers(&mut actions);
                 self.phase = Phase::Idle;
                 self.demand = 0;
-                self.start_timed_out = false;
+                self.start_failed = false;
                 return actions;
             }
             Input::SourceReady => {
                 if self.phase == Phase::Connecting {
                     self.phase = Phase::Streaming { since: now };
                     self.last_error = None;
-                    self.start_timed_out = false;
+                    self.start_failed = false;
                     actions.push(Action::SetTimer(Timer::StartTimeout, None));
                 }
             }
@@ -203,7 +204,7 @@ impl Machine {
                     actions.push(Action::StopSource);
                     actions.push(Action::SetTimer(Timer::StartTimeout, None));
                     self.phase = Phase::Idle;
-                    self.start_timed_out = false;
+                    self.start_failed = false;
                 }
             }
             Input::TimerFired(Timer::Retry) => {
@@ -214,7 +215,7 @@ impl Machine {
             }
             Input::TimerFired(Timer::StartTimeout) => {
                 if matches!(self.phase, Phase::Connecting | Phase::Retrying) {
-                    self.start_timed_out = true;
+                    self.start_failed = true;
                 }
             }
         }
@@ -227,7 +228,7 @@ impl Machine {
         match (&self.phase, self.demand) {
             (Phase::Idle, n) if n > 0 => {
                 self.phase = Phase::Connecting;
-                self.start_timed_out = false;
+                self.start_failed = false;
                 actions.push(Action::StartSource);
                 actions.push(Action::SetTimer(
                     Timer::StartTimeout,
@@ -243,8 +244,9 @@ impl Machine {
                 actions.push(Action::SetTimer(Timer::Close, None));
             }
             (Phase::Retrying, 0) => {
+                // Everyone gave up before the camera ever came up: that start failed.
+                self.start_failed = true;
                 self.phase = Phase::Idle;
-                self.start_timed_out = false;
                 actions.push(Action::SetTimer(Timer::Retry, None));
                 actions.push(Action::SetTimer(Timer::StartTimeout, None));
             }
@@ -425,12 +427,27 @@ mod tests {
     }
 
     #[test]
-    fn demand_gone_while_retrying_goes_idle() {
+    fn a_timed_out_start_stays_failed_after_the_viewer_gives_up() {
+        let (mut m, t) = machine();
+        m.step(Input::Demand(1), t);
+        m.step(Input::SourceFailed(transient()), t);
+        m.step(Input::TimerFired(Timer::StartTimeout), t);
+        m.step(Input::Demand(0), t);
+        assert_eq!(m.status(), Status::Failed);
+        assert!(!m.available());
+        m.step(Input::Demand(1), t);
+        assert_eq!(m.status(), Status::Activating);
+    }
+
+    #[test]
+    fn demand_gone_while_retrying_stops_retrying_and_shows_failed() {
         let (mut m, t) = machine();
         m.step(Input::Demand(1), t);
         m.step(Input::SourceFailed(transient()), t);
         let actions = m.step(Input::Demand(0), t);
         assert!(actions.contains(&Action::SetTimer(Timer::Retry, None)));
-        assert_eq!(m.status(), Status::Inactive);
+        // Never came up for this viewer: shown as failed, and unavailable.
+        assert_eq!(m.status(), Status::Failed);
+        assert!(!m.available());
     }
 }
