@@ -10,7 +10,6 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 pub const ORIGIN_NAME: &str = "ipcam-mqtt";
-pub const ORIGIN_URL: &str = "https://github.com/ipcam-mqtt/ipcam-mqtt";
 
 #[derive(Debug, Serialize)]
 pub struct DeviceDiscovery {
@@ -35,7 +34,6 @@ pub struct Device {
 pub struct Origin {
     pub name: &'static str,
     pub sw_version: &'static str,
-    pub support_url: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -93,7 +91,6 @@ pub fn device(topics: &Topics, camera: &str, name: &str) -> DeviceDiscovery {
         origin: Origin {
             name: ORIGIN_NAME,
             sw_version: version,
-            support_url: ORIGIN_URL,
         },
         availability: [topics.bridge_status(), topics.camera_status(camera)]
             .into_iter()
