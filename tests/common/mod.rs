@@ -424,7 +424,7 @@ pub fn ffmpeg_decode_frames(url: &str, frames: u32) -> Result<u32, String> {
         .lines()
         .filter_map(|l| l.strip_prefix("frame="))
         .filter_map(|v| v.trim().parse().ok())
-        .last()
+        .next_back()
         .unwrap_or(0))
 }
 

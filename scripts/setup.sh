@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian 12 machine lacks to build, run and test ipcam-mqtt.
+# Idempotent: only missing packages are installed. Prints what it does.
+set -euo pipefail
+
+APT_PACKAGES=(
+  pkg-config
+  # GStreamer: build headers, the RTSP server library and the plugins the media path uses.
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstrtspserver-1.0-dev
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-x
+  # Real peers for the tests: a broker, RTSP clients and a third-party RTSP server.
+  mosquitto mosquitto-clients ffmpeg vlc-bin vlc-plugin-base
+)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "setup: all apt packages present"
+fi
+
+# ONNX Runtime for cry detection (ort with load-dynamic), from the PyPI wheel.
+if ! python3 -c 'import onnxruntime' 2>/dev/null; then
+  echo "setup: installing onnxruntime 1.31 from PyPI"
+  python3 -m pip install -q "onnxruntime==1.31.*"
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo is missing; install Rust (rustup) first" >&2
+  exit 1
+fi

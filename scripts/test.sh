@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# README command 2: install what is missing, then run every test (unit and end-to-end against
+# real Mosquitto, RTSP clients, gst-rtsp-server and VLC camera stand-ins).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+cargo fmt --all -- --check
+cargo clippy --all-targets --quiet -- -D warnings
+cargo test --all-targets
