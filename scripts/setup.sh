@@ -10,7 +10,7 @@ APT_PACKAGES=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-x
   # Real peers for the tests: a broker, RTSP clients and a third-party RTSP server.
-  mosquitto mosquitto-clients ffmpeg vlc-bin vlc-plugin-base
+  mosquitto mosquitto-clients ffmpeg vlc-bin vlc-plugin-base iproute2
 )
 
 missing=()

@@ -1,0 +1,41 @@
+//! No RTSP port is reachable without credentials unless the user chose that.
+mod common;
+use common::*;
+
+/// The local addresses a TCP port listens on, read from the socket table (no traffic sent).
+fn listen_addresses(port: u16) -> Vec<String> {
+    let out = std::process::Command::new("ss")
+        .args(["-ltnH", &format!("sport = :{port}")])
+        .output()
+        .expect("ss (iproute2) is installed");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(3).map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn with_credentials_every_client_must_authenticate() {
+    let broker = Mosquitto::start();
+    let camera = Camera::start(&[]);
+    let yaml = config(broker.port, free_port(), &[("cam", &camera.url(), "")])
+        .replacen("rtsp:\n", "rtsp:\n  username: viewer\n  password: s3cret-view\n", 1);
+    let addon = AddOn::start(&yaml);
+    let url = addon.live_url("cam");
+    let refused = ffprobe_codecs(&url, "tcp").unwrap_err();
+    assert!(refused.contains("401"), "{refused}");
+    assert_eq!(camera.connections(), 0, "an unauthenticated client started the camera");
+    let with_credentials = url.replacen("rtsp://", "rtsp://viewer:s3cret-view@", 1);
+    assert_eq!(ffprobe_codecs(&with_credentials, "tcp").unwrap().len(), 2);
+    assert!(!addon.logs().contains("s3cret-view"));
+    assert_eq!(listen_addresses(addon.rtsp_port), [format!("0.0.0.0:{}", addon.rtsp_port)]);
+}
+
+#[test]
+fn without_credentials_the_server_listens_on_loopback_only() {
+    let broker = Mosquitto::start();
+    let camera = Camera::start(&[]);
+    let addon = AddOn::start(&config(broker.port, free_port(), &[("cam", &camera.url(), "")]));
+    assert!(addon.logs().contains("loopback only"), "{}", addon.logs());
+    assert_eq!(listen_addresses(addon.rtsp_port), [format!("127.0.0.1:{}", addon.rtsp_port)]);
+}
