@@ -101,10 +101,10 @@ impl TestCameraOptions {
         let audio = match self.audio {
             AudioCodec::None => String::new(),
             AudioCodec::Pcma => format!(
-                "{tone} ! audio/x-raw,rate=8000,channels=1 ! alawenc ! rtppcmapay name=pay1 pt=8"
+                "{tone} ! audio/x-raw,rate=8000,channels=1 ! alawenc ! rtppcmapay name=pay1 pt=8 max-ptime=20000000"
             ),
             AudioCodec::Pcmu => format!(
-                "{tone} ! audio/x-raw,rate=8000,channels=1 ! mulawenc ! rtppcmupay name=pay1 pt=0"
+                "{tone} ! audio/x-raw,rate=8000,channels=1 ! mulawenc ! rtppcmupay name=pay1 pt=0 max-ptime=20000000"
             ),
             AudioCodec::Aac => format!(
                 "{tone} ! audio/x-raw,rate=16000,channels=1 ! audioconvert ! avenc_aac ! rtpmp4gpay name=pay1 pt=97"

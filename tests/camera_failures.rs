@@ -14,34 +14,60 @@ fn wrong_password_gives_failed_once_without_hammering_and_never_shows_the_passwo
         broker.port,
         free_port(),
         &[
-            ("locked", &camera.url(), "username: admin\npassword: wrong-pass-123"),
+            (
+                "locked",
+                &camera.url(),
+                "username: admin\npassword: wrong-pass-123",
+            ),
             ("good", &good.url(), ""),
         ],
     ));
     // A viewer gets a clear refusal rather than a 20 s hang.
     let started = Instant::now();
     assert!(ffprobe_codecs(&addon.live_url("locked"), "tcp").is_err());
-    assert!(started.elapsed() < Duration::from_secs(8), "refusal took {:?}", started.elapsed());
-    mqtt.wait_for("ipcam/locked/stream_status/state", "failed", Duration::from_secs(10));
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "refusal took {:?}",
+        started.elapsed()
+    );
+    mqtt.wait_for(
+        "ipcam/locked/stream_status/state",
+        "failed",
+        Duration::from_secs(10),
+    );
     let attempts = camera.connections();
     // More viewers do not make the camera lock the account.
     for _ in 0..3 {
         let _ = ffprobe_codecs(&addon.live_url("locked"), "tcp");
     }
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(camera.connections(), attempts, "the add-on retried a wrong password");
+    assert_eq!(
+        camera.connections(),
+        attempts,
+        "the add-on retried a wrong password"
+    );
     let attributes = mqtt.last("ipcam/locked/live_stream/attributes").unwrap();
     assert!(attributes.contains("401"), "{attributes}");
     // The other camera is unaffected.
-    assert_eq!(ffprobe_codecs(&addon.live_url("good"), "tcp").unwrap().len(), 2);
+    assert_eq!(
+        ffprobe_codecs(&addon.live_url("good"), "tcp")
+            .unwrap()
+            .len(),
+        2
+    );
     let logs = addon.logs();
     assert_eq!(
-        logs.lines().filter(|l| l.contains("ERROR") && l.contains("locked")).count(),
+        logs.lines()
+            .filter(|l| l.contains("ERROR") && l.contains("locked"))
+            .count(),
         1,
         "one clear error line naming the camera:\n{logs}"
     );
     for (topic, payload) in mqtt.messages() {
-        assert!(!payload.contains("wrong-pass-123"), "password in MQTT on {topic}");
+        assert!(
+            !payload.contains("wrong-pass-123"),
+            "password in MQTT on {topic}"
+        );
     }
     assert!(!logs.contains("wrong-pass-123"), "password in the log");
 }
@@ -51,29 +77,55 @@ fn camera_that_goes_down_is_retried_with_backoff_and_recovers() {
     let broker = Mosquitto::start();
     let mqtt = broker.watch();
     let mut camera = Camera::start(&["--gop", "25"]);
-    let addon = AddOn::start(&config(broker.port, free_port(), &[("cam", &camera.url(), "")]));
+    let addon = AddOn::start(&config(
+        broker.port,
+        free_port(),
+        &[("cam", &camera.url(), "")],
+    ));
     broker.publish("ipcam/cam/live_stream/command", "ON", false);
-    mqtt.wait_for("ipcam/cam/stream_status/state", "active", Duration::from_secs(10));
+    mqtt.wait_for(
+        "ipcam/cam/stream_status/state",
+        "active",
+        Duration::from_secs(10),
+    );
     let viewer = gst_viewer(&addon.live_url("cam"));
-    mqtt.wait_for_json("ipcam/cam/info/attributes", Duration::from_secs(10), |v| v["viewers"] == 1);
+    mqtt.wait_for_json("ipcam/cam/info/attributes", Duration::from_secs(10), |v| {
+        v["viewers"] == 1
+    });
 
     camera.kill();
     mqtt.wait_for("ipcam/cam/status", "offline", Duration::from_secs(8));
-    assert_eq!(mqtt.last("ipcam/cam/stream_status/state").as_deref(), Some("activating"));
+    assert_eq!(
+        mqtt.last("ipcam/cam/stream_status/state").as_deref(),
+        Some("activating")
+    );
     // Let a few retries go by with the camera away: 1 s, 2 s, 4 s...
     std::thread::sleep(Duration::from_secs(4));
     camera.restore();
     let restored = Instant::now();
-    mqtt.wait_for("ipcam/cam/stream_status/state", "active", Duration::from_secs(15));
+    mqtt.wait_for(
+        "ipcam/cam/stream_status/state",
+        "active",
+        Duration::from_secs(15),
+    );
     mqtt.wait_for("ipcam/cam/status", "online", Duration::from_secs(2));
-    println!("recovered {:?} after the camera came back", restored.elapsed());
+    println!(
+        "recovered {:?} after the camera came back",
+        restored.elapsed()
+    );
     let logs = addon.logs();
     let retries = logs.matches("retrying with backoff").count();
-    assert!((2..=5).contains(&retries), "{retries} retries in ~5 s:\n{logs}");
+    assert!(
+        (2..=5).contains(&retries),
+        "{retries} retries in ~5 s:\n{logs}"
+    );
     // The viewer rode through the outage on the same RTSP session.
     assert!(viewer.child.id() > 0);
     let mut viewer = viewer;
-    assert!(viewer.exited().is_none(), "the viewer was dropped by the reconnect");
+    assert!(
+        viewer.exited().is_none(),
+        "the viewer was dropped by the reconnect"
+    );
 }
 
 #[test]
@@ -81,13 +133,21 @@ fn unreachable_camera_fails_the_viewer_within_start_timeout_and_shows_failed() {
     let broker = Mosquitto::start();
     let mqtt = broker.watch();
     let nobody_home = format!("rtsp://127.0.0.1:{}/stream", free_port());
-    let addon = AddOn::start(&config(broker.port, free_port(), &[("gone", &nobody_home, "start_timeout: 3")]));
+    let addon = AddOn::start(&config(
+        broker.port,
+        free_port(),
+        &[("gone", &nobody_home, "start_timeout: 3")],
+    ));
     let started = Instant::now();
     let result = ffprobe_codecs(&addon.live_url("gone"), "tcp");
     let took = started.elapsed();
     assert!(result.is_err());
     assert!(took < Duration::from_secs(6), "the viewer waited {took:?}");
-    mqtt.wait_for("ipcam/gone/stream_status/state", "failed", Duration::from_secs(3));
+    mqtt.wait_for(
+        "ipcam/gone/stream_status/state",
+        "failed",
+        Duration::from_secs(3),
+    );
     mqtt.wait_for("ipcam/gone/status", "offline", Duration::from_secs(3));
     assert!(addon.logs().contains("refusing a viewer"));
 }

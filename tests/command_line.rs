@@ -13,10 +13,18 @@ fn check_config_lists_every_problem_naming_the_field_and_hides_passwords() {
         "mqtt:\n  port: 99999\ncameras:\n  - id: Nursery Cam\n    url: rtsp://admin:topsecret@10.0.0.5/h264\n    transport: quic\n  - id: ok\n    url: not a url\n    close_after: 5000\n",
     )
     .unwrap();
-    let out = Command::new(BIN).args(["check-config", "--config", path.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    for field in ["mqtt.port", "cameras[0].transport", "cameras[1].url", "cameras[1].close_after"] {
+    for field in [
+        "mqtt.port",
+        "cameras[0].transport",
+        "cameras[1].url",
+        "cameras[1].close_after",
+    ] {
         assert!(stderr.contains(field), "{field} missing from:\n{stderr}");
     }
     assert!(!stderr.contains("topsecret"), "{stderr}");
@@ -26,15 +34,29 @@ fn check_config_lists_every_problem_naming_the_field_and_hides_passwords() {
 fn check_config_accepts_a_good_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("good.yaml");
-    std::fs::write(&path, "cameras:\n  - id: nursery\n    url: rtsp://admin:pw@10.0.0.5/h264\n").unwrap();
-    let out = Command::new(BIN).args(["check-config", "--config", path.to_str().unwrap()]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(
+        &path,
+        "cameras:\n  - id: nursery\n    url: rtsp://admin:pw@10.0.0.5/h264\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 camera(s): nursery"));
 }
 
 #[test]
 fn a_missing_config_file_says_so() {
-    let out = Command::new(BIN).args(["--config", "/nonexistent/cameras.yaml"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["--config", "/nonexistent/cameras.yaml"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the file"));
 }
@@ -60,7 +82,12 @@ fn demo_serves_a_synthetic_camera_and_publishes_it_on_its_own_broker() {
     codecs.sort();
     assert_eq!(codecs, ["aac", "h264"]);
     wait_until("demo discovery", Duration::from_secs(5), || {
-        mqtt.last("homeassistant/device/ipcam_demo/config").is_some()
+        mqtt.last("homeassistant/device/ipcam_demo/config")
+            .is_some()
     });
-    mqtt.wait_for("ipcam/demo/stream_status/state", "active", Duration::from_secs(5));
+    mqtt.wait_for(
+        "ipcam/demo/stream_status/state",
+        "active",
+        Duration::from_secs(5),
+    );
 }

@@ -7,7 +7,11 @@ use std::time::Duration;
 const DISCOVERY: &str = "homeassistant/device/ipcam_nursery/config";
 
 fn nursery(broker: &Mosquitto, camera: &Camera) -> AddOn {
-    AddOn::start(&config(broker.port, free_port(), &[("nursery", &camera.url(), "")]))
+    AddOn::start(&config(
+        broker.port,
+        free_port(),
+        &[("nursery", &camera.url(), "")],
+    ))
 }
 
 #[test]
@@ -16,8 +20,11 @@ fn discovery_json_matches_the_golden_file() {
     let mqtt = broker.watch();
     let camera = Camera::start(&[]);
     let _addon = nursery(&broker, &camera);
-    wait_until("discovery", Duration::from_secs(10), || mqtt.last(DISCOVERY).is_some());
-    let published: serde_json::Value = serde_json::from_str(&mqtt.last(DISCOVERY).unwrap()).unwrap();
+    wait_until("discovery", Duration::from_secs(10), || {
+        mqtt.last(DISCOVERY).is_some()
+    });
+    let published: serde_json::Value =
+        serde_json::from_str(&mqtt.last(DISCOVERY).unwrap()).unwrap();
     let golden_text = include_str!("fixtures/discovery_nursery.json")
         .replace("<version>", env!("CARGO_PKG_VERSION"));
     let golden: serde_json::Value = serde_json::from_str(&golden_text).unwrap();
@@ -35,10 +42,14 @@ fn discovery_and_states_are_published_again_when_home_assistant_comes_online() {
     let mqtt = broker.watch();
     let camera = Camera::start(&[]);
     let _addon = nursery(&broker, &camera);
-    wait_until("discovery", Duration::from_secs(10), || mqtt.count(DISCOVERY) == 1);
+    wait_until("discovery", Duration::from_secs(10), || {
+        mqtt.count(DISCOVERY) == 1
+    });
     let states_before = mqtt.count("ipcam/nursery/stream_status/state");
     broker.publish("homeassistant/status", "online", false);
-    wait_until("discovery again", Duration::from_secs(5), || mqtt.count(DISCOVERY) == 2);
+    wait_until("discovery again", Duration::from_secs(5), || {
+        mqtt.count(DISCOVERY) == 2
+    });
     wait_until("states again", Duration::from_secs(5), || {
         mqtt.count("ipcam/nursery/stream_status/state") > states_before
     });
@@ -57,15 +68,23 @@ fn a_camera_removed_from_the_config_leaves_no_retained_topics() {
         let _old = AddOn::start(&config(
             broker.port,
             rtsp_port,
-            &[("nursery", &camera.url(), ""), ("garage", &camera.url(), "")],
+            &[
+                ("nursery", &camera.url(), ""),
+                ("garage", &camera.url(), ""),
+            ],
         ));
         let mqtt = broker.watch();
         wait_until("garage discovery", Duration::from_secs(10), || {
-            mqtt.last("homeassistant/device/ipcam_garage/config").is_some()
+            mqtt.last("homeassistant/device/ipcam_garage/config")
+                .is_some()
                 && mqtt.last("ipcam/garage/info/attributes").is_some()
         });
     }
-    let _new = AddOn::start(&config(broker.port, rtsp_port, &[("nursery", &camera.url(), "")]));
+    let _new = AddOn::start(&config(
+        broker.port,
+        rtsp_port,
+        &[("nursery", &camera.url(), "")],
+    ));
     std::thread::sleep(Duration::from_secs(2));
     // A fresh subscriber sees only what is retained now.
     let retained = broker.watch();
@@ -73,7 +92,10 @@ fn a_camera_removed_from_the_config_leaves_no_retained_topics() {
     let topics: Vec<String> = retained.messages().into_iter().map(|(t, _)| t).collect();
     assert!(topics.iter().any(|t| t == DISCOVERY), "{topics:?}");
     let ghosts: Vec<&String> = topics.iter().filter(|t| t.contains("garage")).collect();
-    assert!(ghosts.is_empty(), "retained leftovers of the removed camera: {ghosts:?}");
+    assert!(
+        ghosts.is_empty(),
+        "retained leftovers of the removed camera: {ghosts:?}"
+    );
 }
 
 #[test]
@@ -86,7 +108,10 @@ fn bridge_availability_is_the_last_will_and_goes_offline_on_shutdown_and_on_a_cr
     addon.proc.signal("TERM");
     mqtt.wait_for("ipcam/status", "offline", Duration::from_secs(5));
     let mut addon = addon;
-    assert!(addon.proc.wait_exit(Duration::from_secs(5)).is_some(), "SIGTERM did not stop it within 5 s");
+    assert!(
+        addon.proc.wait_exit(Duration::from_secs(5)).is_some(),
+        "SIGTERM did not stop it within 5 s"
+    );
 
     let crashing = nursery(&broker, &camera);
     mqtt.wait_for("ipcam/status", "online", Duration::from_secs(10));
@@ -104,8 +129,19 @@ fn two_instances_with_different_node_ids_share_one_broker_without_collisions() {
         .replacen("mqtt:\n", "mqtt:\n  node_id: cabin\n", 1);
     let _cabin = AddOn::start(&cabin_config);
     wait_until("both devices", Duration::from_secs(10), || {
-        mqtt.last(DISCOVERY).is_some() && mqtt.last("homeassistant/device/cabin_nursery/config").is_some()
+        mqtt.last(DISCOVERY).is_some()
+            && mqtt
+                .last("homeassistant/device/cabin_nursery/config")
+                .is_some()
     });
-    mqtt.wait_for("cabin/nursery/stream_status/state", "inactive", Duration::from_secs(5));
-    mqtt.wait_for("ipcam/nursery/stream_status/state", "inactive", Duration::from_secs(5));
+    mqtt.wait_for(
+        "cabin/nursery/stream_status/state",
+        "inactive",
+        Duration::from_secs(5),
+    );
+    mqtt.wait_for(
+        "ipcam/nursery/stream_status/state",
+        "inactive",
+        Duration::from_secs(5),
+    );
 }

@@ -18,24 +18,41 @@ fn listen_addresses(port: u16) -> Vec<String> {
 fn with_credentials_every_client_must_authenticate() {
     let broker = Mosquitto::start();
     let camera = Camera::start(&[]);
-    let yaml = config(broker.port, free_port(), &[("cam", &camera.url(), "")])
-        .replacen("rtsp:\n", "rtsp:\n  username: viewer\n  password: s3cret-view\n", 1);
+    let yaml = config(broker.port, free_port(), &[("cam", &camera.url(), "")]).replacen(
+        "rtsp:\n",
+        "rtsp:\n  username: viewer\n  password: s3cret-view\n",
+        1,
+    );
     let addon = AddOn::start(&yaml);
     let url = addon.live_url("cam");
     let refused = ffprobe_codecs(&url, "tcp").unwrap_err();
     assert!(refused.contains("401"), "{refused}");
-    assert_eq!(camera.connections(), 0, "an unauthenticated client started the camera");
+    assert_eq!(
+        camera.connections(),
+        0,
+        "an unauthenticated client started the camera"
+    );
     let with_credentials = url.replacen("rtsp://", "rtsp://viewer:s3cret-view@", 1);
     assert_eq!(ffprobe_codecs(&with_credentials, "tcp").unwrap().len(), 2);
     assert!(!addon.logs().contains("s3cret-view"));
-    assert_eq!(listen_addresses(addon.rtsp_port), [format!("0.0.0.0:{}", addon.rtsp_port)]);
+    assert_eq!(
+        listen_addresses(addon.rtsp_port),
+        [format!("0.0.0.0:{}", addon.rtsp_port)]
+    );
 }
 
 #[test]
 fn without_credentials_the_server_listens_on_loopback_only() {
     let broker = Mosquitto::start();
     let camera = Camera::start(&[]);
-    let addon = AddOn::start(&config(broker.port, free_port(), &[("cam", &camera.url(), "")]));
+    let addon = AddOn::start(&config(
+        broker.port,
+        free_port(),
+        &[("cam", &camera.url(), "")],
+    ));
     assert!(addon.logs().contains("loopback only"), "{}", addon.logs());
-    assert_eq!(listen_addresses(addon.rtsp_port), [format!("127.0.0.1:{}", addon.rtsp_port)]);
+    assert_eq!(
+        listen_addresses(addon.rtsp_port),
+        [format!("127.0.0.1:{}", addon.rtsp_port)]
+    );
 }

@@ -23,24 +23,60 @@ pub struct SourceFailure {
     pub error: Error,
 }
 
-/// Jitterbuffer latency: long enough to reorder UDP; we never sync on it, so it adds no delay.
-const JITTER_LATENCY_MS: u32 = 200;
+/// Jitterbuffer latency. rtpjitterbuffer holds the first packet this long, so it adds directly
+/// to cold start; TCP cannot reorder, UDP gets enough to put packets back in order.
+fn jitter_latency_ms(transport: Transport) -> u32 {
+    match transport {
+        Transport::Tcp => 0,
+        Transport::Udp => 100,
+    }
+}
 /// How long stopping may take before we stop waiting (a dead camera can stall TEARDOWN).
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
-const AAC_ENCODE: &str = "audioconvert ! audioresample ! avenc_aac bitrate=64000 ! aacparse";
+/// Transcoded audio always leaves as AAC-LC, 16 kHz mono: one consistent format, and caps known
+/// before the encoder's first frame, which would add 128-256 ms of encoder delay to a cold start.
+const AAC_ENCODE: &str = "audioconvert ! audioresample ! audio/x-raw,rate=16000,channels=1 ! avenc_aac bitrate=48000 ! aacparse";
 
-/// How a camera's audio becomes the one AAC track every viewer gets: (name for humans, branch).
-fn audio_branch(encoding: &str) -> Option<(&'static str, String)> {
-    let (name, branch) = match encoding {
-        "PCMA" => ("PCMA", format!("rtppcmadepay ! alawdec ! {AAC_ENCODE}")),
-        "PCMU" => ("PCMU", format!("rtppcmudepay ! mulawdec ! {AAC_ENCODE}")),
-        "OPUS" => ("Opus", format!("rtpopusdepay ! opusdec ! {AAC_ENCODE}")),
-        "MPEG4-GENERIC" => ("AAC", "rtpmp4gdepay ! aacparse".to_string()),
-        "MP4A-LATM" => ("AAC", "rtpmp4adepay ! aacparse".to_string()),
-        _ => return None,
+fn transcoded_aac_caps() -> gst::Caps {
+    // AudioSpecificConfig: object type 2 (AAC-LC), frequency index 8 (16 kHz), 1 channel.
+    gst::Caps::builder("audio/mpeg")
+        .field("mpegversion", 4i32)
+        .field("stream-format", "raw")
+        .field("rate", 16000i32)
+        .field("channels", 1i32)
+        .field("codec_data", gst::Buffer::from_slice([0x14u8, 0x08]))
+        .build()
+}
+
+/// How a camera's audio becomes the one AAC track every viewer gets.
+struct AudioBranch {
+    /// The camera's codec, for humans.
+    name: &'static str,
+    description: String,
+    /// Set when we transcode: the caps are ours, known in advance.
+    caps: Option<gst::Caps>,
+}
+
+fn audio_branch(encoding: &str) -> Option<AudioBranch> {
+    let transcode = |name, decode: &str| AudioBranch {
+        name,
+        description: format!("{decode} ! {AAC_ENCODE}"),
+        caps: Some(transcoded_aac_caps()),
     };
-    Some((name, branch))
+    let passthrough = |depay: &str| AudioBranch {
+        name: "AAC",
+        description: format!("{depay} ! aacparse"),
+        caps: None,
+    };
+    Some(match encoding {
+        "PCMA" => transcode("PCMA", "rtppcmadepay ! alawdec"),
+        "PCMU" => transcode("PCMU", "rtppcmudepay ! mulawdec"),
+        "OPUS" => transcode("Opus", "rtpopusdepay ! opusdec"),
+        "MPEG4-GENERIC" => passthrough("rtpmp4gdepay"),
+        "MP4A-LATM" => passthrough("rtpmp4adepay"),
+        _ => return None,
+    })
 }
 
 fn video_branch(encoding: &str) -> Option<&'static str> {
@@ -61,10 +97,23 @@ enum Track {
     Audio,
 }
 
+/// The tracks chosen from the camera's SDP, before any media flows.
 #[derive(Default)]
 struct Tracks {
-    video: bool,
+    video: Option<String>,
     audio: Option<&'static str>,
+    /// A video codec we saw but cannot pass through, for a clear error.
+    unsupported_video: Option<String>,
+}
+
+fn media_and_encoding(caps: &gst::CapsRef) -> (String, String) {
+    let s = caps.structure(0);
+    let field = |name| {
+        s.and_then(|s| s.get::<&str>(name).ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    (field("media"), field("encoding-name").to_ascii_uppercase())
 }
 
 /// A running camera session. Stop it with [`Ingest::stop`]; dropping it also stops it.
@@ -87,7 +136,7 @@ impl Ingest {
         clock.apply(&pipeline);
         let src = gst::ElementFactory::make("rtspsrc")
             .property("location", &camera.url)
-            .property("latency", JITTER_LATENCY_MS)
+            .property("latency", jitter_latency_ms(camera.transport))
             .build()
             .map_err(|_| {
                 Error::new(
@@ -120,42 +169,45 @@ impl Ingest {
             }
         };
         {
-            let pipeline = pipeline.downgrade();
+            // Choosing tracks from the SDP tells viewers what to expect without waiting for the
+            // first packet of every track; streams we cannot use are never set up.
             let hub = hub.clone();
             let tracks = tracks.clone();
+            src.connect("select-stream", false, move |args| {
+                let caps = args.get(2).and_then(|v| v.get::<gst::Caps>().ok());
+                let selected =
+                    caps.is_some_and(|caps| select_track(&caps, &hub, generation, &tracks));
+                Some(selected.to_value())
+            });
+        }
+        {
+            let pipeline = pipeline.downgrade();
+            let hub = hub.clone();
             let report = report.clone();
-            let camera_id = camera.id.clone();
             src.connect_pad_added(move |_, pad| {
                 let Some(pipeline) = pipeline.upgrade() else {
                     return;
                 };
-                if let Err(error) = link_track(&pipeline, pad, &hub, generation, &tracks) {
-                    tracing::warn!(camera = %camera_id, "{error}");
-                    if error.kind() == ErrorKind::Unsupported && !lock(&tracks).video {
-                        // Only fatal when the video itself is unusable; odd extra tracks are skipped.
-                        report(error);
-                    }
+                tracing::debug!("camera track {} flows", pad.name());
+                if let Err(error) = link_track(&pipeline, pad, &hub, generation) {
+                    report(error);
                 }
             });
         }
         {
-            let hub = hub.clone();
             let tracks = tracks.clone();
             let report = report.clone();
             src.connect_no_more_pads(move |_| {
                 let tracks = lock(&tracks);
-                if !tracks.video {
+                if tracks.video.is_none() {
                     report(Error::new(
                         ErrorKind::Unsupported,
-                        "the camera offers no H.264 or H.265 video track",
+                        match &tracks.unsupported_video {
+                            Some(codec) => format!("the camera sends {codec} video; only H.264 and H.265 can be passed through"),
+                            None => "the camera offers no video track".to_string(),
+                        },
                     ));
-                    return;
                 }
-                hub.set_tracks(
-                    generation,
-                    tracks.audio.is_some(),
-                    tracks.audio.map(str::to_string),
-                );
             });
         }
 
@@ -206,52 +258,70 @@ fn lock(tracks: &Mutex<Tracks>) -> std::sync::MutexGuard<'_, Tracks> {
     tracks.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Decides whether to set up one stream of the camera's SDP (rtspsrc `select-stream`).
+fn select_track(caps: &gst::CapsRef, hub: &Hub, generation: u64, tracks: &Mutex<Tracks>) -> bool {
+    let (media, encoding) = media_and_encoding(caps);
+    let mut tracks = lock(tracks);
+    let selected = match media.as_str() {
+        "video" if tracks.video.is_none() => {
+            if video_branch(&encoding).is_some() {
+                tracks.video = Some(encoding.clone());
+                true
+            } else {
+                tracks.unsupported_video = Some(encoding.clone());
+                false
+            }
+        }
+        "audio" if tracks.audio.is_none() => match audio_branch(&encoding) {
+            Some(branch) => {
+                tracks.audio = Some(branch.name);
+                if let Some(caps) = branch.caps {
+                    hub.set_audio_caps(generation, caps);
+                }
+                true
+            }
+            None => {
+                tracing::warn!(
+                    "the camera sends {encoding} audio, which is not supported; continuing with video only"
+                );
+                false
+            }
+        },
+        _ => false,
+    };
+    tracing::debug!(
+        "camera offers {media} {encoding}: {}",
+        if selected { "using it" } else { "skipped" }
+    );
+    hub.set_tracks(
+        generation,
+        tracks.audio.is_some(),
+        tracks.audio.map(str::to_string),
+    );
+    selected
+}
+
+/// Builds the branch for a selected track: depay, parse (and transcode audio), appsink into the hub.
 fn link_track(
     pipeline: &gst::Pipeline,
     pad: &gst::Pad,
     hub: &Arc<Hub>,
     generation: u64,
-    tracks: &Mutex<Tracks>,
 ) -> Result<(), Error> {
     let caps = pad
         .current_caps()
         .ok_or_else(|| Error::new(ErrorKind::Internal, "camera pad without caps"))?;
-    let s = caps
-        .structure(0)
-        .ok_or_else(|| Error::new(ErrorKind::Internal, "camera pad with empty caps"))?;
-    let media = s.get::<&str>("media").unwrap_or("");
-    let encoding = s
-        .get::<&str>("encoding-name")
-        .unwrap_or("")
-        .to_ascii_uppercase();
-    let (track, description) = {
-        let mut tracks = lock(tracks);
-        match media {
-            "video" if !tracks.video => {
-                let branch = video_branch(&encoding).ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::Unsupported,
-                        format!("the camera sends {encoding} video; only H.264 and H.265 can be passed through"),
-                    )
-                })?;
-                tracks.video = true;
-                (Track::Video, branch.to_string())
-            }
-            "audio" if tracks.audio.is_none() => {
-                let (name, branch) = audio_branch(&encoding).ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::Unsupported,
-                        format!("the camera sends {encoding} audio, which is not supported; continuing with video only"),
-                    )
-                })?;
-                tracks.audio = Some(name);
-                (Track::Audio, branch)
-            }
-            _ => {
-                tracing::debug!("ignoring extra {media} track ({encoding})");
-                return sink_to_nowhere(pipeline, pad);
-            }
-        }
+    let (media, encoding) = media_and_encoding(&caps);
+    let (track, description, passthrough_audio) = match media.as_str() {
+        "video" => match video_branch(&encoding) {
+            Some(branch) => (Track::Video, branch.to_string(), false),
+            None => return sink_to_nowhere(pipeline, pad),
+        },
+        "audio" => match audio_branch(&encoding) {
+            Some(branch) => (Track::Audio, branch.description, branch.caps.is_none()),
+            None => return sink_to_nowhere(pipeline, pad),
+        },
+        _ => return sink_to_nowhere(pipeline, pad),
     };
     let bin = gst::parse::bin_from_description(&format!("{description} ! appsink name=sink"), true)
         .map_err(|e| {
@@ -266,6 +336,17 @@ fn link_track(
         .expect("the branch ends in an appsink");
     sink.set_sync(false);
     sink.set_drop(false);
+    if passthrough_audio {
+        // Passed-through AAC: its caps (from the SDP) come with the caps event, ahead of the first frame.
+        let hub = hub.clone();
+        let pad = sink.static_pad("sink").expect("appsink has a sink pad");
+        pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+            if let Some(gst::EventView::Caps(caps)) = info.event().map(|e| e.view()) {
+                hub.set_audio_caps(generation, caps.caps_owned());
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
     let hub = hub.clone();
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()

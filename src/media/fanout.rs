@@ -18,7 +18,7 @@ use gstreamer::glib;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -97,6 +97,9 @@ struct State {
     failure: Option<String>,
     gop: Vec<gst::Sample>,
     gop_complete: bool,
+    /// The newest audio frame: a joining viewer gets it with its burst, so its media need not
+    /// wait for the next audio frame before it can start.
+    last_audio: Option<gst::Sample>,
     consumers: Vec<Consumer>,
     last_video_at: Option<Instant>,
     last_info: StreamInfo,
@@ -146,6 +149,7 @@ impl Hub {
         state.failure = None;
         state.gop.clear();
         state.gop_complete = false;
+        state.last_audio = None;
         for consumer in &mut state.consumers {
             if consumer.start == Start::Live {
                 consumer.start = Start::WaitKeyframe;
@@ -167,6 +171,7 @@ impl Hub {
         let mut state = self.lock();
         state.gop.clear();
         state.gop_complete = false;
+        state.last_audio = None;
         state.session.got_keyframe = false;
     }
 
@@ -245,8 +250,10 @@ impl Hub {
         self.lock().gop.first().cloned()
     }
 
+    /// Registers a viewer's appsrcs. It gets the cached GOP as soon as its media starts
+    /// (its first `need-data`), or with the next live frame, whichever comes first.
     pub fn add_consumer(
-        &self,
+        self: &Arc<Self>,
         video: &gst_app::AppSrc,
         audio: Option<&gst_app::AppSrc>,
     ) -> ConsumerId {
@@ -254,6 +261,18 @@ impl Hub {
         for src in std::iter::once(video).chain(audio) {
             prepare_consumer_src(src);
         }
+        let hub = Arc::downgrade(self);
+        video.set_callbacks(
+            gst_app::AppSrcCallbacks::builder()
+                .need_data(move |src, _| {
+                    if let Some(hub) = hub.upgrade() {
+                        hub.prime(id);
+                    }
+                    // Once is enough: later need-data calls only mean "queue low".
+                    src.set_callbacks(gst_app::AppSrcCallbacks::builder().build());
+                })
+                .build(),
+        );
         self.lock().consumers.push(Consumer {
             id,
             video: video.downgrade(),
@@ -261,6 +280,23 @@ impl Hub {
             start: Start::Burst,
         });
         ConsumerId(id)
+    }
+
+    /// Gives a joining consumer the cached GOP now, without waiting for the next live frame.
+    fn prime(&self, id: u64) {
+        let mut state = self.lock();
+        if !state.gop_complete || state.gop.is_empty() {
+            return;
+        }
+        let State {
+            consumers,
+            gop,
+            last_audio,
+            ..
+        } = &mut *state;
+        if let Some(consumer) = consumers.iter_mut().find(|c| c.id == id) {
+            consumer.join(gop, last_audio.as_ref());
+        }
     }
 
     /// Ends every consumer's stream (MQTT OFF); returns how many there were.
@@ -296,6 +332,7 @@ impl Hub {
             state.gop.clear();
             state.gop_complete = true;
             if !state.session.got_keyframe {
+                tracing::debug!("first keyframe of camera session {generation}");
                 state.session.got_keyframe = true;
                 state.session.video_caps = sample.caps_owned();
                 self.announce_if_ready(&mut state);
@@ -315,6 +352,7 @@ impl Hub {
             consumers,
             gop,
             gop_complete,
+            last_audio,
             ..
         } = &mut *state;
         let mut dropped = 0;
@@ -323,8 +361,9 @@ impl Hub {
                 return false;
             };
             match consumer.start {
-                Start::Burst if !is_keyframe && *gop_complete => {
-                    push_burst(&src, &gop[..gop.len() - 1], buffer.pts());
+                Start::Burst if *gop_complete => {
+                    consumer.join(gop, last_audio.as_ref());
+                    return true;
                 }
                 Start::Burst | Start::WaitKeyframe if !is_keyframe => {
                     consumer.start = Start::WaitKeyframe;
@@ -347,15 +386,21 @@ impl Hub {
         }
     }
 
-    /// Called on the ingest's audio streaming thread; audio follows video into each consumer.
-    pub fn push_audio(&self, generation: u64, sample: gst::Sample) {
+    /// The audio track's caps are known (from the caps event, before the first frame).
+    pub fn set_audio_caps(&self, generation: u64, caps: gst::Caps) {
         let mut state = self.lock();
         if state.generation != generation {
             return;
         }
-        if state.session.audio_caps.is_none() {
-            state.session.audio_caps = sample.caps_owned();
-            self.announce_if_ready(&mut state);
+        state.session.audio_caps = Some(caps);
+        self.announce_if_ready(&mut state);
+    }
+
+    /// Called on the ingest's audio streaming thread; audio follows video into each consumer.
+    pub fn push_audio(&self, generation: u64, sample: gst::Sample) {
+        let state = self.lock();
+        if state.generation != generation {
+            return;
         }
         let mut dropped = 0;
         for consumer in &state.consumers {
@@ -391,36 +436,53 @@ fn prepare_consumer_src(src: &gst_app::AppSrc) {
     src.set_max_bytes(64 * 1024 * 1024);
 }
 
-/// Pushes the cached frames restamped to just before `live_pts`, a few ms apart.
-fn push_burst(src: &gst_app::AppSrc, cached: &[gst::Sample], live_pts: Option<gst::ClockTime>) {
-    let Some(live_pts) = live_pts else {
-        return;
-    };
-    let count = cached.len() as u64;
-    for (i, sample) in cached.iter().enumerate() {
-        let Some(original) = sample.buffer() else {
-            continue;
+impl Consumer {
+    /// Pushes the GOP so far: every frame but the newest restamped to just before it, a few ms
+    /// apart, then the newest with its own timestamp and the newest audio frame. The consumer
+    /// stays joining if its media is not running yet (appsrc flushing), to try again.
+    fn join(&mut self, gop: &[gst::Sample], last_audio: Option<&gst::Sample>) {
+        let (Some(video), Some((newest, cached))) = (self.video.upgrade(), gop.split_last()) else {
+            return;
         };
-        let before = BURST_SPACING * (count - i as u64);
-        let pts = live_pts.saturating_sub(before);
-        let mut buffer = original.copy();
-        {
-            let buffer = buffer.make_mut();
-            buffer.set_pts(pts);
-            buffer.set_dts(pts);
-            buffer.set_duration(BURST_SPACING);
+        let Some(live_pts) = newest.buffer().and_then(|b| b.pts()) else {
+            return;
+        };
+        let count = cached.len() as u64;
+        for (i, sample) in cached.iter().enumerate() {
+            let pts = live_pts.saturating_sub(BURST_SPACING * (count - i as u64));
+            if video.push_sample(&restamp(sample, pts)).is_err() {
+                return;
+            }
         }
-        let caps = sample.caps_owned();
-        let mut builder = gst::Sample::builder().buffer(&buffer);
-        if let Some(caps) = &caps {
-            builder = builder.caps(caps);
+        if video.push_sample(newest).is_err() {
+            return;
         }
-        if let Some(segment) = sample.segment() {
-            builder = builder.segment(segment);
+        self.start = Start::Live;
+        let audio = self.audio.as_ref().and_then(|a| a.upgrade());
+        if let (Some(audio), Some(last)) = (audio, last_audio) {
+            let _ = audio.push_sample(last);
         }
-        let restamped = builder.build();
-        let _ = src.push_sample(&restamped);
     }
+}
+
+fn restamp(sample: &gst::Sample, pts: gst::ClockTime) -> gst::Sample {
+    let mut builder = gst::Sample::builder();
+    let mut buffer = sample.buffer_owned().unwrap_or_else(gst::Buffer::new);
+    {
+        let buffer = buffer.make_mut();
+        buffer.set_pts(pts);
+        buffer.set_dts(pts);
+        buffer.set_duration(BURST_SPACING);
+    }
+    builder = builder.buffer(&buffer);
+    let caps = sample.caps_owned();
+    if let Some(caps) = &caps {
+        builder = builder.caps(caps);
+    }
+    if let Some(segment) = sample.segment() {
+        builder = builder.segment(segment);
+    }
+    builder.build()
 }
 
 fn stream_info(layout: &Layout, audio_in: Option<String>) -> StreamInfo {

@@ -71,8 +71,12 @@ mod imp {
         fn create_element(&self, _url: &gst_rtsp::RTSPUrl) -> Option<gst::Element> {
             let mount = self.mount.get()?;
             let lease = mount.demand.lease(Purpose::RtspViewer);
+            let asked = std::time::Instant::now();
             let layout = match mount.hub.wait_ready(mount.start_timeout) {
-                Ok(layout) => layout,
+                Ok(layout) => {
+                    tracing::debug!(camera = %mount.camera, "viewer media ready after {:?}", asked.elapsed());
+                    layout
+                }
                 Err(reason) => {
                     tracing::warn!(camera = %mount.camera, "refusing a viewer: {reason}");
                     return None;

@@ -1,0 +1,456 @@
+//! Media benchmark: the add-on side by side with an ffmpeg relay, in one run, as tables.
+//!
+//! `cargo bench --bench media` (or `scripts/bench.sh`). Needs ffmpeg and mosquitto.
+//! Figures are ratios against baselines measured in the same run, because these machines are noisy.
+//!
+//! 1. CPU and RSS for 1, 8 and 32 passthrough streams with one viewer each, against one ffmpeg per
+//!    stream pulling the camera with `-c:v copy -c:a aac` (ring-mqtt's per-stream relay work) and
+//!    `-c copy` to null (the floor of any relay).
+//! 2. Time to first frame for a viewer joining a running 4 s-GOP stream, against the same client
+//!    on an all-intra camera; and that viewer's delay behind live 2 s after joining, against a
+//!    viewer that has been watching for a while.
+//! 3. Cold-start overhead: first frame through the add-on with the camera idle, minus first frame
+//!    straight from the camera.
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ipcam-mqtt");
+const WARMUP: Duration = Duration::from_secs(4);
+const WINDOW: Duration = Duration::from_secs(10);
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(cmd: &mut Command) -> Proc {
+    Proc(
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    )
+}
+
+fn wait_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+        assert!(Instant::now() < deadline, "port {port} never opened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A camera stand-in; waits until it serves (without a TCP probe, which would count as a client).
+fn camera(args: &[&str]) -> (Proc, String) {
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .args(["test-camera", "--port", &port.to_string()])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    while let Some(Ok(line)) = lines.next() {
+        if line.contains("serving") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    (Proc(child), format!("rtsp://127.0.0.1:{port}/stream"))
+}
+
+fn addon(mqtt_port: u16, camera_urls: &[String]) -> (Proc, u16, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let rtsp_port = free_port();
+    let mut yaml = format!(
+        "mqtt:\n  host: 127.0.0.1\n  port: {mqtt_port}\nrtsp:\n  port: {rtsp_port}\ncameras:\n"
+    );
+    for (i, url) in camera_urls.iter().enumerate() {
+        yaml.push_str(&format!(
+            "  - id: cam{i}\n    url: {url}\n    close_after: 2\n"
+        ));
+    }
+    let path = dir.path().join("cameras.yaml");
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .unwrap();
+    let proc =
+        spawn(Command::new(BIN).args(["--config", path.to_str().unwrap(), "--log-level", "warn"]));
+    wait_port(rtsp_port);
+    (proc, rtsp_port, dir)
+}
+
+fn ffmpeg(url: &str, codec_args: &[&str]) -> Proc {
+    spawn(
+        Command::new("ffmpeg")
+            .args([
+                "-nostdin",
+                "-v",
+                "error",
+                "-rtsp_transport",
+                "tcp",
+                "-i",
+                url,
+            ])
+            .args(codec_args)
+            .args(["-f", "null", "-"]),
+    )
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, s)| s).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let get = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    get(11) + get(12)
+}
+
+fn rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// CPU (% of one core, summed) and RSS (MB, summed) of `pids` over the window.
+fn measure(pids: &[u32]) -> (f64, f64) {
+    std::thread::sleep(WARMUP);
+    let before: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
+    let start = Instant::now();
+    std::thread::sleep(WINDOW);
+    let after: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
+    let ticks_per_s = 100.0;
+    let cpu = (after - before) as f64 / ticks_per_s / start.elapsed().as_secs_f64() * 100.0;
+    let rss = pids.iter().map(|p| rss_mb(*p)).sum();
+    (cpu, rss)
+}
+
+fn cpu_and_rss(mqtt_port: u16, camera_url: &str) {
+    println!(
+        "\n## CPU and RSS per passthrough stream (720p25 H.264 ~4.2 Mbit/s + G.711, one viewer each)\n"
+    );
+    println!(
+        "| streams | ours CPU % | relay CPU % | floor CPU % | ours/relay | ours RSS MB | per-stream RSS MB | relay RSS MB | floor RSS MB |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for n in [1usize, 8, 32] {
+        let urls = vec![camera_url.to_string(); n];
+        let (ours, rtsp_port, _dir) = addon(mqtt_port, &urls);
+        std::thread::sleep(Duration::from_secs(1));
+        let idle_rss = rss_mb(ours.0.id());
+        let viewers: Vec<Proc> = (0..n)
+            .map(|i| {
+                ffmpeg(
+                    &format!("rtsp://127.0.0.1:{rtsp_port}/cam{i}_live"),
+                    &["-c", "copy"],
+                )
+            })
+            .collect();
+        let (our_cpu, our_rss) = measure(&[ours.0.id()]);
+        drop(viewers);
+        drop(ours);
+        let relays: Vec<Proc> = (0..n)
+            .map(|_| ffmpeg(camera_url, &["-c:v", "copy", "-c:a", "aac"]))
+            .collect();
+        let (relay_cpu, relay_rss) = measure(&relays.iter().map(|p| p.0.id()).collect::<Vec<_>>());
+        drop(relays);
+        let floors: Vec<Proc> = (0..n)
+            .map(|_| ffmpeg(camera_url, &["-c", "copy"]))
+            .collect();
+        let (floor_cpu, floor_rss) = measure(&floors.iter().map(|p| p.0.id()).collect::<Vec<_>>());
+        drop(floors);
+        println!(
+            "| {n} | {our_cpu:.1} | {relay_cpu:.1} | {floor_cpu:.1} | {:.2} | {our_rss:.1} | {:.2} | {relay_rss:.1} | {floor_rss:.1} |",
+            our_cpu / relay_cpu,
+            (our_rss - idle_rss) / n as f64,
+        );
+    }
+}
+
+/// What one viewer saw: time to first decoded frame, and decode times keyed by the encoded frame.
+struct Viewer {
+    pipeline: gst::Pipeline,
+    first_frame: Arc<Mutex<Option<Duration>>>,
+    decoded_at: Arc<Mutex<HashMap<u64, Instant>>>,
+}
+
+fn hash(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}
+
+/// `rtspsrc ! depay ! parse ! avdec_h264 ! appsink`, timing each frame at the decoder's output.
+fn viewer(url: &str) -> Viewer {
+    let pipeline = gst::parse::launch(&format!(
+        "rtspsrc location={url} protocols=tcp latency=0 ! rtph264depay wait-for-keyframe=true ! h264parse ! identity name=tap ! avdec_h264 ! appsink name=sink sync=false"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let started = Instant::now();
+    let first_frame = Arc::new(Mutex::new(None));
+    let decoded_at = Arc::new(Mutex::new(HashMap::new()));
+    let pts_to_hash: Arc<Mutex<HashMap<u64, u64>>> = Arc::default();
+    let tap = pipeline.by_name("tap").unwrap();
+    {
+        let pts_to_hash = pts_to_hash.clone();
+        tap.static_pad("src")
+            .unwrap()
+            .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                if let Some(buffer) = info.buffer() {
+                    if let (Some(pts), Ok(map)) = (buffer.pts(), buffer.map_readable()) {
+                        pts_to_hash
+                            .lock()
+                            .unwrap()
+                            .insert(pts.nseconds(), hash(map.as_slice()));
+                    }
+                }
+                gst::PadProbeReturn::Ok
+            });
+    }
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    {
+        let first_frame = first_frame.clone();
+        let decoded_at = decoded_at.clone();
+        sink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    let now = Instant::now();
+                    first_frame.lock().unwrap().get_or_insert(now - started);
+                    if let Some(pts) = sample.buffer().and_then(|b| b.pts()) {
+                        if let Some(h) = pts_to_hash.lock().unwrap().get(&pts.nseconds()) {
+                            decoded_at.lock().unwrap().insert(*h, now);
+                        }
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+    }
+    pipeline.set_state(gst::State::Playing).unwrap();
+    Viewer {
+        pipeline,
+        first_frame,
+        decoded_at,
+    }
+}
+
+impl Viewer {
+    fn wait_first_frame(&self) -> Duration {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(d) = *self.first_frame.lock().unwrap() {
+                return d;
+            }
+            assert!(Instant::now() < deadline, "no frame within 15 s");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+impl Drop for Viewer {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+/// `a − b` in milliseconds, either sign.
+fn signed_ms(a: Instant, b: Instant) -> f64 {
+    ms(a.saturating_duration_since(b)) - ms(b.saturating_duration_since(a))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+fn start_latency(mqtt_port: u16) {
+    const RUNS: usize = 7;
+    let (_gop4, gop4_url) = camera(&[
+        "--width",
+        "1280",
+        "--height",
+        "720",
+        "--gop",
+        "100",
+        "--bitrate",
+        "4200",
+    ]);
+    let (_intra, intra_url) = camera(&[
+        "--width",
+        "1280",
+        "--height",
+        "720",
+        "--gop",
+        "1",
+        "--bitrate",
+        "4200",
+    ]);
+    let (addon_proc, rtsp_port, _dir) = addon(mqtt_port, &[gop4_url.clone()]);
+    let live = format!("rtsp://127.0.0.1:{rtsp_port}/cam0_live");
+    // Warm cameras for the direct joins, as our ingest keeps the 4 s-GOP one warm.
+    let _warm_intra = viewer(&intra_url);
+
+    // Keep the camera streaming with a steady viewer: it is also the reference for "live".
+    let steady = viewer(&live);
+    steady.wait_first_frame();
+    std::thread::sleep(Duration::from_secs(3));
+
+    let mut joined_ttff = Vec::new();
+    let mut lag_extra = Vec::new();
+    let mut direct_gop4 = Vec::new();
+    let mut direct_intra = Vec::new();
+    for run in 0..RUNS {
+        // Join at different points of the 4 s GOP.
+        std::thread::sleep(Duration::from_millis(530 * (run as u64 % 7)));
+        let joiner = viewer(&live);
+        let ttff = joiner.wait_first_frame();
+        joined_ttff.push(ms(ttff));
+        std::thread::sleep(Duration::from_secs(2));
+        // The same encoded frames, decoded by the joiner and by the steady viewer.
+        let recent = Instant::now() - Duration::from_millis(500);
+        let steady_times = steady.decoded_at.lock().unwrap().clone();
+        let extra: Vec<f64> = joiner
+            .decoded_at
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, t)| **t > recent)
+            .filter_map(|(h, t)| steady_times.get(h).map(|s| signed_ms(*t, *s)))
+            .collect();
+        if !extra.is_empty() {
+            lag_extra.push(extra.iter().sum::<f64>() / extra.len() as f64);
+        }
+        drop(joiner);
+        direct_gop4.push(ms(viewer(&gop4_url).wait_first_frame()));
+        direct_intra.push(ms(viewer(&intra_url).wait_first_frame()));
+    }
+    drop(steady);
+
+    // Cold start: the camera idle (its grace period over), first frame through us vs straight.
+    let mut cold_ours = Vec::new();
+    let mut cold_direct = Vec::new();
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_secs(4));
+        cold_ours.push(ms(viewer(&live).wait_first_frame()));
+        std::thread::sleep(Duration::from_secs(4));
+        cold_direct.push(ms(viewer(&gop4_url).wait_first_frame()));
+    }
+    drop(addon_proc);
+
+    let row = |name: &str, v: &[f64]| {
+        let (m, lo, hi) = median(v.to_vec());
+        println!("| {name} | {m:.0} | {lo:.0} | {hi:.0} |");
+    };
+    println!(
+        "\n## Start latency (720p25 H.264, gst rtspsrc ! avdec_h264 client over TCP, {RUNS} runs; ms)\n"
+    );
+    println!("| measure | median | min | max |");
+    println!("|---|---|---|---|");
+    row(
+        "first frame, joining our running 4 s-GOP stream",
+        &joined_ttff,
+    );
+    row(
+        "first frame, same client straight to an all-intra camera (floor)",
+        &direct_intra,
+    );
+    row(
+        "first frame, same client straight to the 4 s-GOP camera",
+        &direct_gop4,
+    );
+    row(
+        "joiner's extra delay behind a steady viewer, 2 s after joining",
+        &lag_extra,
+    );
+    row(
+        "cold start: first frame through us, camera idle",
+        &cold_ours,
+    );
+    row(
+        "cold start: first frame straight from the idle camera",
+        &cold_direct,
+    );
+    let (j, _, _) = median(joined_ttff);
+    let (f, _, _) = median(direct_intra);
+    let (co, _, _) = median(cold_ours);
+    let (cd, _, _) = median(cold_direct);
+    println!(
+        "\njoin − floor: {:.0} ms (goal ≤ 50); cold-start overhead: {:.0} ms (goal ≤ 100)",
+        j - f,
+        co - cd
+    );
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    gst::init().unwrap();
+    let mqtt_port = free_port();
+    let _broker = spawn(Command::new("mosquitto").args(["-p", &mqtt_port.to_string()]));
+    wait_port(mqtt_port);
+    println!(
+        "# ipcam-mqtt media benchmark ({} cores)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    if only.is_empty() || only == "latency" {
+        start_latency(mqtt_port);
+    }
+    if only.is_empty() || only == "cpu" {
+        let (_camera, url) = camera(&[
+            "--width",
+            "1280",
+            "--height",
+            "720",
+            "--gop",
+            "50",
+            "--bitrate",
+            "4200",
+        ]);
+        cpu_and_rss(mqtt_port, &url);
+    }
+}

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Runs the benchmarks and prints their tables. BENCH_ONLY=latency|cpu runs one part.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+exec cargo bench --bench media
