@@ -467,7 +467,7 @@ impl Consumer {
 
 fn restamp(sample: &gst::Sample, pts: gst::ClockTime) -> gst::Sample {
     let mut builder = gst::Sample::builder();
-    let mut buffer = sample.buffer_owned().unwrap_or_else(gst::Buffer::new);
+    let mut buffer = sample.buffer_owned().unwrap_or_default();
     {
         let buffer = buffer.make_mut();
         buffer.set_pts(pts);
