@@ -328,7 +328,7 @@ fn start_latency(mqtt_port: u16) {
         "--bitrate",
         "4200",
     ]);
-    let (addon_proc, rtsp_port, _dir) = addon(mqtt_port, &[gop4_url.clone()]);
+    let (addon_proc, rtsp_port, _dir) = addon(mqtt_port, std::slice::from_ref(&gop4_url));
     let live = format!("rtsp://127.0.0.1:{rtsp_port}/cam0_live");
     // Warm cameras for the direct joins, as our ingest keeps the 4 s-GOP one warm.
     let _warm_intra = viewer(&intra_url);
