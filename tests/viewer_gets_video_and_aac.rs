@@ -22,6 +22,10 @@ fn serves(camera_args: &[&str], expected_video: &str) {
     }
     let frames = ffmpeg_decode_frames(&url, 25).unwrap();
     assert!(frames >= 25, "decoded {frames} frames");
+    // The camera's 440 Hz tone (amplitude 0.3, RMS ~0.21) survives the trip as AAC.
+    let (samples, rms) = ffmpeg_audio(&url, 2).unwrap();
+    assert!(samples >= 16000, "decoded {samples} audio samples in 2 s");
+    assert!((0.1..0.4).contains(&rms), "audio RMS {rms:.3}");
 }
 
 #[test]

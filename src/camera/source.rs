@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -47,6 +47,44 @@ fn transcoded_aac_caps() -> gst::Caps {
         .field("channels", 1i32)
         .field("codec_data", gst::Buffer::from_slice([0x14u8, 0x08]))
         .build()
+}
+
+/// One AAC frame of silence in the transcoded format. A viewer that joins before the encoder's
+/// first frame gets it, so its media starts at once with audio timing that matches the video.
+/// Made once per process: it is a constant, and encoding it costs a small pipeline run.
+fn silent_aac_frame() -> Option<gst::Buffer> {
+    static FRAME: OnceLock<Option<gst::Buffer>> = OnceLock::new();
+    FRAME
+        .get_or_init(|| {
+            let frame = encode_silence();
+            if frame.is_none() {
+                tracing::warn!(
+                    "cannot encode an AAC silence frame; cold starts wait for the first audio frame"
+                );
+            }
+            frame
+        })
+        .clone()
+}
+
+fn encode_silence() -> Option<gst::Buffer> {
+    let pipeline = gst::parse::launch(&format!(
+        "audiotestsrc wave=silence samplesperbuffer=1024 num-buffers=8 ! {AAC_ENCODE} ! appsink name=sink sync=false"
+    ))
+    .ok()?
+    .downcast::<gst::Pipeline>()
+    .ok()?;
+    let sink = pipeline
+        .by_name("sink")?
+        .downcast::<gst_app::AppSink>()
+        .ok()?;
+    let guard = PipelineGuard::new(pipeline);
+    guard.pipeline().set_state(gst::State::Playing).ok()?;
+    let mut last = None;
+    while let Ok(sample) = sink.pull_sample() {
+        last = sample.buffer_owned();
+    }
+    last
 }
 
 /// How a camera's audio becomes the one AAC track every viewer gets.
@@ -276,7 +314,7 @@ fn select_track(caps: &gst::CapsRef, hub: &Hub, generation: u64, tracks: &Mutex<
             Some(branch) => {
                 tracks.audio = Some(branch.name);
                 if let Some(caps) = branch.caps {
-                    hub.set_audio_caps(generation, caps);
+                    hub.set_audio_caps(generation, caps, silent_aac_frame());
                 }
                 true
             }
@@ -335,6 +373,8 @@ fn link_track(
         .and_downcast::<gst_app::AppSink>()
         .expect("the branch ends in an appsink");
     sink.set_sync(false);
+    // Added to a running pipeline: an async sink would wait to preroll and hold its first sample.
+    sink.set_async(false);
     sink.set_drop(false);
     if passthrough_audio {
         // Passed-through AAC: its caps (from the SDP) come with the caps event, ahead of the first frame.
@@ -342,7 +382,7 @@ fn link_track(
         let pad = sink.static_pad("sink").expect("appsink has a sink pad");
         pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
             if let Some(gst::EventView::Caps(caps)) = info.event().map(|e| e.view()) {
-                hub.set_audio_caps(generation, caps.caps_owned());
+                hub.set_audio_caps(generation, caps.caps_owned(), None);
             }
             gst::PadProbeReturn::Ok
         });

@@ -67,6 +67,7 @@ struct Consumer {
 struct Session {
     video_caps: Option<gst::Caps>,
     audio_caps: Option<gst::Caps>,
+    audio_filler: Option<gst::Sample>,
     /// `None` until the source has announced all its tracks.
     has_audio: Option<bool>,
     got_keyframe: bool,
@@ -292,10 +293,11 @@ impl Hub {
             consumers,
             gop,
             last_audio,
+            session,
             ..
         } = &mut *state;
         if let Some(consumer) = consumers.iter_mut().find(|c| c.id == id) {
-            consumer.join(gop, last_audio.as_ref());
+            consumer.join(gop, last_audio.as_ref().or(session.audio_filler.as_ref()));
         }
     }
 
@@ -332,7 +334,10 @@ impl Hub {
             state.gop.clear();
             state.gop_complete = true;
             if !state.session.got_keyframe {
-                tracing::debug!("first keyframe of camera session {generation}");
+                tracing::debug!(
+                    "first keyframe of camera session {generation}, pts {:?}",
+                    buffer.pts()
+                );
                 state.session.got_keyframe = true;
                 state.session.video_caps = sample.caps_owned();
                 self.announce_if_ready(&mut state);
@@ -353,8 +358,10 @@ impl Hub {
             gop,
             gop_complete,
             last_audio,
+            session,
             ..
         } = &mut *state;
+        let audio_start = last_audio.as_ref().or(session.audio_filler.as_ref());
         let mut dropped = 0;
         consumers.retain_mut(|consumer| {
             let Some(src) = consumer.video.upgrade() else {
@@ -362,7 +369,7 @@ impl Hub {
             };
             match consumer.start {
                 Start::Burst if *gop_complete => {
-                    consumer.join(gop, last_audio.as_ref());
+                    consumer.join(gop, audio_start);
                     return true;
                 }
                 Start::Burst | Start::WaitKeyframe if !is_keyframe => {
@@ -386,22 +393,26 @@ impl Hub {
         }
     }
 
-    /// The audio track's caps are known (from the caps event, before the first frame).
-    pub fn set_audio_caps(&self, generation: u64, caps: gst::Caps) {
+    /// The audio track's caps are known (before its first frame). `filler` is a silent frame in
+    /// that format, for viewers that join before the first real one.
+    pub fn set_audio_caps(&self, generation: u64, caps: gst::Caps, filler: Option<gst::Buffer>) {
         let mut state = self.lock();
         if state.generation != generation {
             return;
         }
+        state.session.audio_filler =
+            filler.map(|buffer| gst::Sample::builder().buffer(&buffer).caps(&caps).build());
         state.session.audio_caps = Some(caps);
         self.announce_if_ready(&mut state);
     }
 
     /// Called on the ingest's audio streaming thread; audio follows video into each consumer.
     pub fn push_audio(&self, generation: u64, sample: gst::Sample) {
-        let state = self.lock();
+        let mut state = self.lock();
         if state.generation != generation {
             return;
         }
+        state.last_audio = Some(sample.clone());
         let mut dropped = 0;
         for consumer in &state.consumers {
             if consumer.start != Start::Live {
@@ -438,9 +449,10 @@ fn prepare_consumer_src(src: &gst_app::AppSrc) {
 
 impl Consumer {
     /// Pushes the GOP so far: every frame but the newest restamped to just before it, a few ms
-    /// apart, then the newest with its own timestamp and the newest audio frame. The consumer
+    /// apart, then the newest with its own timestamp, and one audio frame to start the audio
+    /// track (the newest, or silence before the first). The consumer
     /// stays joining if its media is not running yet (appsrc flushing), to try again.
-    fn join(&mut self, gop: &[gst::Sample], last_audio: Option<&gst::Sample>) {
+    fn join(&mut self, gop: &[gst::Sample], audio_start: Option<&gst::Sample>) {
         let (Some(video), Some((newest, cached))) = (self.video.upgrade(), gop.split_last()) else {
             return;
         };
@@ -458,9 +470,12 @@ impl Consumer {
             return;
         }
         self.start = Start::Live;
-        let audio = self.audio.as_ref().and_then(|a| a.upgrade());
-        if let (Some(audio), Some(last)) = (audio, last_audio) {
-            let _ = audio.push_sample(last);
+        let Some(audio) = self.audio.as_ref().and_then(|a| a.upgrade()) else {
+            return;
+        };
+        if let Some(first) = audio_start {
+            // The newest audio, or silence on a cold start, stamped to start with the video.
+            let _ = audio.push_sample(&restamp(first, live_pts));
         }
     }
 }
@@ -472,7 +487,6 @@ fn restamp(sample: &gst::Sample, pts: gst::ClockTime) -> gst::Sample {
         let buffer = buffer.make_mut();
         buffer.set_pts(pts);
         buffer.set_dts(pts);
-        buffer.set_duration(BURST_SPACING);
     }
     builder = builder.buffer(&buffer);
     let caps = sample.caps_owned();

@@ -443,3 +443,32 @@ pub fn shared_file(relative: &str) -> Option<PathBuf> {
         None
     }
 }
+
+/// Decodes `seconds` of a stream's audio with ffmpeg; returns (samples, RMS on a 0..1 scale).
+pub fn ffmpeg_audio(url: &str, seconds: u32) -> Result<(usize, f64), String> {
+    let out = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-rtsp_transport",
+            "tcp",
+            "-i",
+            url,
+            "-vn",
+            "-t",
+            &seconds.to_string(),
+        ])
+        .args(["-f", "s16le", "-ac", "1", "-ar", "16000", "-"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let samples: Vec<f64> = out
+        .stdout
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]) as f64 / 32768.0)
+        .collect();
+    let rms = (samples.iter().map(|s| s * s).sum::<f64>() / samples.len().max(1) as f64).sqrt();
+    Ok((samples.len(), rms))
+}
