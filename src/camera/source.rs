@@ -36,7 +36,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Transcoded audio always leaves as AAC-LC, 16 kHz mono: one consistent format, and caps known
 /// before the encoder's first frame, which would add 128-256 ms of encoder delay to a cold start.
-const AAC_ENCODE: &str = "audioconvert ! audioresample ! audio/x-raw,rate=16000,channels=1 ! avenc_aac bitrate=48000 ! aacparse";
+const AAC_ENCODE: &str = "audioconvert ! audioresample ! audio/x-raw,rate=16000,channels=1 ! avenc_aac aac-coder=fast bitrate=32000 ! aacparse";
 
 fn transcoded_aac_caps() -> gst::Caps {
     // AudioSpecificConfig: object type 2 (AAC-LC), frequency index 8 (16 kHz), 1 channel.

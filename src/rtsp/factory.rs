@@ -150,7 +150,8 @@ fn viewer_bin(
     let video_pay = gst::ElementFactory::make(payloader)
         .name("pay0")
         .property("pt", 96u32)
-        .property("config-interval", -1i32)
+        // The ingest's parser already puts SPS/PPS in every keyframe; repeating them here would
+        // send them as a separate access unit with the keyframe's timestamp.
         .build()?;
     bin.add_many([video.upcast_ref(), &video_pay])?;
     video.link(&video_pay)?;
