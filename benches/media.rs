@@ -427,7 +427,9 @@ fn start_latency(mqtt_port: u16) {
 fn main() {
     // `cargo test --all-targets` runs this binary without `--bench`: measure only under `cargo bench`.
     if !std::env::args().any(|a| a == "--bench") {
-        println!("media benchmark: run it with `cargo bench --bench media` (skipped under cargo test)");
+        println!(
+            "media benchmark: run it with `cargo bench --bench media` (skipped under cargo test)"
+        );
         return;
     }
     gst::init().unwrap();
