@@ -102,6 +102,10 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        // Wrappers such as `runuser` leave their child running when killed: take the children first.
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-P", &self.child.id().to_string()])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
