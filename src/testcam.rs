@@ -47,6 +47,9 @@ pub struct TestCameraOptions {
     /// Frames between keyframes (1 makes every frame a keyframe).
     #[arg(long, default_value_t = 50)]
     pub gop: u32,
+    /// videotestsrc pattern: `ball` moves; `snow` is noise, for a high real bitrate.
+    #[arg(long, default_value = "ball")]
+    pub pattern: String,
     /// Video bitrate in kbit/s.
     #[arg(long, default_value_t = 1000)]
     pub bitrate: u32,
@@ -68,6 +71,7 @@ impl Default for TestCameraOptions {
             height: 360,
             fps: 25,
             gop: 50,
+            pattern: "ball".into(),
             bitrate: 1000,
             username: None,
             password: None,
@@ -84,10 +88,11 @@ impl TestCameraOptions {
             fps,
             gop,
             bitrate,
+            pattern,
             ..
         } = self;
         let raw = format!(
-            "videotestsrc is-live=true pattern=ball ! video/x-raw,width={width},height={height},framerate={fps}/1 ! clockoverlay shaded-background=true font-desc=\"Sans 24\""
+            "videotestsrc is-live=true pattern={pattern} ! video/x-raw,width={width},height={height},framerate={fps}/1 ! clockoverlay shaded-background=true font-desc=\"Sans 24\""
         );
         let video = match self.video {
             VideoCodec::H264 => format!(

@@ -51,8 +51,10 @@ pub struct StreamInfo {
 enum Start {
     /// New: gets the cached GOP as a burst before the next live frame.
     Burst,
-    /// Dropped frames or joined without a usable cache: resumes at the next keyframe.
+    /// Joined without a usable cache, or the camera reconnected: resumes at the next keyframe.
     WaitKeyframe,
+    /// Its queue overflowed: every frame is dropped (and counted) until a keyframe finds room.
+    Dropping,
     Live,
 }
 
@@ -377,7 +379,11 @@ impl Hub {
                     return true;
                 }
                 Start::Live if src.current_level_time() > MAX_QUEUE => {
-                    consumer.start = Start::WaitKeyframe;
+                    consumer.start = Start::Dropping;
+                    dropped += 1;
+                    return true;
+                }
+                Start::Dropping if !is_keyframe || src.current_level_time() > MAX_QUEUE => {
                     dropped += 1;
                     return true;
                 }

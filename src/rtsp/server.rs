@@ -129,6 +129,38 @@ impl Drop for RtspServer {
     }
 }
 
+/// Per-client kernel send buffer (Linux doubles it): about half a second of 4 Mbit/s video.
+const CLIENT_SEND_BUFFER: i32 = 128 * 1024;
+
+fn bound_send_buffer(client: &gst_rtsp_server::RTSPClient) {
+    const SOL_SOCKET: i32 = 1;
+    const SO_SNDBUF: i32 = 7;
+    // SAFETY: the connection and its socket are owned by the client, which outlives this call;
+    // the getters return borrowed pointers (transfer none) that we only pass on.
+    unsafe {
+        let connection = gst_rtsp_server::ffi::gst_rtsp_client_get_connection(client.as_ptr());
+        if connection.is_null() {
+            return;
+        }
+        let socket = gstreamer_rtsp::ffi::gst_rtsp_connection_get_write_socket(connection);
+        if socket.is_null() {
+            return;
+        }
+        let mut error = std::ptr::null_mut();
+        if gstreamer_rtsp_server::gio::ffi::g_socket_set_option(
+            socket,
+            SOL_SOCKET,
+            SO_SNDBUF,
+            CLIENT_SEND_BUFFER,
+            &mut error,
+        ) == 0
+        {
+            gstreamer_rtsp_server::glib::ffi::g_clear_error(&mut error);
+            tracing::debug!("cannot bound a client's send buffer");
+        }
+    }
+}
+
 fn build(
     bind: String,
     port: u16,
@@ -151,6 +183,13 @@ fn build(
         auth.add_basic(&gst_rtsp_server::RTSPAuth::make_basic(user, pass), &token);
         server.set_auth(Some(&auth));
     }
+    // A slow client must back up into its own media, where the hub drops whole frames until the
+    // next keyframe (and counts them), instead of gst-rtsp-server dropping random RTP packets,
+    // and it must do so within a second rather than after megabytes of kernel buffer.
+    server.connect_client_connected(|_, client| {
+        client.set_drop_backlog(false);
+        bound_send_buffer(client);
+    });
     let mount_points = server
         .mount_points()
         .ok_or_else(|| anyhow::anyhow!("RTSP server without mount points"))?;

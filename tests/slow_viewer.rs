@@ -1,0 +1,113 @@
+//! A viewer that stops reading never stalls the camera or the other viewers: its own queue is
+//! bounded, frames are dropped for it alone, and the drops are counted.
+mod common;
+use common::*;
+use socket2::{Domain, Socket, Type};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+/// An RTSP/TCP client that sets up and plays both tracks, then never reads again.
+fn stalled_viewer(url: &str, port: u16) -> TcpStream {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    // A tiny window makes the server's socket fill up in a fraction of a second.
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket
+        .connect(&SocketAddr::from(([127, 0, 0, 1], port)).into())
+        .unwrap();
+    let mut stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut request = |stream: &mut TcpStream, cseq: u32, line: &str, headers: &str| -> String {
+        write!(stream, "{line} RTSP/1.0\r\nCSeq: {cseq}\r\n{headers}\r\n").unwrap();
+        let mut response = Vec::new();
+        let mut byte = [0u8; 1];
+        while !response.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).unwrap();
+            response.push(byte[0]);
+        }
+        let text = String::from_utf8_lossy(&response).into_owned();
+        assert!(text.starts_with("RTSP/1.0 200"), "{line}: {text}");
+        if let Some(length) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+        {
+            let mut body = vec![0u8; length.trim().parse().unwrap()];
+            stream.read_exact(&mut body).unwrap();
+        }
+        text
+    };
+    request(
+        &mut stream,
+        1,
+        &format!("DESCRIBE {url}"),
+        "Accept: application/sdp\r\n",
+    );
+    let setup = request(
+        &mut stream,
+        2,
+        &format!("SETUP {url}/stream=0"),
+        "Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n",
+    );
+    let session = setup
+        .lines()
+        .find_map(|l| l.strip_prefix("Session: "))
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let session_header = format!("Session: {session}\r\n");
+    request(
+        &mut stream,
+        3,
+        &format!("SETUP {url}/stream=1"),
+        &format!("{session_header}Transport: RTP/AVP/TCP;unicast;interleaved=2-3\r\n"),
+    );
+    write!(
+        stream,
+        "PLAY {url} RTSP/1.0\r\nCSeq: 4\r\n{session_header}\r\n"
+    )
+    .unwrap();
+    stream
+}
+
+#[test]
+fn a_stalled_viewer_drops_its_own_frames_and_never_slows_the_others() {
+    let broker = Mosquitto::start();
+    let mqtt = broker.watch();
+    let camera = Camera::start(&["--pattern", "snow", "--bitrate", "3000"]);
+    let addon = AddOn::start(&config(
+        broker.port,
+        free_port(),
+        &[("cam", &camera.url(), "")],
+    ));
+    let url = addon.live_url("cam");
+    let _stalled = stalled_viewer(&url, addon.rtsp_port);
+    // Let the stalled viewer's socket and queue fill up.
+    std::thread::sleep(Duration::from_secs(3));
+
+    // Meanwhile a normal viewer decodes at full speed: 8 s of 25 fps video in real time.
+    let started = Instant::now();
+    let frames = ffmpeg_decode_frames(&url, 200).unwrap();
+    let took = started.elapsed();
+    assert!(
+        frames >= 200,
+        "the healthy viewer decoded only {frames} frames"
+    );
+    assert!(
+        took < Duration::from_secs(11),
+        "200 frames at 25 fps took {took:?}: the stalled viewer slowed it"
+    );
+
+    let attributes =
+        mqtt.wait_for_json("ipcam/cam/info/attributes", Duration::from_secs(35), |v| {
+            v["dropped_frames"].as_u64().unwrap_or(0) > 0
+        });
+    println!(
+        "dropped for the stalled viewer: {}",
+        attributes["dropped_frames"]
+    );
+    assert_eq!(camera.connections(), 1);
+}
