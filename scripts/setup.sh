@@ -26,10 +26,16 @@ else
   echo "setup: all apt packages present"
 fi
 
+# PyAV, the library Home Assistant's stream component plays RTSP with, for a client test.
+if ! python3 -c "import av" 2>/dev/null; then
+  echo "setup: installing PyAV from PyPI"
+  python3 -m pip install -q --root-user-action=ignore av
+fi
+
 # ONNX Runtime for cry detection (ort with load-dynamic), from the PyPI wheel.
-if ! python3 -c 'import onnxruntime' 2>/dev/null; then
+if ! python3 -c "import onnxruntime" 2>/dev/null; then
   echo "setup: installing onnxruntime 1.31 from PyPI"
-  python3 -m pip install -q "onnxruntime==1.31.*"
+  python3 -m pip install -q --root-user-action=ignore "onnxruntime==1.31.*"
 fi
 
 if ! command -v cargo >/dev/null; then
