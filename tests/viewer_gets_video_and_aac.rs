@@ -109,16 +109,27 @@ fn gstreamer_rtspsrc_viewer_decodes_the_stream() {
 fn pyav_as_used_by_home_assistant_decodes_video_and_audio_at_once() {
     let broker = Mosquitto::start();
     let camera = Camera::start(&["--gop", "100"]);
-    let addon = AddOn::start(&config(broker.port, free_port(), &[("cam", &camera.url(), "")]));
+    let addon = AddOn::start(&config(
+        broker.port,
+        free_port(),
+        &[("cam", &camera.url(), "")],
+    ));
     // Warm the camera, then join mid-GOP as Home Assistant would.
     ffprobe_codecs(&addon.live_url("cam"), "tcp").unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1300));
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/pyav_first_frame.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/pyav_first_frame.py"
+    );
     let out = std::process::Command::new("python3")
         .args([script, &addon.live_url("cam")])
         .output()
         .unwrap();
-    assert!(out.status.success(), "PyAV: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "PyAV: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     println!("PyAV: {result}");
     assert_eq!(result["streams"], serde_json::json!(["h264", "aac"]));
