@@ -19,7 +19,7 @@ fn stalled_viewer(url: &str, port: u16) -> TcpStream {
     stream
         .set_read_timeout(Some(Duration::from_secs(15)))
         .unwrap();
-    let mut request = |stream: &mut TcpStream, cseq: u32, line: &str, headers: &str| -> String {
+    let request = |stream: &mut TcpStream, cseq: u32, line: &str, headers: &str| -> String {
         write!(stream, "{line} RTSP/1.0\r\nCSeq: {cseq}\r\n{headers}\r\n").unwrap();
         let mut response = Vec::new();
         let mut byte = [0u8; 1];
