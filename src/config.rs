@@ -271,14 +271,6 @@ impl Config {
             Err(Problems(problems))
         }
     }
-
-    /// Every secret in the config, for scrubbing messages that might quote one.
-    pub fn secrets(&self) -> Vec<&Secret> {
-        let mut out: Vec<&Secret> = self.mqtt.password.iter().collect();
-        out.extend(self.rtsp.password.iter());
-        out.extend(self.cameras.iter().filter_map(|c| c.password.as_ref()));
-        out
-    }
 }
 
 fn section<T: DeserializeOwned>(

@@ -62,17 +62,6 @@ pub fn redact_urls(text: &str) -> String {
     out
 }
 
-/// Removes every occurrence of a known secret value from `text` (for messages that quote it bare).
-pub fn scrub(text: &str, secrets: &[&Secret]) -> String {
-    let mut out = redact_urls(text);
-    for secret in secrets {
-        if secret.expose().len() >= 3 {
-            out = out.replace(secret.expose(), "***");
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,14 +84,5 @@ mod tests {
     #[test]
     fn user_without_password_is_kept() {
         assert_eq!(redact_urls("rtsp://admin@cam/x"), "rtsp://admin@cam/x");
-    }
-
-    #[test]
-    fn scrub_removes_bare_secret_values() {
-        let secret = Secret::new("hunter2");
-        assert_eq!(
-            scrub("auth failed for hunter2", &[&secret]),
-            "auth failed for ***"
-        );
     }
 }

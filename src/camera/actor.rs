@@ -261,7 +261,6 @@ fn log_input(input: &Input, machine: &Machine) {
 
 fn publish(state_tx: &watch::Sender<CameraState>, machine: &Machine, run: &Running<'_>) {
     let demand = run.actor.demand.snapshot();
-    let stats = run.actor.hub.stats();
     let next = CameraState {
         status: machine.status(),
         available: machine.available(),
@@ -270,7 +269,7 @@ fn publish(state_tx: &watch::Sender<CameraState>, machine: &Machine, run: &Runni
         info: run.actor.hub.info(),
         rtsp_viewers: demand.rtsp_viewers,
         held: demand.mqtt_hold,
-        dropped_frames: stats.dropped_frames,
+        dropped_frames: run.actor.hub.dropped_frames(),
     };
     state_tx.send_if_modified(|current| {
         if *current == next {

@@ -123,12 +123,6 @@ pub struct Lease {
     epoch: u64,
 }
 
-impl Lease {
-    pub fn purpose(&self) -> Purpose {
-        self.purpose
-    }
-}
-
 impl Drop for Lease {
     fn drop(&mut self) {
         let mut counts = lock(&self.shared);

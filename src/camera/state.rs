@@ -157,13 +157,6 @@ impl Machine {
         self.last_error.as_ref()
     }
 
-    pub fn streaming_since(&self) -> Option<Instant> {
-        match self.phase {
-            Phase::Streaming { since } => Some(since),
-            _ => None,
-        }
-    }
-
     pub fn is_running(&self) -> bool {
         matches!(self.phase, Phase::Connecting | Phase::Streaming { .. })
     }

@@ -108,13 +108,6 @@ struct State {
     last_info: StreamInfo,
 }
 
-/// Counters for the API and the info sensor.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct HubStats {
-    pub consumers: usize,
-    pub dropped_frames: u64,
-}
-
 pub struct Hub {
     state: Mutex<State>,
     ready: Condvar,
@@ -209,10 +202,6 @@ impl Hub {
         }
     }
 
-    pub fn layout(&self) -> Option<Layout> {
-        self.lock().session.layout()
-    }
-
     /// The source has announced all its tracks.
     pub fn set_tracks(&self, generation: u64, has_audio: bool, audio_in: Option<String>) {
         let mut state = self.lock();
@@ -236,21 +225,14 @@ impl Hub {
         self.lock().last_info.clone()
     }
 
-    pub fn stats(&self) -> HubStats {
-        HubStats {
-            consumers: self.lock().consumers.len(),
-            dropped_frames: self.dropped.load(Ordering::Relaxed),
-        }
+    /// Frames dropped for slow consumers, since start.
+    pub fn dropped_frames(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// When the last video frame arrived: the stall watchdog reads this.
     pub fn last_video_at(&self) -> Option<Instant> {
         self.lock().last_video_at
-    }
-
-    /// The newest keyframe, for snapshots.
-    pub fn latest_keyframe(&self) -> Option<gst::Sample> {
-        self.lock().gop.first().cloned()
     }
 
     /// Registers a viewer's appsrcs. It gets the cached GOP as soon as its media starts

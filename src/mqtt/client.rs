@@ -214,7 +214,10 @@ impl Bridge {
                     }
                 });
             }
-            Err(e) => tracing::warn!("ignored MQTT command on {}: {e}", shorten(topic)),
+            Err(e) => tracing::warn!(
+                "ignored MQTT command on {}: {e}",
+                command::shorten(topic, 120)
+            ),
         }
     }
 
@@ -277,8 +280,4 @@ impl Bridge {
                 .await;
         }
     }
-}
-
-fn shorten(text: &str) -> String {
-    text.chars().filter(|c| !c.is_control()).take(120).collect()
 }

@@ -59,11 +59,11 @@ pub fn parse(
         .parse_command(topic)
         .ok_or(CommandError::NotACommandTopic)?;
     if !is_known_camera(camera) {
-        return Err(CommandError::UnknownCamera(shorten(camera)));
+        return Err(CommandError::UnknownCamera(shorten(camera, 40)));
     }
     let entity = Entity::from_key(entity_key).ok_or_else(|| CommandError::UnknownEntity {
         camera: camera.into(),
-        entity: shorten(entity_key),
+        entity: shorten(entity_key, 40),
     })?;
     if payload.len() > MAX_PAYLOAD {
         return Err(CommandError::PayloadTooLarge(payload.len()));
@@ -92,14 +92,18 @@ fn parse_switch(text: &str) -> Result<bool, CommandError> {
     } else {
         Err(CommandError::BadPayload {
             expected: "ON or OFF",
-            got: shorten(text),
+            got: shorten(text, 40),
         })
     }
 }
 
 /// Keeps log lines one line long whatever a client sends.
-fn shorten(text: &str) -> String {
-    let clean: String = text.chars().filter(|c| !c.is_control()).take(40).collect();
+pub fn shorten(text: &str, max_chars: usize) -> String {
+    let clean: String = text
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(max_chars)
+        .collect();
     if clean.len() < text.len() {
         format!("{clean}…")
     } else {

@@ -63,10 +63,6 @@ impl Topics {
         }
     }
 
-    pub fn node_id(&self) -> &str {
-        &self.node_id
-    }
-
     /// The bridge's availability and last will.
     pub fn bridge_status(&self) -> String {
         format!("{}/status", self.prefix)
