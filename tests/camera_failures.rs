@@ -74,14 +74,12 @@ fn wrong_password_gives_failed_once_without_hammering_and_never_shows_the_passwo
 
 #[test]
 fn camera_that_goes_down_is_retried_with_backoff_and_recovers() {
-    let broker = Mosquitto::start();
-    let mqtt = broker.watch();
-    let mut camera = Camera::start(&["--gop", "25"]);
-    let addon = AddOn::start(&config(
-        broker.port,
-        free_port(),
-        &[("cam", &camera.url(), "")],
-    ));
+    let Rig {
+        addon,
+        mut camera,
+        mqtt,
+        broker,
+    } = Rig::start(&["--gop", "25"], "");
     broker.publish("ipcam/cam/live_stream/command", "ON", false);
     mqtt.wait_for(
         "ipcam/cam/stream_status/state",

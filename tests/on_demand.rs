@@ -8,14 +8,12 @@ const STATUS: &str = "ipcam/cam/stream_status/state";
 
 #[test]
 fn two_viewers_share_one_camera_connection() {
-    let broker = Mosquitto::start();
-    let mqtt = broker.watch();
-    let camera = Camera::start(&[]);
-    let addon = AddOn::start(&config(
-        broker.port,
-        free_port(),
-        &[("cam", &camera.url(), "")],
-    ));
+    let Rig {
+        addon,
+        camera,
+        mqtt,
+        broker: _broker,
+    } = Rig::start(&[], "");
     let url = addon.live_url("cam");
     let first = gst_viewer(&url);
     let second = gst_viewer(&url);
@@ -34,14 +32,12 @@ fn two_viewers_share_one_camera_connection() {
 
 #[test]
 fn camera_closes_after_the_grace_period_and_a_returning_viewer_cancels_the_close() {
-    let broker = Mosquitto::start();
-    let mqtt = broker.watch();
-    let camera = Camera::start(&[]);
-    let addon = AddOn::start(&config(
-        broker.port,
-        free_port(),
-        &[("cam", &camera.url(), "close_after: 3")],
-    ));
+    let Rig {
+        addon,
+        camera,
+        mqtt,
+        broker: _broker,
+    } = Rig::start(&[], "close_after: 3");
     let url = addon.live_url("cam");
     mqtt.wait_for(STATUS, "inactive", Duration::from_secs(10));
 
@@ -68,14 +64,12 @@ fn camera_closes_after_the_grace_period_and_a_returning_viewer_cancels_the_close
 
 #[test]
 fn mqtt_on_holds_the_camera_with_no_viewers_and_off_disconnects_every_viewer() {
-    let broker = Mosquitto::start();
-    let mqtt = broker.watch();
-    let camera = Camera::start(&[]);
-    let addon = AddOn::start(&config(
-        broker.port,
-        free_port(),
-        &[("cam", &camera.url(), "close_after: 1")],
-    ));
+    let Rig {
+        addon,
+        camera,
+        mqtt,
+        broker,
+    } = Rig::start(&[], "close_after: 1");
     mqtt.wait_for(STATUS, "inactive", Duration::from_secs(10));
 
     broker.publish("ipcam/cam/live_stream/command", "ON", false);
@@ -108,14 +102,12 @@ fn mqtt_on_holds_the_camera_with_no_viewers_and_off_disconnects_every_viewer() {
 
 #[test]
 fn bad_mqtt_commands_are_logged_and_change_nothing() {
-    let broker = Mosquitto::start();
-    let mqtt = broker.watch();
-    let camera = Camera::start(&[]);
-    let addon = AddOn::start(&config(
-        broker.port,
-        free_port(),
-        &[("cam", &camera.url(), "")],
-    ));
+    let Rig {
+        addon,
+        camera,
+        mqtt,
+        broker,
+    } = Rig::start(&[], "");
     mqtt.wait_for(STATUS, "inactive", Duration::from_secs(10));
     broker.publish("ipcam/cam/live_stream/command", "MAYBE", false);
     broker.publish("ipcam/nosuchcam/live_stream/command", "ON", false);

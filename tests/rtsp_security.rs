@@ -43,13 +43,12 @@ fn with_credentials_every_client_must_authenticate() {
 
 #[test]
 fn without_credentials_the_server_listens_on_loopback_only() {
-    let broker = Mosquitto::start();
-    let camera = Camera::start(&[]);
-    let addon = AddOn::start(&config(
-        broker.port,
-        free_port(),
-        &[("cam", &camera.url(), "")],
-    ));
+    let Rig {
+        addon,
+        camera: _camera,
+        mqtt: _mqtt,
+        broker: _broker,
+    } = Rig::start(&[], "");
     assert!(addon.logs().contains("loopback only"), "{}", addon.logs());
     assert_eq!(
         listen_addresses(addon.rtsp_port),

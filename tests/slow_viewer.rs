@@ -75,14 +75,12 @@ fn stalled_viewer(url: &str, port: u16) -> TcpStream {
 
 #[test]
 fn a_stalled_viewer_drops_its_own_frames_and_never_slows_the_others() {
-    let broker = Mosquitto::start();
-    let mqtt = broker.watch();
-    let camera = Camera::start(&["--pattern", "snow", "--bitrate", "3000"]);
-    let addon = AddOn::start(&config(
-        broker.port,
-        free_port(),
-        &[("cam", &camera.url(), "")],
-    ));
+    let Rig {
+        addon,
+        camera,
+        mqtt,
+        broker: _broker,
+    } = Rig::start(&["--pattern", "snow", "--bitrate", "3000"], "");
     let url = addon.live_url("cam");
     let _stalled = stalled_viewer(&url, addon.rtsp_port);
     // Let the stalled viewer's socket and queue fill up.

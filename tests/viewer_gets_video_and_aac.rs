@@ -55,13 +55,12 @@ fn h264_camera_with_opus_gives_h264_and_aac() {
 
 #[test]
 fn camera_without_audio_gives_video_only() {
-    let broker = Mosquitto::start();
-    let camera = Camera::start(&["--audio", "none"]);
-    let addon = AddOn::start(&config(
-        broker.port,
-        free_port(),
-        &[("cam", &camera.url(), "")],
-    ));
+    let Rig {
+        addon,
+        camera: _camera,
+        mqtt: _mqtt,
+        broker: _broker,
+    } = Rig::start(&["--audio", "none"], "");
     assert_eq!(
         ffprobe_codecs(&addon.live_url("cam"), "tcp").unwrap(),
         ["h264"]
@@ -70,13 +69,12 @@ fn camera_without_audio_gives_video_only() {
 
 #[test]
 fn gstreamer_rtspsrc_viewer_decodes_the_stream() {
-    let broker = Mosquitto::start();
-    let camera = Camera::start(&[]);
-    let addon = AddOn::start(&config(
-        broker.port,
-        free_port(),
-        &[("cam", &camera.url(), "")],
-    ));
+    let Rig {
+        addon,
+        camera: _camera,
+        mqtt: _mqtt,
+        broker: _broker,
+    } = Rig::start(&[], "");
     let out = std::process::Command::new("gst-launch-1.0")
         .args([
             "-q",
@@ -107,13 +105,12 @@ fn gstreamer_rtspsrc_viewer_decodes_the_stream() {
 
 #[test]
 fn pyav_as_used_by_home_assistant_decodes_video_and_audio_at_once() {
-    let broker = Mosquitto::start();
-    let camera = Camera::start(&["--gop", "100"]);
-    let addon = AddOn::start(&config(
-        broker.port,
-        free_port(),
-        &[("cam", &camera.url(), "")],
-    ));
+    let Rig {
+        addon,
+        camera: _camera,
+        mqtt: _mqtt,
+        broker: _broker,
+    } = Rig::start(&["--gop", "100"], "");
     // Warm the camera, then join mid-GOP as Home Assistant would.
     ffprobe_codecs(&addon.live_url("cam"), "tcp").unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1300));

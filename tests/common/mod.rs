@@ -476,3 +476,32 @@ pub fn ffmpeg_audio(url: &str, seconds: u32) -> Result<(usize, f64), String> {
     let rms = (samples.iter().map(|s| s * s).sum::<f64>() / samples.len().max(1) as f64).sqrt();
     Ok((samples.len(), rms))
 }
+
+/// The usual setup: a broker with a watcher, one synthetic camera started with `camera_args`,
+/// and the add-on serving it as `cam` (with `camera_yaml` added to its config entry).
+/// Fields drop in order: the add-on first, the broker last.
+pub struct Rig {
+    pub addon: AddOn,
+    pub camera: Camera,
+    pub mqtt: MqttWatch,
+    pub broker: Mosquitto,
+}
+
+impl Rig {
+    pub fn start(camera_args: &[&str], camera_yaml: &str) -> Rig {
+        let broker = Mosquitto::start();
+        let mqtt = broker.watch();
+        let camera = Camera::start(camera_args);
+        let addon = AddOn::start(&config(
+            broker.port,
+            free_port(),
+            &[("cam", &camera.url(), camera_yaml)],
+        ));
+        Rig {
+            addon,
+            camera,
+            mqtt,
+            broker,
+        }
+    }
+}
