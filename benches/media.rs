@@ -12,99 +12,46 @@
 //! 3. Cold-start overhead: first frame through the add-on with the camera idle, minus first frame
 //!    straight from the camera.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{AddOn, Camera, Mosquitto, Proc, free_port};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ipcam-mqtt");
 const WARMUP: Duration = Duration::from_secs(4);
 const WINDOW: Duration = Duration::from_secs(10);
+/// The realistic camera of the CPU table: 720p25 H.264 at ~4.2 Mbit/s, 2 s GOP, G.711.
+const CAMERA_720P: [&str; 8] = [
+    "--width",
+    "1280",
+    "--height",
+    "720",
+    "--gop",
+    "50",
+    "--bitrate",
+    "4200",
+];
 
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(cmd: &mut Command) -> Proc {
-    Proc(
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn"),
-    )
-}
-
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-        assert!(Instant::now() < deadline, "port {port} never opened");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A camera stand-in; waits until it serves (without a TCP probe, which would count as a client).
-fn camera(args: &[&str]) -> (Proc, String) {
-    let port = free_port();
-    let mut child = Command::new(BIN)
-        .args(["test-camera", "--port", &port.to_string()])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    while let Some(Ok(line)) = lines.next() {
-        if line.contains("serving") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    (Proc(child), format!("rtsp://127.0.0.1:{port}/stream"))
-}
-
-fn addon(mqtt_port: u16, camera_urls: &[String]) -> (Proc, u16, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let rtsp_port = free_port();
-    let mut yaml = format!(
-        "mqtt:\n  host: 127.0.0.1\n  port: {mqtt_port}\nrtsp:\n  port: {rtsp_port}\ncameras:\n"
-    );
-    for (i, url) in camera_urls.iter().enumerate() {
-        yaml.push_str(&format!(
-            "  - id: cam{i}\n    url: {url}\n    close_after: 2\n"
-        ));
-    }
-    let path = dir.path().join("cameras.yaml");
-    std::fs::File::create(&path)
-        .unwrap()
-        .write_all(yaml.as_bytes())
-        .unwrap();
-    let proc =
-        spawn(Command::new(BIN).args(["--config", path.to_str().unwrap(), "--log-level", "warn"]));
-    wait_port(rtsp_port);
-    (proc, rtsp_port, dir)
+/// The add-on with `n` cameras, all pulling `camera_url`.
+fn addon(broker: &Mosquitto, camera_url: &str, n: usize) -> AddOn {
+    let cameras: Vec<(String, String)> = (0..n)
+        .map(|i| (format!("cam{i}"), camera_url.to_string()))
+        .collect();
+    let entries: Vec<(&str, &str, &str)> = cameras
+        .iter()
+        .map(|(id, url)| (id.as_str(), url.as_str(), "close_after: 2"))
+        .collect();
+    AddOn::start(&common::config(broker.port, free_port(), &entries))
 }
 
 fn ffmpeg(url: &str, codec_args: &[&str]) -> Proc {
-    spawn(
+    Proc::spawn(
         Command::new("ffmpeg")
             .args([
                 "-nostdin",
@@ -156,7 +103,7 @@ fn measure(pids: &[u32]) -> (f64, f64) {
     (cpu, rss)
 }
 
-fn cpu_and_rss(mqtt_port: u16, camera_url: &str) {
+fn cpu_and_rss(broker: &Mosquitto, camera_url: &str) {
     println!(
         "\n## CPU and RSS per passthrough stream (720p25 H.264 ~4.2 Mbit/s + G.711, one viewer each)\n"
     );
@@ -165,30 +112,25 @@ fn cpu_and_rss(mqtt_port: u16, camera_url: &str) {
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     for n in [1usize, 8, 32] {
-        let urls = vec![camera_url.to_string(); n];
-        let (ours, rtsp_port, _dir) = addon(mqtt_port, &urls);
+        let ours = addon(broker, camera_url, n);
         std::thread::sleep(Duration::from_secs(1));
-        let idle_rss = rss_mb(ours.0.id());
+        let pid = ours.proc.child.id();
+        let idle_rss = rss_mb(pid);
         let viewers: Vec<Proc> = (0..n)
-            .map(|i| {
-                ffmpeg(
-                    &format!("rtsp://127.0.0.1:{rtsp_port}/cam{i}_live"),
-                    &["-c", "copy"],
-                )
-            })
+            .map(|i| ffmpeg(&ours.live_url(&format!("cam{i}")), &["-c", "copy"]))
             .collect();
-        let (our_cpu, our_rss) = measure(&[ours.0.id()]);
+        let (our_cpu, our_rss) = measure(&[pid]);
         drop(viewers);
         drop(ours);
         let relays: Vec<Proc> = (0..n)
             .map(|_| ffmpeg(camera_url, &["-c:v", "copy", "-c:a", "aac"]))
             .collect();
-        let (relay_cpu, relay_rss) = measure(&relays.iter().map(|p| p.0.id()).collect::<Vec<_>>());
+        let (relay_cpu, relay_rss) = measure(&pids(&relays));
         drop(relays);
         let floors: Vec<Proc> = (0..n)
             .map(|_| ffmpeg(camera_url, &["-c", "copy"]))
             .collect();
-        let (floor_cpu, floor_rss) = measure(&floors.iter().map(|p| p.0.id()).collect::<Vec<_>>());
+        let (floor_cpu, floor_rss) = measure(&pids(&floors));
         drop(floors);
         println!(
             "| {n} | {our_cpu:.1} | {relay_cpu:.1} | {floor_cpu:.1} | {:.2} | {our_rss:.1} | {:.2} | {relay_rss:.1} | {floor_rss:.1} |",
@@ -196,6 +138,10 @@ fn cpu_and_rss(mqtt_port: u16, camera_url: &str) {
             (our_rss - idle_rss) / n as f64,
         );
     }
+}
+
+fn pids(procs: &[Proc]) -> Vec<u32> {
+    procs.iter().map(|p| p.child.id()).collect()
 }
 
 /// What one viewer saw: time to first decoded frame, and decode times keyed by the encoded frame.
@@ -306,30 +252,14 @@ fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
     (v[v.len() / 2], v[0], v[v.len() - 1])
 }
 
-fn start_latency(mqtt_port: u16) {
+fn start_latency(broker: &Mosquitto) {
     const RUNS: usize = 7;
-    let (_gop4, gop4_url) = camera(&[
-        "--width",
-        "1280",
-        "--height",
-        "720",
-        "--gop",
-        "100",
-        "--bitrate",
-        "4200",
-    ]);
-    let (_intra, intra_url) = camera(&[
-        "--width",
-        "1280",
-        "--height",
-        "720",
-        "--gop",
-        "1",
-        "--bitrate",
-        "4200",
-    ]);
-    let (addon_proc, rtsp_port, _dir) = addon(mqtt_port, std::slice::from_ref(&gop4_url));
-    let live = format!("rtsp://127.0.0.1:{rtsp_port}/cam0_live");
+    let size = ["--width", "1280", "--height", "720", "--bitrate", "4200"];
+    let gop4 = Camera::start(&[&size[..], &["--gop", "100"]].concat());
+    let intra = Camera::start(&[&size[..], &["--gop", "1"]].concat());
+    let (gop4_url, intra_url) = (gop4.url(), intra.url());
+    let addon_proc = addon(broker, &gop4_url, 1);
+    let live = addon_proc.live_url("cam0");
     // Warm cameras for the direct joins, as our ingest keeps the 4 s-GOP one warm.
     let _warm_intra = viewer(&intra_url);
 
@@ -433,28 +363,17 @@ fn main() {
         return;
     }
     gst::init().unwrap();
-    let mqtt_port = free_port();
-    let _broker = spawn(Command::new("mosquitto").args(["-p", &mqtt_port.to_string()]));
-    wait_port(mqtt_port);
+    let broker = Mosquitto::start();
     println!(
         "# ipcam-mqtt media benchmark ({} cores)",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     if only.is_empty() || only == "latency" {
-        start_latency(mqtt_port);
+        start_latency(&broker);
     }
     if only.is_empty() || only == "cpu" {
-        let (_camera, url) = camera(&[
-            "--width",
-            "1280",
-            "--height",
-            "720",
-            "--gop",
-            "50",
-            "--bitrate",
-            "4200",
-        ]);
-        cpu_and_rss(mqtt_port, &url);
+        let camera = Camera::start(&CAMERA_720P);
+        cpu_and_rss(&broker, &camera.url());
     }
 }

@@ -272,16 +272,14 @@ impl Camera {
 
     pub fn restore(&mut self) {
         let mut cmd = Command::new(BIN);
-        cmd.args([
-            "test-camera",
-            "--port",
-            &self.port.to_string(),
-            "--width",
-            "320",
-            "--height",
-            "240",
-        ])
-        .args(&self.args);
+        cmd.args(["test-camera", "--port", &self.port.to_string()]);
+        // Small by default, to keep tests light; callers may ask for more.
+        for (flag, value) in [("--width", "320"), ("--height", "240")] {
+            if !self.args.iter().any(|a| a == flag) {
+                cmd.args([flag, value]);
+            }
+        }
+        cmd.args(&self.args);
         let proc = Proc::spawn(&mut cmd);
         // Not a TCP probe: the camera would count it as a client.
         wait_until("the test camera to listen", Duration::from_secs(10), || {
