@@ -492,10 +492,10 @@ mod tests {
     #[test]
     fn credentials_in_the_url_move_out_of_it() {
         let config =
-            Config::parse("cameras:\n  - id: a\n    url: rtsp://admin:p%40ss@10.0.0.5/h264\n")
+            Config::parse("cameras:\n  - id: a\n    url: rtsp://admin:p%40ss@cam.example/h264\n")
                 .unwrap();
         let cam = &config.cameras[0];
-        assert_eq!(cam.url, "rtsp://10.0.0.5/h264");
+        assert_eq!(cam.url, "rtsp://cam.example/h264");
         assert_eq!(cam.username.as_deref(), Some("admin"));
         assert_eq!(cam.password.as_ref().unwrap().expose(), "p@ss");
     }
@@ -508,7 +508,7 @@ rtsp: { username: viewer }
 extra: 1
 cameras:
   - id: Bad-Id
-    url: http://user:hunter2@cam/x
+    url: http://user:hunter2@cam.example/x
     close_after: -1
   - id: ok
     url: rtsp://cam/x

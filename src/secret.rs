@@ -74,10 +74,10 @@ mod tests {
     #[test]
     fn passwords_in_urls_are_redacted_inside_free_text() {
         let text =
-            "Could not open rtsp://admin:s3cr:et@10.0.0.5:554/h264 (401); retry rtsp://cam/x";
+            "Could not open rtsp://admin:s3cr:et@cam.example:554/h264 (401); retry rtsp://cam/x";
         assert_eq!(
             redact_urls(text),
-            "Could not open rtsp://admin:***@10.0.0.5:554/h264 (401); retry rtsp://cam/x"
+            "Could not open rtsp://admin:***@cam.example:554/h264 (401); retry rtsp://cam/x"
         );
     }
 
