@@ -20,7 +20,6 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use std::collections::HashMap;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -51,20 +50,10 @@ fn addon(broker: &Mosquitto, camera_url: &str, n: usize) -> AddOn {
 }
 
 fn ffmpeg(url: &str, codec_args: &[&str]) -> Proc {
-    Proc::spawn(
-        Command::new("ffmpeg")
-            .args([
-                "-nostdin",
-                "-v",
-                "error",
-                "-rtsp_transport",
-                "tcp",
-                "-i",
-                url,
-            ])
-            .args(codec_args)
-            .args(["-f", "null", "-"]),
-    )
+    Proc::spawn(&mut common::ffmpeg_command(
+        url,
+        &[codec_args, &["-f", "null", "-"]].concat(),
+    ))
 }
 
 fn cpu_ticks(pid: u32) -> u64 {

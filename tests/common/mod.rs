@@ -397,32 +397,51 @@ pub fn gst_viewer(url: &str) -> Proc {
     ]))
 }
 
+/// `ffmpeg` reading `url` over RTSP/TCP, with `output_args` after the input.
+pub fn ffmpeg_command(url: &str, output_args: &[&str]) -> Command {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args([
+        "-nostdin",
+        "-v",
+        "error",
+        "-rtsp_transport",
+        "tcp",
+        "-i",
+        url,
+    ])
+    .args(output_args);
+    cmd
+}
+
+/// Runs ffmpeg to completion; its stdout, or its error output.
+fn ffmpeg_output(url: &str, output_args: &[&str]) -> Result<Vec<u8>, String> {
+    let out = ffmpeg_command(url, output_args)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(out.stdout)
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
 /// Decodes `frames` video frames with ffmpeg; returns how many it decoded.
 pub fn ffmpeg_decode_frames(url: &str, frames: u32) -> Result<u32, String> {
-    let out = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-rtsp_transport",
-            "tcp",
-            "-i",
-            url,
+    let frames = frames.to_string();
+    let progress = ffmpeg_output(
+        url,
+        &[
             "-frames:v",
-            &frames.to_string(),
+            &frames,
             "-f",
             "null",
             "-",
             "-progress",
             "pipe:1",
             "-nostats",
-        ])
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    Ok(text
+        ],
+    )?;
+    Ok(String::from_utf8_lossy(&progress)
         .lines()
         .filter_map(|l| l.strip_prefix("frame="))
         .filter_map(|v| v.trim().parse().ok())
@@ -448,26 +467,14 @@ pub fn shared_file(relative: &str) -> Option<PathBuf> {
 
 /// Decodes `seconds` of a stream's audio with ffmpeg; returns (samples, RMS on a 0..1 scale).
 pub fn ffmpeg_audio(url: &str, seconds: u32) -> Result<(usize, f64), String> {
-    let out = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-rtsp_transport",
-            "tcp",
-            "-i",
-            url,
-            "-vn",
-            "-t",
-            &seconds.to_string(),
-        ])
-        .args(["-f", "s16le", "-ac", "1", "-ar", "16000", "-"])
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    let samples: Vec<f64> = out
-        .stdout
+    let seconds = seconds.to_string();
+    let pcm = ffmpeg_output(
+        url,
+        &[
+            "-vn", "-t", &seconds, "-f", "s16le", "-ac", "1", "-ar", "16000", "-",
+        ],
+    )?;
+    let samples: Vec<f64> = pcm
         .chunks_exact(2)
         .map(|b| i16::from_le_bytes([b[0], b[1]]) as f64 / 32768.0)
         .collect();
