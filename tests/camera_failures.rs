@@ -149,3 +149,44 @@ fn unreachable_camera_fails_the_viewer_within_start_timeout_and_shows_failed() {
     mqtt.wait_for("ipcam/gone/status", "offline", Duration::from_secs(3));
     assert!(addon.logs().contains("refusing a viewer"));
 }
+
+#[test]
+fn camera_that_stalls_without_disconnecting_is_noticed_and_reconnected() {
+    let Rig {
+        addon,
+        camera,
+        mqtt,
+        broker,
+    } = Rig::start(&[], "");
+    broker.publish("ipcam/cam/live_stream/command", "ON", false);
+    mqtt.wait_for(
+        "ipcam/cam/stream_status/state",
+        "active",
+        Duration::from_secs(10),
+    );
+    // Frozen, not dead: the TCP connection stays open but nothing more arrives.
+    camera.signal("STOP");
+    let frozen = Instant::now();
+    mqtt.wait_for(
+        "ipcam/cam/stream_status/state",
+        "activating",
+        Duration::from_secs(8),
+    );
+    let noticed = frozen.elapsed();
+    assert!(
+        addon.logs().contains("the camera stalled"),
+        "{}",
+        addon.logs()
+    );
+    camera.signal("CONT");
+    mqtt.wait_for(
+        "ipcam/cam/stream_status/state",
+        "active",
+        Duration::from_secs(40),
+    );
+    println!("stall noticed after {noticed:?}");
+    assert!(
+        noticed < Duration::from_secs(6),
+        "stall noticed after {noticed:?}"
+    );
+}

@@ -288,8 +288,11 @@ impl Camera {
         self.proc = Some(proc);
     }
 
-    pub fn is_up(&self) -> bool {
-        self.proc.is_some()
+    /// Sends a signal to the camera process (`STOP` freezes it with its connections open).
+    pub fn signal(&self, signal: &str) {
+        if let Some(proc) = &self.proc {
+            proc.signal(signal);
+        }
     }
 }
 
