@@ -86,7 +86,28 @@ fn camera_that_goes_down_is_retried_with_backoff_and_recovers() {
         "active",
         Duration::from_secs(10),
     );
-    let viewer = gst_viewer(&addon.live_url("cam"));
+    // A viewer that reports how many frames it has decoded, twice a second.
+    let mut viewer = Proc::spawn(&mut ffmpeg_command(
+        &addon.live_url("cam"),
+        &[
+            "-f",
+            "null",
+            "-",
+            "-progress",
+            "pipe:1",
+            "-stats_period",
+            "0.5",
+        ],
+    ));
+    let decoded = |viewer: &Proc| {
+        viewer
+            .output
+            .lines()
+            .iter()
+            .filter_map(|l| l.strip_prefix("frame=")?.trim().parse::<u64>().ok())
+            .next_back()
+            .unwrap_or(0)
+    };
     mqtt.wait_for_json("ipcam/cam/info/attributes", Duration::from_secs(10), |v| {
         v["viewers"] == 1
     });
@@ -117,9 +138,13 @@ fn camera_that_goes_down_is_retried_with_backoff_and_recovers() {
         (2..=5).contains(&retries),
         "{retries} retries in ~5 s:\n{logs}"
     );
-    // The viewer rode through the outage on the same RTSP session.
-    assert!(viewer.child.id() > 0);
-    let mut viewer = viewer;
+    // The viewer rode through the outage on the same RTSP session, and pictures flow again.
+    let after_recovery = decoded(&viewer);
+    wait_until(
+        "the viewer to decode new frames",
+        Duration::from_secs(5),
+        || decoded(&viewer) >= after_recovery + 25,
+    );
     assert!(
         viewer.exited().is_none(),
         "the viewer was dropped by the reconnect"
