@@ -202,7 +202,7 @@ impl Hub {
         }
     }
 
-    /// The source has announced all its tracks.
+    /// The tracks chosen so far from the camera's SDP (called once per offered stream).
     pub fn set_tracks(&self, generation: u64, has_audio: bool, audio_in: Option<String>) {
         let mut state = self.lock();
         if state.generation != generation {
@@ -280,7 +280,11 @@ impl Hub {
             session,
             ..
         } = &mut *state;
-        if let Some(consumer) = consumers.iter_mut().find(|c| c.id == id) {
+        // A live frame may have got there first.
+        if let Some(consumer) = consumers
+            .iter_mut()
+            .find(|c| c.id == id && c.start == Start::Burst)
+        {
             consumer.join(gop, last_audio.as_ref().or(session.audio_filler.as_ref()));
         }
     }
@@ -515,4 +519,121 @@ fn stream_info(layout: &Layout, audio_in: Option<String>) -> StreamInfo {
         info.audio_codec_out = Some(format!("AAC {rate} Hz {channels} ch"));
     }
     info
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(pts_ms: u64, keyframe: bool) -> gst::Sample {
+        let mut buffer = gst::Buffer::from_slice(vec![if keyframe { 0x65u8 } else { 0x41 }; 64]);
+        {
+            let buffer = buffer.get_mut().unwrap();
+            buffer.set_pts(gst::ClockTime::from_mseconds(pts_ms));
+            if !keyframe {
+                buffer.set_flags(gst::BufferFlags::DELTA_UNIT);
+            }
+        }
+        let caps = gst::Caps::builder("video/x-h264")
+            .field("stream-format", "avc")
+            .field("alignment", "au")
+            .build();
+        // Camera samples carry their time segment; appsrc measures its queue with it.
+        let segment = gst::FormattedSegment::<gst::ClockTime>::new();
+        gst::Sample::builder()
+            .buffer(&buffer)
+            .caps(&caps)
+            .segment(&segment)
+            .build()
+    }
+
+    /// `appsrc ! queue ! appsink`: a consumer whose output the test reads, or never reads.
+    fn consumer_pipeline() -> (gst::Pipeline, gst_app::AppSrc, gst_app::AppSink) {
+        gst::init().unwrap();
+        let pipeline = gst::parse::launch(
+            "appsrc name=src ! queue max-size-buffers=1 ! appsink name=sink sync=false max-buffers=1",
+        )
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        let src = pipeline
+            .by_name("src")
+            .and_downcast::<gst_app::AppSrc>()
+            .unwrap();
+        let sink = pipeline
+            .by_name("sink")
+            .and_downcast::<gst_app::AppSink>()
+            .unwrap();
+        (pipeline, src, sink)
+    }
+
+    fn pull_pts(sink: &gst_app::AppSink) -> (u64, bool) {
+        let sample = sink
+            .try_pull_sample(gst::ClockTime::from_seconds(2))
+            .expect("a frame reaches the consumer");
+        let buffer = sample.buffer().unwrap();
+        (
+            buffer.pts().unwrap().mseconds(),
+            !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
+        )
+    }
+
+    fn running_hub() -> (Arc<Hub>, u64) {
+        gst::init().unwrap();
+        let hub = Arc::new(Hub::new());
+        let generation = hub.begin_session();
+        hub.set_tracks(generation, false, None);
+        (hub, generation)
+    }
+
+    #[test]
+    fn a_joining_consumer_gets_the_gop_restamped_just_before_the_newest_frame() {
+        let (hub, generation) = running_hub();
+        for (pts, key) in [(1000, true), (1040, false), (1080, false)] {
+            hub.push_video(generation, frame(pts, key));
+        }
+        let (pipeline, src, sink) = consumer_pipeline();
+        hub.add_consumer(&src, None);
+        // Its media starts now: the GOP arrives without waiting for a live frame.
+        pipeline.set_state(gst::State::Playing).unwrap();
+        assert_eq!(pull_pts(&sink), (1076, true));
+        assert_eq!(pull_pts(&sink), (1078, false));
+        assert_eq!(pull_pts(&sink), (1080, false));
+        hub.push_video(generation, frame(1120, false));
+        assert_eq!(pull_pts(&sink), (1120, false));
+        pipeline.set_state(gst::State::Null).unwrap();
+    }
+
+    #[test]
+    fn a_consumer_that_stops_reading_drops_whole_frames_until_a_keyframe_and_they_are_counted() {
+        let (hub, generation) = running_hub();
+        hub.push_video(generation, frame(0, true));
+        let (pipeline, src, _never_read) = consumer_pipeline();
+        hub.add_consumer(&src, None);
+        pipeline.set_state(gst::State::Playing).unwrap();
+        // 2 s of 25 fps delta frames pile up behind the stalled sink.
+        for i in 1..=50u64 {
+            hub.push_video(generation, frame(i * 40, false));
+        }
+        let dropped = hub.dropped_frames();
+        assert!(dropped > 20, "only {dropped} dropped");
+        // Still over the limit, so even a keyframe is dropped: the queue stays bounded.
+        hub.push_video(generation, frame(51 * 40, true));
+        assert_eq!(hub.dropped_frames(), dropped + 1);
+        assert!(src.current_level_time() <= MAX_QUEUE + gst::ClockTime::from_mseconds(80));
+        pipeline.set_state(gst::State::Null).unwrap();
+    }
+
+    #[test]
+    fn a_viewer_waiting_for_a_camera_that_refuses_it_is_told_at_once() {
+        let hub = Hub::new();
+        hub.begin_session();
+        hub.fail("401 Unauthorized");
+        let started = Instant::now();
+        assert_eq!(
+            hub.wait_ready(Duration::from_secs(5)).unwrap_err(),
+            "401 Unauthorized"
+        );
+        assert!(started.elapsed() < Duration::from_millis(100));
+    }
 }
