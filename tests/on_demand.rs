@@ -122,3 +122,31 @@ fn bad_mqtt_commands_are_logged_and_change_nothing() {
     assert_eq!(mqtt.last(STATUS).as_deref(), Some("inactive"));
     assert_eq!(camera.connections(), 0);
 }
+
+#[test]
+fn describe_only_probes_do_not_keep_the_camera_running() {
+    let Rig {
+        addon,
+        camera,
+        mqtt,
+        broker: _broker,
+    } = Rig::start(&[], "close_after: 2");
+    mqtt.wait_for(STATUS, "inactive", Duration::from_secs(10));
+    // Home Assistant and Frigate probe streams with DESCRIBE alone, then hang up.
+    for cseq in 1..=5 {
+        let mut probe = std::net::TcpStream::connect(("127.0.0.1", addon.rtsp_port)).unwrap();
+        let describe = format!("DESCRIBE {}", addon.live_url("cam"));
+        let reply = rtsp_request(&mut probe, cseq, &describe, "Accept: application/sdp\r\n");
+        assert!(reply.contains("application/sdp"), "{reply}");
+    }
+    mqtt.wait_for(STATUS, "active", Duration::from_secs(2));
+    let last_probe = Instant::now();
+    mqtt.wait_for(STATUS, "inactive", Duration::from_secs(8));
+    println!("closed {:?} after the last probe", last_probe.elapsed());
+    assert!(last_probe.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        camera.connections(),
+        1,
+        "the probes shared one camera connection"
+    );
+}

@@ -3,7 +3,7 @@
 mod common;
 use common::*;
 use socket2::{Domain, Socket, Type};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -19,32 +19,13 @@ fn stalled_viewer(url: &str, port: u16) -> TcpStream {
     stream
         .set_read_timeout(Some(Duration::from_secs(15)))
         .unwrap();
-    let request = |stream: &mut TcpStream, cseq: u32, line: &str, headers: &str| -> String {
-        write!(stream, "{line} RTSP/1.0\r\nCSeq: {cseq}\r\n{headers}\r\n").unwrap();
-        let mut response = Vec::new();
-        let mut byte = [0u8; 1];
-        while !response.ends_with(b"\r\n\r\n") {
-            stream.read_exact(&mut byte).unwrap();
-            response.push(byte[0]);
-        }
-        let text = String::from_utf8_lossy(&response).into_owned();
-        assert!(text.starts_with("RTSP/1.0 200"), "{line}: {text}");
-        if let Some(length) = text
-            .lines()
-            .find_map(|l| l.strip_prefix("Content-Length: "))
-        {
-            let mut body = vec![0u8; length.trim().parse().unwrap()];
-            stream.read_exact(&mut body).unwrap();
-        }
-        text
-    };
-    request(
+    rtsp_request(
         &mut stream,
         1,
         &format!("DESCRIBE {url}"),
         "Accept: application/sdp\r\n",
     );
-    let setup = request(
+    let setup = rtsp_request(
         &mut stream,
         2,
         &format!("SETUP {url}/stream=0"),
@@ -59,7 +40,7 @@ fn stalled_viewer(url: &str, port: u16) -> TcpStream {
         .unwrap()
         .to_string();
     let session_header = format!("Session: {session}\r\n");
-    request(
+    rtsp_request(
         &mut stream,
         3,
         &format!("SETUP {url}/stream=1"),

@@ -513,3 +513,31 @@ impl Rig {
         }
     }
 }
+
+/// Sends one RTSP request on a raw connection and reads the reply (headers and body);
+/// panics unless it is `200 OK`. Returns the reply's headers.
+pub fn rtsp_request(
+    stream: &mut std::net::TcpStream,
+    cseq: u32,
+    line: &str,
+    headers: &str,
+) -> String {
+    use std::io::Read;
+    write!(stream, "{line} RTSP/1.0\r\nCSeq: {cseq}\r\n{headers}\r\n").unwrap();
+    let mut response = Vec::new();
+    let mut byte = [0u8; 1];
+    while !response.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        response.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&response).into_owned();
+    assert!(text.starts_with("RTSP/1.0 200"), "{line}: {text}");
+    if let Some(length) = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+    {
+        let mut body = vec![0u8; length.trim().parse().unwrap()];
+        stream.read_exact(&mut body).unwrap();
+    }
+    text
+}
