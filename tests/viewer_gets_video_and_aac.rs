@@ -103,14 +103,14 @@ fn gstreamer_rtspsrc_viewer_decodes_the_stream() {
     );
 }
 
-#[test]
-fn pyav_as_used_by_home_assistant_decodes_video_and_audio_at_once() {
+/// PyAV is the library Home Assistant plays RTSP with: it must decode at once, mid-GOP.
+fn pyav_decodes_at_once(video: &str, expected_codec: &str) {
     let Rig {
         addon,
         camera: _camera,
         mqtt: _mqtt,
         broker: _broker,
-    } = Rig::start(&["--gop", "100"], "");
+    } = Rig::start(&["--gop", "100", "--video", video, "--audio", "aac"], "");
     // Warm the camera, then join mid-GOP as Home Assistant would.
     ffprobe_codecs(&addon.live_url("cam"), "tcp").unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1300));
@@ -129,8 +129,21 @@ fn pyav_as_used_by_home_assistant_decodes_video_and_audio_at_once() {
     );
     let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     println!("PyAV: {result}");
-    assert_eq!(result["streams"], serde_json::json!(["h264", "aac"]));
+    assert_eq!(
+        result["streams"],
+        serde_json::json!([expected_codec, "aac"])
+    );
     assert_eq!(result["width"], 320);
     // Mid-GOP of a 4 s GOP, yet the first picture comes at once from the cached GOP.
     assert!(result["first_video_s"].as_f64().unwrap() < 1.5, "{result}");
+}
+
+#[test]
+fn pyav_as_used_by_home_assistant_decodes_h264_and_audio_at_once() {
+    pyav_decodes_at_once("h264", "h264");
+}
+
+#[test]
+fn pyav_as_used_by_home_assistant_decodes_h265_and_audio_at_once() {
+    pyav_decodes_at_once("h265", "hevc");
 }
