@@ -26,6 +26,7 @@ impl ViewerControl for RtspServer {
 
 pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()> {
     let clock = MediaClock::new();
+    tokio::task::spawn_blocking(crate::camera::source::prepare_silence).await?;
     let cameras: Vec<_> = config
         .cameras
         .iter()

@@ -4,8 +4,6 @@ use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
-    /// The user's configuration is wrong; retrying cannot help.
-    Config,
     /// The camera refused our credentials; retrying would only lock the account.
     Auth,
     /// The camera sends something we cannot handle (codec, transport).

@@ -23,6 +23,8 @@ pub enum AudioCodec {
     Pcma,
     Pcmu,
     Aac,
+    /// AAC in LATM framing (MP4A-LATM), as some cameras send it.
+    AacLatm,
     Opus,
 }
 
@@ -113,6 +115,9 @@ impl TestCameraOptions {
             ),
             AudioCodec::Aac => format!(
                 "{tone} ! audio/x-raw,rate=16000,channels=1 ! audioconvert ! avenc_aac ! rtpmp4gpay name=pay1 pt=97"
+            ),
+            AudioCodec::AacLatm => format!(
+                "{tone} ! audio/x-raw,rate=16000,channels=1 ! audioconvert ! avenc_aac ! rtpmp4apay name=pay1 pt=97"
             ),
             AudioCodec::Opus => format!(
                 "{tone} ! audio/x-raw,rate=48000,channels=1 ! opusenc ! rtpopuspay name=pay1 pt=98"

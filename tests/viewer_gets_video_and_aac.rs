@@ -44,6 +44,11 @@ fn h264_camera_with_aac_gives_h264_and_aac() {
 }
 
 #[test]
+fn h264_camera_with_latm_framed_aac_gives_h264_and_aac() {
+    serves(&["--video", "h264", "--audio", "aac-latm"], "h264");
+}
+
+#[test]
 fn h265_camera_with_aac_gives_h265_and_aac() {
     serves(&["--video", "h265", "--audio", "aac"], "hevc");
 }

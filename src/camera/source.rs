@@ -51,7 +51,8 @@ fn transcoded_aac_caps() -> gst::Caps {
 
 /// One AAC frame of silence in the transcoded format. A viewer that joins before the encoder's
 /// first frame gets it, so its media starts at once with audio timing that matches the video.
-/// Made once per process: it is a constant, and encoding it costs a small pipeline run.
+/// Made once per process: it is a constant, and encoding it costs a small pipeline run, which
+/// [`prepare_silence`] does at start-up rather than on a camera's thread at its first connect.
 fn silent_aac_frame() -> Option<gst::Buffer> {
     static FRAME: OnceLock<Option<gst::Buffer>> = OnceLock::new();
     FRAME
@@ -65,6 +66,11 @@ fn silent_aac_frame() -> Option<gst::Buffer> {
             frame
         })
         .clone()
+}
+
+/// Encodes the silence frame now (blocking, a few ms) so no camera start pays for it.
+pub fn prepare_silence() {
+    silent_aac_frame();
 }
 
 fn encode_silence() -> Option<gst::Buffer> {

@@ -8,8 +8,7 @@ use crate::error::Error;
 use std::time::{Duration, Instant};
 
 /// What Home Assistant sees as "Stream status".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Inactive,
     Activating,

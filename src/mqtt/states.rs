@@ -36,7 +36,7 @@ pub fn camera_states(
     let info_attributes = json!({
         "stream_source": links.stream_source,
         "still_image_url": links.still_image_url,
-        "status": state.status,
+        "status": state.status.as_str(),
         "video_codec": info.video_codec,
         "width": info.width,
         "height": info.height,
@@ -50,7 +50,7 @@ pub fn camera_states(
         "error": state.error,
     });
     let live_attributes = json!({
-        "status": state.status,
+        "status": state.status.as_str(),
         "viewers": state.rtsp_viewers,
         "held_by_mqtt": state.held,
         "error": state.error,
