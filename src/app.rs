@@ -44,7 +44,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         .collect();
     let server = Arc::new(RtspServer::start(&config.rtsp, mounts)?);
     let addr = server.local_addr();
-    let host = config.rtsp.stream_host();
+    let host = config.rtsp.public_host();
     let auth = if config.rtsp.credentials().is_some() {
         "Basic auth required"
     } else if addr.ip().is_loopback() {

@@ -9,14 +9,31 @@ use serde::de::DeserializeOwned;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct Config {
     pub mqtt: MqttConfig,
-    pub rtsp: RtspConfig,
+    /// The RTSP re-streaming server.
+    pub rtsp: ServerConfig,
+    /// The HTTP API (`/api/frame.jpeg`).
+    pub http: ServerConfig,
+    /// Where settings changed at run time (snapshot mode, interval) are kept across restarts.
+    pub data_dir: PathBuf,
     pub cameras: Vec<CameraConfig>,
+}
+
+/// `$XDG_DATA_HOME/ipcam-mqtt`, else `~/.local/share/ipcam-mqtt`, else `./ipcam-data`.
+/// The add-on passes `/data`.
+pub fn default_data_dir() -> PathBuf {
+    let xdg = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty());
+    let home = std::env::var_os("HOME").filter(|v| !v.is_empty());
+    match (xdg, home) {
+        (Some(xdg), _) => PathBuf::from(xdg).join("ipcam-mqtt"),
+        (None, Some(home)) => PathBuf::from(home).join(".local/share/ipcam-mqtt"),
+        (None, None) => PathBuf::from("ipcam-data"),
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -53,13 +70,18 @@ impl MqttConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// A server we listen on (RTSP, HTTP): the same security rules for both.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RtspConfig {
-    pub port: u16,
-    /// Address to listen on. Without credentials the default is loopback only (see [`RtspConfig::bind_address`]).
+pub struct ServerConfig {
+    /// `None` means the server's default port (see [`ServerConfig::port`]).
+    pub port: Option<u16>,
+    /// Set by the section, not the user: 8554 for `rtsp`, 1984 for `http`.
+    #[serde(skip)]
+    pub default_port: u16,
+    /// Address to listen on. Without credentials the default is loopback only (see [`ServerConfig::bind_address`]).
     pub bind: Option<IpAddr>,
-    /// Host name that Home Assistant uses to reach this server, for `stream_source`.
+    /// Host name that Home Assistant uses to reach this server, for `stream_source` and `still_image_url`.
     pub public_host: Option<String>,
     pub username: Option<String>,
     pub password: Option<Secret>,
@@ -67,20 +89,31 @@ pub struct RtspConfig {
     pub allow_anonymous: bool,
 }
 
-impl Default for RtspConfig {
-    fn default() -> Self {
+/// The RTSP re-streaming server's default port.
+pub const RTSP_PORT: u16 = 8554;
+/// The HTTP API's default port: go2rtc's, so tools built for it work.
+pub const HTTP_PORT: u16 = 1984;
+
+impl ServerConfig {
+    pub fn rtsp() -> Self {
+        Self::with_default_port(RTSP_PORT)
+    }
+
+    pub fn http() -> Self {
+        Self::with_default_port(HTTP_PORT)
+    }
+
+    fn with_default_port(default_port: u16) -> Self {
         Self {
-            port: 8554,
-            bind: None,
-            public_host: None,
-            username: None,
-            password: None,
-            allow_anonymous: false,
+            default_port,
+            ..Self::default()
         }
     }
-}
 
-impl RtspConfig {
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(self.default_port)
+    }
+
     pub fn credentials(&self) -> Option<(&str, &Secret)> {
         match (&self.username, &self.password) {
             (Some(user), Some(pass)) => Some((user.as_str(), pass)),
@@ -100,11 +133,25 @@ impl RtspConfig {
         }
     }
 
-    pub fn stream_host(&self) -> String {
+    /// The host name in the URLs we hand out.
+    pub fn public_host(&self) -> String {
         match (&self.public_host, self.bind) {
             (Some(host), _) => host.clone(),
             (None, Some(addr)) if !addr.is_unspecified() => addr.to_string(),
             _ => "127.0.0.1".into(),
+        }
+    }
+
+    /// One line for the start-up log: who may connect.
+    pub fn access_summary(&self, section: &str) -> String {
+        if self.credentials().is_some() {
+            "Basic auth required".into()
+        } else if self.bind_address().is_loopback() {
+            format!(
+                "no credentials set, so loopback only; set {section}.username/password to serve the network"
+            )
+        } else {
+            "anonymous access, as configured".into()
         }
     }
 }
@@ -128,7 +175,29 @@ pub struct CameraConfig {
     pub transport: Transport,
     pub close_after: Duration,
     pub start_timeout: Duration,
+    pub snapshot: SnapshotConfig,
 }
+
+/// How a camera's still images are made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotConfig {
+    /// Output width; `None` keeps the camera's own. The height follows the aspect ratio.
+    pub width: Option<u32>,
+    /// JPEG quality, 1 to 100.
+    pub quality: u8,
+    /// The camera's own still-image URL, used while the stream is idle.
+    pub url: Option<SnapshotUrl>,
+}
+
+/// An HTTP still-image URL with its credentials split out, so the URL is safe to log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotUrl {
+    pub url: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+}
+
+pub const DEFAULT_SNAPSHOT_QUALITY: u8 = 85;
 
 /// The camera entry as written by the user, before credentials are split out of the URL.
 #[derive(Debug, Deserialize)]
@@ -145,6 +214,14 @@ struct RawCamera {
     close_after: f64,
     #[serde(default = "default_start_timeout")]
     start_timeout: f64,
+    snapshot_url: Option<String>,
+    snapshot_width: Option<u32>,
+    #[serde(default = "default_snapshot_quality")]
+    snapshot_quality: u8,
+}
+
+fn default_snapshot_quality() -> u8 {
+    DEFAULT_SNAPSHOT_QUALITY
 }
 
 fn default_close_after() -> f64 {
@@ -184,7 +261,7 @@ impl fmt::Display for Problems {
 
 impl std::error::Error for Problems {}
 
-const SECTIONS: [&str; 3] = ["mqtt", "rtsp", "cameras"];
+const SECTIONS: [&str; 5] = ["mqtt", "rtsp", "http", "data_dir", "cameras"];
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, Problems> {
@@ -227,7 +304,23 @@ impl Config {
             }
         }
         let mqtt: MqttConfig = section(map.get("mqtt"), "mqtt", &mut problems).unwrap_or_default();
-        let rtsp: RtspConfig = section(map.get("rtsp"), "rtsp", &mut problems).unwrap_or_default();
+        let server = |name: &str, problems: &mut Vec<Problem>, default_port| ServerConfig {
+            default_port,
+            ..section(map.get(name), name, problems).unwrap_or_default()
+        };
+        let rtsp = server("rtsp", &mut problems, RTSP_PORT);
+        let http = server("http", &mut problems, HTTP_PORT);
+        let data_dir = match map.get("data_dir") {
+            None | Some(serde_yaml::Value::Null) => default_data_dir(),
+            Some(serde_yaml::Value::String(dir)) if !dir.trim().is_empty() => PathBuf::from(dir),
+            Some(_) => {
+                problems.push(Problem {
+                    field: "data_dir".into(),
+                    message: "must be a directory path".into(),
+                });
+                default_data_dir()
+            }
+        };
         let cameras = match map.get("cameras") {
             None | Some(serde_yaml::Value::Null) => Vec::new(),
             Some(serde_yaml::Value::Sequence(items)) => items
@@ -248,7 +341,14 @@ impl Config {
             }
         };
         check_mqtt(&mqtt, &mut problems);
-        check_rtsp(&rtsp, &mut problems);
+        check_server(&rtsp, "rtsp", &mut problems);
+        check_server(&http, "http", &mut problems);
+        if rtsp.port() == http.port() {
+            problems.push(Problem {
+                field: "http.port".into(),
+                message: format!("{} is the RTSP port too; pick another", http.port()),
+            });
+        }
         let mut seen = BTreeSet::new();
         for (i, cam) in &cameras {
             if !seen.insert(cam.id.clone()) {
@@ -265,6 +365,8 @@ impl Config {
             Ok(Config {
                 mqtt,
                 rtsp,
+                http,
+                data_dir,
                 cameras: cameras.into_iter().map(|(_, c)| c).collect(),
             })
         } else {
@@ -324,41 +426,23 @@ fn camera(raw: RawCamera, field: &str, problems: &mut Vec<Problem>) -> Option<Ca
     }
     let mut username = raw.username.filter(|u| !u.is_empty());
     let mut password = raw.password.filter(|p| !p.is_empty());
-    let url = match url::Url::parse(&raw.url) {
-        Err(e) => {
-            problem(
-                "url",
-                format!(
-                    "\"{}\" is not a URL: {e}",
-                    crate::secret::redact_urls(&raw.url)
-                ),
-            );
+    let url = match parse_url(&raw.url, &["rtsp", "rtsps"]) {
+        Err(message) => {
+            problem("url", message);
             None
         }
-        Ok(mut url) => {
-            if !matches!(url.scheme(), "rtsp" | "rtsps") {
-                problem(
-                    "url",
-                    format!("scheme \"{}\" is not supported; use rtsp://", url.scheme()),
-                );
-            }
-            if url.host_str().is_none_or(str::is_empty) {
-                problem("url", "has no host".into());
-            }
-            // Credentials written into the URL move into their own fields, so the URL is safe to log.
-            if !url.username().is_empty() || url.password().is_some() {
+        Ok(credentialed) => {
+            if credentialed.username.is_some() {
                 if username.is_some() || password.is_some() {
                     problem(
                         "url",
                         "has credentials and username/password are set too; keep only one".into(),
                     );
                 }
-                username = Some(decode(url.username()));
-                password = url.password().map(|p| Secret::new(decode(p)));
-                let _ = url.set_username("");
-                let _ = url.set_password(None);
+                username = credentialed.username;
+                password = credentialed.password;
             }
-            Some(url.to_string())
+            Some(credentialed.url)
         }
     };
     if password.is_some() && username.is_none() {
@@ -366,6 +450,38 @@ fn camera(raw: RawCamera, field: &str, problems: &mut Vec<Problem>) -> Option<Ca
     }
     let close_after = seconds(raw.close_after, 0.0, 3600.0, "close_after", &mut problem);
     let start_timeout = seconds(raw.start_timeout, 1.0, 120.0, "start_timeout", &mut problem);
+    let snapshot_url = raw
+        .snapshot_url
+        .filter(|u| !u.trim().is_empty())
+        .and_then(|text| match parse_url(&text, &["http"]) {
+            Ok(parsed) if parsed.username.is_some() => Some(parsed),
+            // Most cameras take the same account for stills as for the stream.
+            Ok(parsed) => Some(SnapshotUrl {
+                username: username.clone(),
+                password: password.clone(),
+                ..parsed
+            }),
+            Err(message) => {
+                problem("snapshot_url", message);
+                None
+            }
+        });
+    if let Some(width) = raw.snapshot_width {
+        if !(16..=7680).contains(&width) {
+            problem(
+                "snapshot_width",
+                format!(
+                    "{width} is out of range; use 16 to 7680 pixels, or leave it out for the camera's own"
+                ),
+            );
+        }
+    }
+    if !(1..=100).contains(&raw.snapshot_quality) {
+        problem(
+            "snapshot_quality",
+            format!("{} is out of range; use 1 to 100", raw.snapshot_quality),
+        );
+    }
     if problems.len() > before {
         return None;
     }
@@ -381,6 +497,40 @@ fn camera(raw: RawCamera, field: &str, problems: &mut Vec<Problem>) -> Option<Ca
         transport: raw.transport,
         close_after: close_after?,
         start_timeout: start_timeout?,
+        snapshot: SnapshotConfig {
+            width: raw.snapshot_width,
+            quality: raw.snapshot_quality,
+            url: snapshot_url,
+        },
+    })
+}
+
+/// Checks a URL's scheme and host, and moves credentials written into it into their own
+/// fields, so the URL is safe to log.
+fn parse_url(text: &str, schemes: &[&str]) -> Result<SnapshotUrl, String> {
+    let mut url = url::Url::parse(text)
+        .map_err(|e| format!("\"{}\" is not a URL: {e}", crate::secret::redact_urls(text)))?;
+    if !schemes.contains(&url.scheme()) {
+        return Err(format!(
+            "scheme \"{}\" is not supported; use {}://",
+            url.scheme(),
+            schemes[0]
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("has no host".into());
+    }
+    let (mut username, mut password) = (None, None);
+    if !url.username().is_empty() || url.password().is_some() {
+        username = Some(decode(url.username()));
+        password = url.password().map(|p| Secret::new(decode(p)));
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+    }
+    Ok(SnapshotUrl {
+        url: url.to_string(),
+        username,
+        password,
     })
 }
 
@@ -462,11 +612,17 @@ fn check_mqtt(mqtt: &MqttConfig, problems: &mut Vec<Problem>) {
     }
 }
 
-fn check_rtsp(rtsp: &RtspConfig, problems: &mut Vec<Problem>) {
-    if rtsp.username.is_some() != rtsp.password.is_some() {
+fn check_server(server: &ServerConfig, section: &str, problems: &mut Vec<Problem>) {
+    if server.username.is_some() != server.password.is_some() {
         problems.push(Problem {
-            field: "rtsp.username".into(),
+            field: format!("{section}.username"),
             message: "username and password must be set together".into(),
+        });
+    }
+    if server.port == Some(0) {
+        problems.push(Problem {
+            field: format!("{section}.port"),
+            message: "must be 1 to 65535".into(),
         });
     }
 }
@@ -484,7 +640,8 @@ mod tests {
         assert_eq!(cam.name, "nursery");
         assert_eq!(cam.transport, Transport::Tcp);
         assert_eq!(cam.close_after, Duration::from_secs(10));
-        assert_eq!(config.rtsp.port, 8554);
+        assert_eq!(config.rtsp.port(), 8554);
+        assert_eq!(config.http.port(), 1984);
         assert_eq!(config.mqtt.topic_prefix(), "ipcam");
         assert_eq!(config.rtsp.bind_address(), IpAddr::from([127, 0, 0, 1]));
     }

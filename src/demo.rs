@@ -3,7 +3,10 @@
 //! Starts an embedded MQTT broker (rumqttd) and a synthetic H.264 + G.711 camera, then runs the
 //! add-on against them exactly as it would against real ones.
 
-use crate::config::{CameraConfig, Config, MqttConfig, RtspConfig, Transport};
+use crate::config::{
+    CameraConfig, Config, DEFAULT_SNAPSHOT_QUALITY, HTTP_PORT, MqttConfig, RTSP_PORT, ServerConfig,
+    SnapshotConfig, Transport,
+};
 use crate::testcam::{TestCamera, TestCameraOptions};
 use anyhow::Context;
 use std::net::{Ipv4Addr, TcpListener};
@@ -13,8 +16,11 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoOptions {
     /// Port for the add-on's RTSP server.
-    #[arg(long, default_value_t = 8554)]
+    #[arg(long, default_value_t = RTSP_PORT)]
     pub rtsp_port: u16,
+    /// Port for the add-on's HTTP API (`/api/frame.jpeg`).
+    #[arg(long, default_value_t = HTTP_PORT)]
+    pub http_port: u16,
     /// First port to try for the embedded MQTT broker.
     #[arg(long, default_value_t = 1883)]
     pub mqtt_port: u16,
@@ -30,10 +36,15 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> anyhow::Res
             port: mqtt_port,
             ..MqttConfig::default()
         },
-        rtsp: RtspConfig {
-            port: options.rtsp_port,
-            ..RtspConfig::default()
+        rtsp: ServerConfig {
+            port: Some(options.rtsp_port),
+            ..ServerConfig::rtsp()
         },
+        http: ServerConfig {
+            port: Some(options.http_port),
+            ..ServerConfig::http()
+        },
+        data_dir: std::env::temp_dir().join("ipcam-mqtt-demo"),
         cameras: vec![CameraConfig {
             id: "demo".into(),
             name: "Demo camera".into(),
@@ -43,11 +54,20 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> anyhow::Res
             transport: Transport::Tcp,
             close_after: Duration::from_secs(10),
             start_timeout: Duration::from_secs(10),
+            snapshot: SnapshotConfig {
+                width: None,
+                quality: DEFAULT_SNAPSHOT_QUALITY,
+                url: None,
+            },
         }],
     };
     println!();
     println!("ipcam-mqtt demo is running. Try:");
     println!("  ffplay rtsp://127.0.0.1:{}/demo_live", options.rtsp_port);
+    println!(
+        "  curl -o demo.jpg 'http://127.0.0.1:{}/api/frame.jpeg?src=demo'",
+        options.http_port
+    );
     println!("  mosquitto_sub -h 127.0.0.1 -p {mqtt_port} -t 'ipcam/#' -v");
     println!("  mosquitto_pub -h 127.0.0.1 -p {mqtt_port} -t ipcam/demo/live_stream/command -m ON");
     println!("Press Ctrl+C to stop.");
@@ -77,7 +97,7 @@ fn start_broker(port: u16) -> anyhow::Result<()> {
                 "next_connection_delay_ms": 1,
                 "connections": {
                     "connection_timeout_ms": 60000,
-                    "max_payload_size": 262144,
+                    "max_payload_size": 8_388_608,
                     "max_inflight_count": 100,
                     "dynamic_filters": true
                 }

@@ -9,4 +9,6 @@ pub mod media;
 pub mod mqtt;
 pub mod rtsp;
 pub mod secret;
+pub mod settings;
+pub mod snapshot;
 pub mod testcam;

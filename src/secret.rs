@@ -29,10 +29,39 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Replaces the password of every `scheme://user:password@` in `text` with `***`.
+/// Replaces the password of every `scheme://user:password@` in `text` with `***`, and the value
+/// of query parameters that carry one (Reolink's `api.cgi?cmd=Snap&user=admin&password=…`).
 ///
 /// Works on free text (GStreamer error messages quote URLs), not only on a bare URL.
 pub fn redact_urls(text: &str) -> String {
+    redact_query_passwords(&redact_userinfo(text))
+}
+
+/// Query parameters that carry a password in the URLs of real cameras.
+const PASSWORD_PARAMS: [&str; 3] = ["password=", "passwd=", "pwd="];
+
+fn redact_query_passwords(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find(['?', '&']) {
+        let (head, tail) = rest.split_at(pos + 1);
+        out.push_str(head);
+        rest = tail;
+        let lower = tail.get(..9).unwrap_or(tail).to_ascii_lowercase();
+        if let Some(param) = PASSWORD_PARAMS.iter().find(|p| lower.starts_with(**p)) {
+            out.push_str(&tail[..param.len()]);
+            out.push_str("***");
+            let value_end = tail[param.len()..]
+                .find(|c: char| c == '&' || c.is_whitespace() || c == '"' || c == '\'')
+                .map_or(tail.len(), |end| param.len() + end);
+            rest = &tail[value_end..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn redact_userinfo(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(pos) = rest.find("://") {
@@ -79,6 +108,21 @@ mod tests {
             redact_urls(text),
             "Could not open rtsp://admin:***@cam.example:554/h264 (401); retry rtsp://cam/x"
         );
+    }
+
+    #[test]
+    fn password_query_parameters_are_redacted() {
+        assert_eq!(
+            redact_urls(
+                "GET http://cam/cgi-bin/api.cgi?cmd=Snap&user=admin&Password=s3cret&rs=x failed"
+            ),
+            "GET http://cam/cgi-bin/api.cgi?cmd=Snap&user=admin&Password=***&rs=x failed"
+        );
+        assert_eq!(
+            redact_urls("http://cam/snap?pwd=a b"),
+            "http://cam/snap?pwd=*** b"
+        );
+        assert_eq!(redact_urls("what? & why"), "what? & why");
     }
 
     #[test]

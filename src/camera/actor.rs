@@ -269,6 +269,7 @@ fn publish(state_tx: &watch::Sender<CameraState>, machine: &Machine, run: &Runni
         info: run.actor.hub.info(),
         rtsp_viewers: demand.rtsp_viewers,
         held: demand.mqtt_hold,
+        stuck: machine.is_stuck(),
         dropped_frames: run.actor.hub.dropped_frames(),
     };
     state_tx.send_if_modified(|current| {

@@ -10,6 +10,8 @@ use tokio::sync::watch;
 pub enum Purpose {
     RtspViewer,
     MqttHold,
+    /// A still image of an idle camera: held from connect to the first decoded keyframe.
+    Snapshot,
 }
 
 /// The live leases by purpose, as the actor sees them.
@@ -17,11 +19,12 @@ pub enum Purpose {
 pub struct DemandSnapshot {
     pub rtsp_viewers: usize,
     pub mqtt_hold: bool,
+    pub snapshots: usize,
 }
 
 impl DemandSnapshot {
     pub fn total(&self) -> usize {
-        self.rtsp_viewers + usize::from(self.mqtt_hold)
+        self.rtsp_viewers + usize::from(self.mqtt_hold) + self.snapshots
     }
 }
 
@@ -30,6 +33,7 @@ struct Counts {
     epoch: u64,
     rtsp_viewers: usize,
     mqtt_holds: usize,
+    snapshots: usize,
 }
 
 impl Counts {
@@ -37,6 +41,7 @@ impl Counts {
         match purpose {
             Purpose::RtspViewer => &mut self.rtsp_viewers,
             Purpose::MqttHold => &mut self.mqtt_holds,
+            Purpose::Snapshot => &mut self.snapshots,
         }
     }
 
@@ -44,6 +49,7 @@ impl Counts {
         DemandSnapshot {
             rtsp_viewers: self.rtsp_viewers,
             mqtt_hold: self.mqtt_holds > 0,
+            snapshots: self.snapshots,
         }
     }
 }
@@ -151,7 +157,8 @@ mod tests {
             demand.snapshot(),
             DemandSnapshot {
                 rtsp_viewers: 1,
-                mqtt_hold: false
+                mqtt_hold: false,
+                snapshots: 0,
             }
         );
         drop(b);

@@ -156,6 +156,11 @@ impl Machine {
         self.last_error.as_ref()
     }
 
+    /// Failed in a way only MQTT ON clears: new demand does not restart it.
+    pub fn is_stuck(&self) -> bool {
+        self.phase == Phase::Failed
+    }
+
     pub fn is_running(&self) -> bool {
         matches!(self.phase, Phase::Connecting | Phase::Streaming { .. })
     }

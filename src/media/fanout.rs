@@ -106,12 +106,22 @@ struct State {
     consumers: Vec<Consumer>,
     last_video_at: Option<Instant>,
     last_info: StreamInfo,
+    keyframes_seen: u64,
+}
+
+/// The newest keyframe of the running session: what snapshots decode.
+#[derive(Debug, Clone)]
+pub struct Keyframe {
+    /// Counts keyframes over the hub's life, so a waiter can ask for a newer one.
+    pub seq: u64,
+    pub sample: gst::Sample,
 }
 
 pub struct Hub {
     state: Mutex<State>,
     ready: Condvar,
     ready_generation: watch::Sender<u64>,
+    keyframe: watch::Sender<Option<Keyframe>>,
     next_consumer: AtomicU64,
     dropped: AtomicU64,
 }
@@ -128,6 +138,7 @@ impl Hub {
             state: Mutex::new(State::default()),
             ready: Condvar::new(),
             ready_generation: watch::Sender::new(0),
+            keyframe: watch::Sender::new(None),
             next_consumer: AtomicU64::new(1),
             dropped: AtomicU64::new(0),
         }
@@ -146,6 +157,7 @@ impl Hub {
         state.gop.clear();
         state.gop_complete = false;
         state.last_audio = None;
+        self.keyframe.send_replace(None);
         for consumer in &mut state.consumers {
             if consumer.start == Start::Live {
                 consumer.start = Start::WaitKeyframe;
@@ -159,6 +171,7 @@ impl Hub {
         let mut state = self.lock();
         state.failure = Some(reason.to_string());
         state.gop.clear();
+        self.keyframe.send_replace(None);
         self.ready.notify_all();
     }
 
@@ -169,6 +182,12 @@ impl Hub {
         state.gop_complete = false;
         state.last_audio = None;
         state.session.got_keyframe = false;
+        self.keyframe.send_replace(None);
+    }
+
+    /// The newest keyframe while the camera streams; `None` while it is idle.
+    pub fn subscribe_keyframes(&self) -> watch::Receiver<Option<Keyframe>> {
+        self.keyframe.subscribe()
     }
 
     /// Fires with the generation of each session that became ready.
@@ -332,6 +351,11 @@ impl Hub {
             } else if let Some(caps) = sample.caps_owned() {
                 state.session.video_caps = Some(caps);
             }
+            state.keyframes_seen += 1;
+            self.keyframe.send_replace(Some(Keyframe {
+                seq: state.keyframes_seen,
+                sample: sample.clone(),
+            }));
         }
         if !state.session.got_keyframe {
             return;
@@ -608,7 +632,7 @@ mod tests {
     fn a_consumer_that_stops_reading_drops_whole_frames_until_a_keyframe_and_they_are_counted() {
         let (hub, generation) = running_hub();
         hub.push_video(generation, frame(0, true));
-        let (pipeline, src, _never_read) = consumer_pipeline();
+        let (pipeline, src, sink) = consumer_pipeline();
         hub.add_consumer(&src, None);
         pipeline.set_state(gst::State::Playing).unwrap();
         // 2 s of 25 fps delta frames pile up behind the stalled sink.
@@ -617,10 +641,18 @@ mod tests {
         }
         let dropped = hub.dropped_frames();
         assert!(dropped > 20, "only {dropped} dropped");
-        // Still over the limit, so even a keyframe is dropped: the queue stays bounded.
-        hub.push_video(generation, frame(51 * 40, true));
-        assert_eq!(hub.dropped_frames(), dropped + 1);
         assert!(src.current_level_time() <= MAX_QUEUE + gst::ClockTime::from_mseconds(80));
+        // The viewer catches up; it still gets no delta frame it cannot decode...
+        while sink
+            .try_pull_sample(gst::ClockTime::from_mseconds(200))
+            .is_some()
+        {}
+        hub.push_video(generation, frame(51 * 40, false));
+        assert_eq!(hub.dropped_frames(), dropped + 1);
+        // ...and resumes at the next keyframe.
+        hub.push_video(generation, frame(52 * 40, true));
+        assert_eq!(hub.dropped_frames(), dropped + 1);
+        assert_eq!(pull_pts(&sink), (52 * 40, true));
         pipeline.set_state(gst::State::Null).unwrap();
     }
 

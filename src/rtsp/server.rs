@@ -5,7 +5,7 @@
 //! DESCRIBE (a camera that never answers) block every other client for 20 s.
 
 use super::factory::{Mount, ViewerFactory, media_element_name};
-use crate::config::RtspConfig;
+use crate::config::ServerConfig;
 use gstreamer::glib;
 use gstreamer_rtsp_server as gst_rtsp_server;
 use gstreamer_rtsp_server::prelude::*;
@@ -30,9 +30,9 @@ pub fn live_path(camera: &str) -> String {
 }
 
 impl RtspServer {
-    pub fn start(config: &RtspConfig, mounts: Vec<Mount>) -> anyhow::Result<RtspServer> {
+    pub fn start(config: &ServerConfig, mounts: Vec<Mount>) -> anyhow::Result<RtspServer> {
         let bind = config.bind_address();
-        let port = config.port;
+        let port = config.port();
         let credentials = config
             .credentials()
             .map(|(user, pass)| (user.to_string(), pass.expose().to_string()));

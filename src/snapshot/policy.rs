@@ -1,0 +1,200 @@
+//! When a snapshot is taken: the modes, the triggers and the button's rate limit. Pure.
+
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
+
+/// The "Snapshot mode" select.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Nothing automatic; the button and `frame.jpeg` still work.
+    Disabled,
+    /// Every interval, connecting to an idle camera for a moment if need be.
+    Interval,
+    /// At each event (cry, motion, manual clip), from the stream that event already runs.
+    Events,
+    /// Both of the above.
+    IntervalAndEvents,
+    /// Events always; the interval only while the camera streams anyway, so it never
+    /// opens a connection of its own.
+    #[default]
+    Auto,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 5] = [
+        Mode::Disabled,
+        Mode::Interval,
+        Mode::Events,
+        Mode::IntervalAndEvents,
+        Mode::Auto,
+    ];
+
+    /// The option as Home Assistant shows it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Mode::Disabled => "Disabled",
+            Mode::Interval => "Interval",
+            Mode::Events => "Events",
+            Mode::IntervalAndEvents => "Interval + Events",
+            Mode::Auto => "Auto",
+        }
+    }
+
+    /// Accepts the label in any case, or the snake_case name scripts may prefer.
+    pub fn from_label(text: &str) -> Option<Mode> {
+        let wanted = text.trim();
+        Mode::ALL.into_iter().find(|mode| {
+            mode.label().eq_ignore_ascii_case(wanted)
+                || serde_json::to_value(mode)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    == Some(wanted.to_ascii_lowercase())
+        })
+    }
+}
+
+/// Why a snapshot was taken: the `type` attribute of the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    Interval,
+    Cry,
+    Motion,
+    /// A manual clip (the "Record clip" button).
+    Manual,
+    /// The "Take snapshot" button.
+    OnDemand,
+}
+
+impl Kind {
+    pub fn is_event(self) -> bool {
+        matches!(self, Kind::Cry | Kind::Motion | Kind::Manual)
+    }
+}
+
+/// What a trigger should do in `mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Skip,
+    /// Take it, connecting to the camera if it is idle.
+    Take,
+    /// Take it only from a stream that is already running.
+    TakeIfStreaming,
+}
+
+pub fn decide(mode: Mode, kind: Kind) -> Decision {
+    match (mode, kind) {
+        (_, Kind::OnDemand) => Decision::Take,
+        (Mode::Disabled, _) => Decision::Skip,
+        (Mode::Interval | Mode::IntervalAndEvents, Kind::Interval) => Decision::Take,
+        (Mode::Auto, Kind::Interval) => Decision::TakeIfStreaming,
+        (Mode::Events, Kind::Interval) => Decision::Skip,
+        (Mode::Events | Mode::IntervalAndEvents | Mode::Auto, _) => Decision::Take,
+        (Mode::Interval, _) => Decision::Skip,
+    }
+}
+
+pub const MIN_INTERVAL_S: u32 = 10;
+pub const MAX_INTERVAL_S: u32 = 86_400;
+pub const DEFAULT_INTERVAL_S: u32 = 60;
+
+/// Parses the "Snapshot interval" number; HA sends `60` or `60.0`.
+pub fn parse_interval(text: &str) -> Result<u32, String> {
+    let value: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| "a number of seconds".to_string())?;
+    if value.fract() != 0.0
+        || !(f64::from(MIN_INTERVAL_S)..=f64::from(MAX_INTERVAL_S)).contains(&value)
+    {
+        return Err(format!(
+            "a whole number of seconds from {MIN_INTERVAL_S} to {MAX_INTERVAL_S}"
+        ));
+    }
+    Ok(value as u32)
+}
+
+/// The "Take snapshot" button: at most one press per [`RateLimit::PERIOD`].
+#[derive(Debug, Default)]
+pub struct RateLimit {
+    last: Option<Instant>,
+}
+
+impl RateLimit {
+    pub const PERIOD: Duration = Duration::from_secs(5);
+
+    /// `Ok` to go ahead, or `Err(wait)` with how long until the next press counts.
+    pub fn check(&mut self, now: Instant) -> Result<(), Duration> {
+        if let Some(last) = self.last {
+            let since = now.saturating_duration_since(last);
+            if since < Self::PERIOD {
+                return Err(Self::PERIOD - since);
+            }
+        }
+        self.last = Some(now);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_mode_does_what_the_docs_say() {
+        use Decision::*;
+        let table = [
+            (Mode::Disabled, [Skip, Skip, Take]),
+            (Mode::Interval, [Take, Skip, Take]),
+            (Mode::Events, [Skip, Take, Take]),
+            (Mode::IntervalAndEvents, [Take, Take, Take]),
+            (Mode::Auto, [TakeIfStreaming, Take, Take]),
+        ];
+        for (mode, [interval, cry, button]) in table {
+            assert_eq!(decide(mode, Kind::Interval), interval, "{mode:?}");
+            assert_eq!(decide(mode, Kind::Cry), cry, "{mode:?}");
+            assert_eq!(decide(mode, Kind::Motion), cry, "{mode:?}");
+            assert_eq!(decide(mode, Kind::OnDemand), button, "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn modes_parse_from_labels_and_names() {
+        for mode in Mode::ALL {
+            assert_eq!(Mode::from_label(mode.label()), Some(mode));
+        }
+        assert_eq!(
+            Mode::from_label("interval + events"),
+            Some(Mode::IntervalAndEvents)
+        );
+        assert_eq!(
+            Mode::from_label("interval_and_events"),
+            Some(Mode::IntervalAndEvents)
+        );
+        assert_eq!(Mode::from_label("sometimes"), None);
+    }
+
+    #[test]
+    fn interval_takes_whole_seconds_in_range() {
+        assert_eq!(parse_interval("60"), Ok(60));
+        assert_eq!(parse_interval(" 60.0\n"), Ok(60));
+        assert!(parse_interval("9").is_err());
+        assert!(parse_interval("86401").is_err());
+        assert!(parse_interval("12.5").is_err());
+        assert!(parse_interval("NaN").is_err());
+        assert!(parse_interval("soon").is_err());
+    }
+
+    #[test]
+    fn the_button_counts_once_per_five_seconds() {
+        let mut limit = RateLimit::default();
+        let t0 = Instant::now();
+        assert!(limit.check(t0).is_ok());
+        assert_eq!(
+            limit.check(t0 + Duration::from_secs(2)),
+            Err(Duration::from_secs(3))
+        );
+        assert!(limit.check(t0 + Duration::from_secs(5)).is_ok());
+    }
+}
