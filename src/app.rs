@@ -5,12 +5,15 @@ use crate::camera::actor::CameraActor;
 use crate::camera::demand::Demand;
 use crate::camera::{CameraHandle, ViewerControl};
 use crate::config::Config;
+use crate::http::HttpServer;
 use crate::media::fanout::Hub;
 use crate::media::pipeline::MediaClock;
 use crate::mqtt::client::BridgedCamera;
 use crate::mqtt::states::CameraLinks;
 use crate::rtsp::factory::Mount;
 use crate::rtsp::server::{RtspServer, live_path};
+use crate::settings::Settings;
+use crate::snapshot::{SnapshotTask, Snapshotter};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -25,6 +28,11 @@ impl ViewerControl for RtspServer {
 }
 
 pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()> {
+    let settings = Arc::new(Settings::open(
+        &config.data_dir,
+        config.cameras.iter().map(|c| c.id.as_str()),
+    )?);
+    tracing::info!("settings are kept in {}", config.data_dir.display());
     let clock = MediaClock::new();
     tokio::task::spawn_blocking(crate::camera::source::prepare_silence).await?;
     let cameras: Vec<_> = config
@@ -45,14 +53,10 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
     let server = Arc::new(RtspServer::start(&config.rtsp, mounts)?);
     let addr = server.local_addr();
     let host = config.rtsp.public_host();
-    let auth = if config.rtsp.credentials().is_some() {
-        "Basic auth required"
-    } else if addr.ip().is_loopback() {
-        "no credentials set, so loopback only; set rtsp.username/password to serve the network"
-    } else {
-        "anonymous access, as configured"
-    };
-    tracing::info!("RTSP server listening on {addr} ({auth})");
+    tracing::info!(
+        "RTSP server listening on {addr} ({})",
+        config.rtsp.access_summary("rtsp")
+    );
     for (camera, _, _) in &cameras {
         tracing::info!(
             "  rtsp://{host}:{}{}  ← {}",
@@ -80,18 +84,48 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         handles.push(handle);
         tasks.push(task);
     }
-    let bridged = handles
+    let snapshotters: Vec<Arc<Snapshotter>> = handles
         .iter()
         .zip(&cameras)
-        .map(|(handle, (camera, _, _))| BridgedCamera {
+        .map(|(handle, (camera, hub, demand))| {
+            Arc::new(Snapshotter::new(
+                camera,
+                hub.clone(),
+                demand.clone(),
+                handle.state(),
+            ))
+        })
+        .collect();
+    let http = HttpServer::start(&config.http, snapshotters.clone(), cancel.clone()).await?;
+    let http_host = config.http.public_host();
+    tracing::info!(
+        "HTTP API listening on {} ({})",
+        http.local_addr,
+        config.http.access_summary("http")
+    );
+    let mut bridged = Vec::new();
+    for ((handle, snapshotter), (camera, _, _)) in handles.iter().zip(snapshotters).zip(&cameras) {
+        let (snapshot, task) = SnapshotTask {
+            snapshotter,
+            settings: settings.clone(),
+            cancel: cancel.child_token(),
+        }
+        .spawn();
+        tasks.push(task);
+        bridged.push(BridgedCamera {
             handle: handle.clone(),
+            snapshot,
             name: camera.name.clone(),
             links: CameraLinks {
                 stream_source: format!("rtsp://{host}:{}{}", addr.port(), live_path(&camera.id)),
-                still_image_url: String::new(),
+                still_image_url: format!(
+                    "http://{http_host}:{}/api/frame.jpeg?src={}",
+                    http.local_addr.port(),
+                    camera.id
+                ),
             },
-        })
-        .collect();
+        });
+    }
     let mqtt_config = config.mqtt.clone();
     let mqtt_cancel = cancel.clone();
     let mqtt =
@@ -109,6 +143,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         tracing::warn!("some cameras did not close within {SHUTDOWN_GRACE:?}");
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), mqtt).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), http.task).await;
     tokio::task::spawn_blocking(move || drop(server)).await?;
     tracing::info!("stopped");
     Ok(())

@@ -5,6 +5,7 @@ pub mod camera;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod http;
 pub mod media;
 pub mod mqtt;
 pub mod rtsp;

@@ -65,10 +65,13 @@ fn a_missing_config_file_says_so() {
 fn demo_serves_a_synthetic_camera_and_publishes_it_on_its_own_broker() {
     let rtsp_port = free_port();
     let mqtt_port = free_port();
+    let http_port = free_port();
     let demo = Proc::spawn(Command::new(BIN).args([
         "demo",
         "--rtsp-port",
         &rtsp_port.to_string(),
+        "--http-port",
+        &http_port.to_string(),
         "--mqtt-port",
         &mqtt_port.to_string(),
     ]));
@@ -90,4 +93,9 @@ fn demo_serves_a_synthetic_camera_and_publishes_it_on_its_own_broker() {
         "active",
         Duration::from_secs(5),
     );
+    let (status, jpeg) = http_get(&format!(
+        "http://127.0.0.1:{http_port}/api/frame.jpeg?src=demo"
+    ));
+    assert_eq!(status, 200);
+    assert_eq!(jpeg_size(&jpeg), Ok((640, 360)));
 }

@@ -1,5 +1,6 @@
 //! The camera appears in a real Home Assistant (Core 2025.4.4, installed and onboarded by
-//! `../shared/ha/real-ha.sh`) by MQTT discovery alone, and its switch works from HA's own API.
+//! `../shared/ha/real-ha.sh`) by MQTT discovery alone; its switch, snapshot camera, mode select,
+//! interval number and button work from HA's own API.
 mod common;
 use common::*;
 use std::process::Command;
@@ -67,6 +68,18 @@ impl RealHa {
     fn state(&self, entity: &str) -> serde_json::Value {
         self.api("GET", &format!("/api/states/{entity}"), None)
     }
+
+    /// What a Picture Glance card loads: the camera entity's image through HA's proxy.
+    fn camera_image(&self, entity: &str) -> (u16, Vec<u8>) {
+        http_get_with(
+            &format!("{}/api/camera_proxy/{entity}", self.url),
+            &["-H", &format!("Authorization: Bearer {}", self.token)],
+        )
+    }
+
+    fn call(&self, service: &str, body: &str) {
+        self.api("POST", &format!("/api/services/{service}"), Some(body));
+    }
 }
 
 impl Drop for RealHa {
@@ -78,7 +91,7 @@ impl Drop for RealHa {
 }
 
 #[test]
-fn camera_appears_in_real_home_assistant_and_its_switch_starts_the_stream() {
+fn camera_appears_in_real_home_assistant_with_a_working_switch_and_snapshot_camera() {
     let Some(ha) = RealHa::start() else {
         return;
     };
@@ -119,6 +132,43 @@ fn camera_appears_in_real_home_assistant_and_its_switch_starts_the_stream() {
         "H264"
     );
     assert_eq!(camera.connections(), 1);
+
+    // Auto mode: the running stream gives the snapshot camera a picture for free.
+    wait_until("a snapshot in HA", Duration::from_secs(15), || {
+        ha.camera_image("camera.camera_nursery_snapshot").0 == 200
+    });
+    let (_, jpeg) = ha.camera_image("camera.camera_nursery_snapshot");
+    assert_eq!(jpeg_size(&jpeg), Ok((320, 240)));
+    ha.call(
+        "select/select_option",
+        r#"{"entity_id": "select.camera_nursery_snapshot_mode", "option": "Interval + Events"}"#,
+    );
+    ha.call(
+        "number/set_value",
+        r#"{"entity_id": "number.camera_nursery_snapshot_interval", "value": 30}"#,
+    );
+    wait_until(
+        "HA to show the new mode and interval",
+        Duration::from_secs(10),
+        || {
+            ha.state("select.camera_nursery_snapshot_mode")["state"] == "Interval + Events"
+                && ha.state("number.camera_nursery_snapshot_interval")["state"] == "30"
+        },
+    );
+    let before = ha.state("camera.camera_nursery_snapshot")["attributes"]["timestamp"].clone();
+    std::thread::sleep(Duration::from_millis(1100));
+    ha.call(
+        "button/press",
+        r#"{"entity_id": "button.camera_nursery_take_snapshot"}"#,
+    );
+    wait_until(
+        "the pressed snapshot in HA",
+        Duration::from_secs(10),
+        || {
+            let attributes = &ha.state("camera.camera_nursery_snapshot")["attributes"];
+            attributes["type"] == "on-demand" && attributes["timestamp"] != before
+        },
+    );
 
     ha.api(
         "POST",

@@ -56,6 +56,12 @@ const PLUGIN_PACKAGES: &[(&str, &str)] = &[
     ("appsrc", "gstreamer1.0-plugins-base"),
     ("appsink", "gstreamer1.0-plugins-base"),
     ("avenc_aac", "gstreamer1.0-libav"),
+    ("avdec_h264", "gstreamer1.0-libav"),
+    ("avdec_h265", "gstreamer1.0-libav"),
+    ("jpegdec", "gstreamer1.0-plugins-good"),
+    ("jpegenc", "gstreamer1.0-plugins-good"),
+    ("videoconvert", "gstreamer1.0-plugins-base"),
+    ("videoscale", "gstreamer1.0-plugins-base"),
 ];
 
 /// Checks at start-up that every element we may need exists, naming the package of each missing one.

@@ -5,10 +5,12 @@
 
 use super::command::{self, Command};
 use super::discovery::{self, OFFLINE, ONLINE};
-use super::states::{CameraLinks, camera_states};
+use super::states::{CameraLinks, camera_states, snapshot_states};
 use super::topics::Topics;
 use crate::camera::CameraHandle;
 use crate::config::MqttConfig;
+use crate::snapshot::{Request, SnapshotHandle};
+use bytes::Bytes;
 use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS};
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -19,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone)]
 pub struct BridgedCamera {
     pub handle: CameraHandle,
+    pub snapshot: SnapshotHandle,
     pub name: String,
     pub links: CameraLinks,
 }
@@ -26,8 +29,9 @@ pub struct BridgedCamera {
 /// Refreshes attributes that move with time (`streaming_for_s`).
 const REFRESH: Duration = Duration::from_secs(30);
 const RECONNECT_MAX: Duration = Duration::from_secs(30);
-/// Our largest message is a discovery document of a few KB; commands are tiny.
-const MAX_PACKET: usize = 256 * 1024;
+/// Our largest message is a snapshot JPEG (a 4K one is ~2 MB); commands are tiny.
+const MAX_OUTGOING: usize = 16 * 1024 * 1024;
+const MAX_INCOMING: usize = 256 * 1024;
 
 enum Incoming {
     Connected,
@@ -46,7 +50,7 @@ pub async fn run(config: &MqttConfig, cameras: Vec<BridgedCamera>, cancel: Cance
         config.port,
     );
     options.set_keep_alive(Duration::from_secs(30));
-    options.set_max_packet_size(MAX_PACKET, MAX_PACKET);
+    options.set_max_packet_size(MAX_INCOMING, MAX_OUTGOING);
     options.set_last_will(LastWill::new(
         topics.bridge_status(),
         OFFLINE,
@@ -111,7 +115,7 @@ struct Bridge {
     topics: Topics,
     cameras: Vec<BridgedCamera>,
     /// The last payload per retained topic, to publish only changes and to republish all.
-    published: HashMap<String, String>,
+    published: HashMap<String, Bytes>,
 }
 
 impl Bridge {
@@ -120,10 +124,15 @@ impl Bridge {
         let mut watchers = Vec::new();
         for (index, camera) in self.cameras.iter().enumerate() {
             let mut state = camera.handle.state();
+            let mut snapshot = camera.snapshot.state();
             let changed_tx = changed_tx.clone();
             watchers.push(tokio::spawn(async move {
-                while state.changed().await.is_ok() {
-                    if changed_tx.send(index).await.is_err() {
+                loop {
+                    let changed = tokio::select! {
+                        changed = state.changed() => changed,
+                        changed = snapshot.changed() => changed,
+                    };
+                    if changed.is_err() || changed_tx.send(index).await.is_err() {
                         return;
                     }
                 }
@@ -204,10 +213,20 @@ impl Bridge {
                     return;
                 };
                 let handle = camera.handle.clone();
+                let snapshot = camera.snapshot.clone();
                 // Stopping a camera may take a moment; the bridge keeps publishing meanwhile.
                 tokio::spawn(async move {
                     let result = match addressed.command {
-                        Command::LiveStream(on) => handle.set_live(on).await,
+                        Command::LiveStream(on) => {
+                            handle.set_live(on).await.map_err(|e| e.to_string())
+                        }
+                        Command::SnapshotMode(mode) => {
+                            snapshot.request(Request::SetMode(mode)).await
+                        }
+                        Command::SnapshotInterval(seconds) => {
+                            snapshot.request(Request::SetInterval(seconds)).await
+                        }
+                        Command::TakeSnapshot => snapshot.request(Request::Take).await,
                     };
                     if let Err(e) = result {
                         tracing::warn!(camera = %handle.id, "command not applied: {e}");
@@ -224,7 +243,7 @@ impl Bridge {
     /// Discovery, availability and every state, as if for the first time.
     async fn publish_all(&mut self) {
         self.published.clear();
-        self.publish(self.topics.bridge_status(), ONLINE.to_string())
+        self.publish(self.topics.bridge_status(), ONLINE.into())
             .await;
         for index in 0..self.cameras.len() {
             self.publish_camera(index, true).await;
@@ -239,29 +258,31 @@ impl Bridge {
             let document = discovery::device(&self.topics, &id, &camera.name);
             messages.push((
                 self.topics.discovery(&id),
-                serde_json::to_string(&document).expect("discovery serializes"),
+                serde_json::to_vec(&document)
+                    .expect("discovery serializes")
+                    .into(),
             ));
         }
         let state = camera.handle.state().borrow().clone();
-        messages.extend(camera_states(
-            &self.topics,
-            &id,
-            &camera.links,
-            &state,
-            SystemTime::now(),
-        ));
+        messages.extend(
+            camera_states(&self.topics, &id, &camera.links, &state, SystemTime::now())
+                .into_iter()
+                .map(|(topic, payload)| (topic, payload.into())),
+        );
+        let snapshot = camera.snapshot.state().borrow().clone();
+        messages.extend(snapshot_states(&self.topics, &id, &snapshot));
         for (topic, payload) in messages {
             self.publish(topic, payload).await;
         }
     }
 
-    async fn publish(&mut self, topic: String, payload: String) {
+    async fn publish(&mut self, topic: String, payload: Bytes) {
         if self.published.get(&topic) == Some(&payload) {
             return;
         }
         if let Err(e) = self
             .client
-            .publish(topic.clone(), QoS::AtLeastOnce, true, payload.clone())
+            .publish_bytes(topic.clone(), QoS::AtLeastOnce, true, payload.clone())
             .await
         {
             tracing::warn!("cannot publish {topic}: {e}");

@@ -1,6 +1,8 @@
 //! Pure parsing of MQTT commands into typed [`Command`]s: no I/O, tested directly.
 
+use super::discovery::PRESS;
 use super::topics::{Entity, Topics};
+use crate::snapshot::policy::{self, Mode};
 use std::fmt;
 
 /// Payloads are tiny words; anything bigger is a mistake or an attack.
@@ -10,6 +12,9 @@ pub const MAX_PAYLOAD: usize = 64;
 pub enum Command {
     /// ON holds the camera connection with no viewers; OFF stops it and disconnects every viewer.
     LiveStream(bool),
+    SnapshotMode(Mode),
+    SnapshotInterval(u32),
+    TakeSnapshot,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +30,7 @@ pub enum CommandError {
     ReadOnly { camera: String, entity: String },
     UnknownEntity { camera: String, entity: String },
     PayloadTooLarge(usize),
-    BadPayload { expected: &'static str, got: String },
+    BadPayload { expected: String, got: String },
 }
 
 impl fmt::Display for CommandError {
@@ -69,9 +74,23 @@ pub fn parse(
         return Err(CommandError::PayloadTooLarge(payload.len()));
     }
     let text = String::from_utf8_lossy(payload);
+    let text = text.trim();
+    let bad = |expected: String| CommandError::BadPayload {
+        expected,
+        got: shorten(text, 40),
+    };
     let command = match entity {
-        Entity::LiveStream => Command::LiveStream(parse_switch(text.trim())?),
-        Entity::StreamStatus | Entity::Info => {
+        Entity::LiveStream => Command::LiveStream(parse_switch(text)?),
+        Entity::SnapshotMode => Command::SnapshotMode(Mode::from_label(text).ok_or_else(|| {
+            let labels: Vec<_> = Mode::ALL.into_iter().map(Mode::label).collect();
+            bad(format!("one of {}", labels.join(", ")))
+        })?),
+        Entity::SnapshotInterval => {
+            Command::SnapshotInterval(policy::parse_interval(text).map_err(bad)?)
+        }
+        Entity::TakeSnapshot if text.eq_ignore_ascii_case(PRESS) => Command::TakeSnapshot,
+        Entity::TakeSnapshot => return Err(bad(PRESS.into())),
+        Entity::StreamStatus | Entity::Info | Entity::Snapshot => {
             return Err(CommandError::ReadOnly {
                 camera: camera.into(),
                 entity: entity_key.into(),
@@ -91,7 +110,7 @@ fn parse_switch(text: &str) -> Result<bool, CommandError> {
         Ok(false)
     } else {
         Err(CommandError::BadPayload {
-            expected: "ON or OFF",
+            expected: "ON or OFF".into(),
             got: shorten(text, 40),
         })
     }
@@ -159,6 +178,36 @@ mod tests {
         assert!(matches!(
             run("ipcam/nursery/toaster/command", b"ON"),
             Err(CommandError::UnknownEntity { .. })
+        ));
+    }
+
+    #[test]
+    fn snapshot_commands_take_labels_seconds_and_press() {
+        let command = |topic: &str, payload: &str| {
+            run(
+                &format!("ipcam/nursery/{topic}/command"),
+                payload.as_bytes(),
+            )
+            .map(|a| a.command)
+        };
+        assert_eq!(
+            command("snapshot_mode", "Interval + Events"),
+            Ok(Command::SnapshotMode(Mode::IntervalAndEvents))
+        );
+        assert_eq!(
+            command("snapshot_interval", "30.0"),
+            Ok(Command::SnapshotInterval(30))
+        );
+        assert_eq!(command("take_snapshot", "PRESS"), Ok(Command::TakeSnapshot));
+        let err = command("snapshot_mode", "Sometimes")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("Interval + Events"), "{err}");
+        let err = command("snapshot_interval", "5").unwrap_err().to_string();
+        assert!(err.contains("10 to 86400"), "{err}");
+        assert!(matches!(
+            command("snapshot", "x"),
+            Err(CommandError::ReadOnly { .. })
         ));
     }
 

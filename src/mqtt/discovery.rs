@@ -6,6 +6,7 @@
 
 use super::topics::{Entity, Leaf, Topics};
 use crate::camera::state::Status;
+use crate::snapshot::policy::{self, Mode};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -48,6 +49,9 @@ pub struct Component {
     pub platform: &'static str,
     pub name: &'static str,
     pub unique_id: String,
+    /// The image topic of a `camera`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_topic: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -58,6 +62,18 @@ pub struct Component {
     pub payload_on: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload_off: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload_press: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit_of_measurement: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device_class: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -72,6 +88,7 @@ pub const ONLINE: &str = "online";
 pub const OFFLINE: &str = "offline";
 pub const ON: &str = "ON";
 pub const OFF: &str = "OFF";
+pub const PRESS: &str = "PRESS";
 
 /// The discovery message for one camera.
 pub fn device(topics: &Topics, camera: &str, name: &str) -> DeviceDiscovery {
@@ -139,6 +156,47 @@ fn component(topics: &Topics, camera: &str, entity: Entity) -> Component {
             name: "Info",
             entity_category: Some("diagnostic"),
             icon: Some("mdi:information-outline"),
+            ..base
+        },
+        Entity::Snapshot => Component {
+            platform: "camera",
+            name: "Snapshot",
+            topic: Some(topics.entity(camera, entity, Leaf::Image)),
+            state_topic: None,
+            ..base
+        },
+        Entity::SnapshotMode => Component {
+            platform: "select",
+            name: "Snapshot mode",
+            command_topic: topic(Leaf::Command),
+            json_attributes_topic: None,
+            options: Some(Mode::ALL.into_iter().map(Mode::label).collect()),
+            entity_category: Some("config"),
+            icon: Some("mdi:camera-timer"),
+            ..base
+        },
+        Entity::SnapshotInterval => Component {
+            platform: "number",
+            name: "Snapshot interval",
+            command_topic: topic(Leaf::Command),
+            json_attributes_topic: None,
+            min: Some(policy::MIN_INTERVAL_S),
+            max: Some(policy::MAX_INTERVAL_S),
+            step: Some(1),
+            mode: Some("box"),
+            unit_of_measurement: Some("s"),
+            entity_category: Some("config"),
+            icon: Some("mdi:timer-outline"),
+            ..base
+        },
+        Entity::TakeSnapshot => Component {
+            platform: "button",
+            name: "Take snapshot",
+            state_topic: None,
+            json_attributes_topic: None,
+            command_topic: topic(Leaf::Command),
+            payload_press: Some(PRESS),
+            icon: Some("mdi:camera"),
             ..base
         },
     }

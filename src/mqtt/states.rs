@@ -3,6 +3,7 @@
 use super::discovery::{OFF, OFFLINE, ON, ONLINE};
 use super::topics::{Entity, Leaf, Topics};
 use crate::camera::CameraState;
+use crate::snapshot::SnapshotState;
 use serde_json::json;
 use std::time::SystemTime;
 
@@ -11,7 +12,7 @@ use std::time::SystemTime;
 pub struct CameraLinks {
     /// `rtsp://<host>:<port>/<camera>_live`, without credentials.
     pub stream_source: String,
-    /// Empty until snapshots exist.
+    /// `http://<host>:<port>/api/frame.jpeg?src=<camera>`, without credentials.
     pub still_image_url: String,
 }
 
@@ -80,12 +81,94 @@ pub fn camera_states(
     ]
 }
 
+/// The snapshot camera's retained messages: the JPEG, its attributes, the mode and the interval.
+///
+/// Nothing about the image is published before this run has one or has failed to make one,
+/// so the image retained from the last run keeps its own attributes.
+pub fn snapshot_states(
+    topics: &Topics,
+    camera: &str,
+    state: &SnapshotState,
+) -> Vec<(String, bytes::Bytes)> {
+    let topic = |entity, leaf| topics.entity(camera, entity, leaf);
+    let mut messages = vec![
+        (
+            topic(Entity::SnapshotMode, Leaf::State),
+            state.settings.snapshot_mode.label().into(),
+        ),
+        (
+            topic(Entity::SnapshotInterval, Leaf::State),
+            state.settings.snapshot_interval_s.to_string().into(),
+        ),
+    ];
+    if let Some((image, _)) = &state.image {
+        messages.push((topic(Entity::Snapshot, Leaf::Image), image.jpeg.clone()));
+    }
+    if state.image.is_some() || state.error.is_some() {
+        let image = state.image.as_ref();
+        let attributes = json!({
+            "timestamp": image.map(|(i, _)| humantime::format_rfc3339_seconds(i.taken_at).to_string()),
+            "type": image.map(|(_, kind)| kind),
+            "width": image.map(|(i, _)| i.width),
+            "height": image.map(|(i, _)| i.height),
+            "source": image.map(|(i, _)| i.source),
+            "error": state.error,
+        });
+        messages.push((
+            topic(Entity::Snapshot, Leaf::Attributes),
+            attributes.to_string().into(),
+        ));
+    }
+    messages
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::camera::state::Status;
     use crate::config::MqttConfig;
+    use crate::snapshot::policy::Kind;
+    use crate::snapshot::{Snapshot, Source};
+    use std::sync::Arc;
     use std::time::Duration;
+
+    #[test]
+    fn a_snapshot_failure_keeps_the_image_and_says_why() {
+        let topics = Topics::new(&MqttConfig::default());
+        let mut state = SnapshotState {
+            settings: Default::default(),
+            image: None,
+            error: None,
+        };
+        let before = snapshot_states(&topics, "nursery", &state);
+        assert_eq!(before.len(), 2, "mode and interval only: {before:?}");
+        state.image = Some((
+            Arc::new(Snapshot {
+                jpeg: bytes::Bytes::from_static(&[0xFF, 0xD8]),
+                width: 640,
+                height: 360,
+                taken_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+                source: Source::LiveStream,
+            }),
+            Kind::OnDemand,
+        ));
+        state.error = Some("camera unreachable".into());
+        let after = snapshot_states(&topics, "nursery", &state);
+        let attributes = &after
+            .iter()
+            .find(|(t, _)| t == "ipcam/nursery/snapshot/attributes")
+            .unwrap()
+            .1;
+        let attributes: serde_json::Value = serde_json::from_slice(attributes).unwrap();
+        assert_eq!(attributes["type"], "on-demand");
+        assert_eq!(attributes["timestamp"], "2027-01-15T08:00:00Z");
+        assert_eq!(attributes["error"], "camera unreachable");
+        assert!(
+            after
+                .iter()
+                .any(|(t, _)| t == "ipcam/nursery/snapshot/image")
+        );
+    }
 
     #[test]
     fn info_attributes_carry_stream_source_and_uptime() {

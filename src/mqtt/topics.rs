@@ -12,16 +12,32 @@ pub enum Entity {
     LiveStream,
     StreamStatus,
     Info,
+    Snapshot,
+    SnapshotMode,
+    SnapshotInterval,
+    TakeSnapshot,
 }
 
 impl Entity {
-    pub const ALL: [Entity; 3] = [Entity::LiveStream, Entity::StreamStatus, Entity::Info];
+    pub const ALL: [Entity; 7] = [
+        Entity::LiveStream,
+        Entity::StreamStatus,
+        Entity::Info,
+        Entity::Snapshot,
+        Entity::SnapshotMode,
+        Entity::SnapshotInterval,
+        Entity::TakeSnapshot,
+    ];
 
     pub fn key(self) -> &'static str {
         match self {
             Entity::LiveStream => "live_stream",
             Entity::StreamStatus => "stream_status",
             Entity::Info => "info",
+            Entity::Snapshot => "snapshot",
+            Entity::SnapshotMode => "snapshot_mode",
+            Entity::SnapshotInterval => "snapshot_interval",
+            Entity::TakeSnapshot => "take_snapshot",
         }
     }
 
@@ -35,6 +51,8 @@ pub enum Leaf {
     State,
     Command,
     Attributes,
+    /// The JPEG of the snapshot camera.
+    Image,
 }
 
 impl Leaf {
@@ -43,6 +61,7 @@ impl Leaf {
             Leaf::State => "state",
             Leaf::Command => "command",
             Leaf::Attributes => "attributes",
+            Leaf::Image => "image",
         }
     }
 }
@@ -135,6 +154,7 @@ impl Topics {
             topics.push(self.entity(camera, entity, Leaf::State));
             topics.push(self.entity(camera, entity, Leaf::Attributes));
         }
+        topics.push(self.entity(camera, Entity::Snapshot, Leaf::Image));
         topics
     }
 }
@@ -159,6 +179,10 @@ mod tests {
             "homeassistant/device/ipcam_nursery/config"
         );
         assert_eq!(t.bridge_status(), "ipcam/status");
+        assert_eq!(
+            t.entity("nursery", Entity::Snapshot, Leaf::Image),
+            "ipcam/nursery/snapshot/image"
+        );
     }
 
     #[test]

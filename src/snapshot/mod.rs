@@ -94,6 +94,12 @@ impl Snapshotter {
         }
     }
 
+    /// Whether the camera runs only because snapshots asked for it.
+    fn held_only_by_snapshots(&self) -> bool {
+        let demand = self.demand.snapshot();
+        demand.total() == demand.snapshots
+    }
+
     /// Whether the camera streams right now, so a snapshot is free.
     pub fn is_streaming(&self) -> bool {
         self.hub.subscribe_keyframes().borrow().is_some()
@@ -116,10 +122,10 @@ impl Snapshotter {
         let current = keyframes.borrow_and_update().clone();
         let snapshot = match current {
             Some(keyframe) => {
-                self.from_stream(&mut keyframes, Some(keyframe), size, Source::LiveStream)
+                self.decode_stream(&mut keyframes, Some(keyframe), size, Source::LiveStream)
                     .await?
             }
-            None => self.from_idle_camera(&mut keyframes, size).await?,
+            None => self.capture_idle_camera(&mut keyframes, size).await?,
         };
         let mut cache = self.lock_cache();
         if cache.len() >= CACHED_SIZES && !cache.contains_key(&size) {
@@ -129,7 +135,7 @@ impl Snapshotter {
         Ok(snapshot)
     }
 
-    async fn from_idle_camera(
+    async fn capture_idle_camera(
         &self,
         keyframes: &mut watch::Receiver<Option<Keyframe>>,
         size: Size,
@@ -147,12 +153,12 @@ impl Snapshotter {
             }
         }
         let _lease = self.demand.lease(Purpose::Snapshot);
-        self.from_stream(keyframes, None, size, Source::Connection)
+        self.decode_stream(keyframes, None, size, Source::Connection)
             .await
     }
 
     /// Decodes `first` (or the next keyframe), moving on to the next keyframe if it is broken.
-    async fn from_stream(
+    async fn decode_stream(
         &self,
         keyframes: &mut watch::Receiver<Option<Keyframe>>,
         mut next: Option<Keyframe>,
@@ -343,11 +349,14 @@ impl SnapshotTask {
                     Kind::Interval
                 }
                 Ok(()) = camera.changed() => {
-                    // Auto: a stream that just started makes a free snapshot.
+                    // Auto: a stream that someone else started makes a free snapshot.
                     let active = camera.borrow_and_update().status == Status::Active;
                     let started = active && !was_active;
                     was_active = active;
-                    if !started || settings.snapshot_mode != Mode::Auto {
+                    if !started
+                        || settings.snapshot_mode != Mode::Auto
+                        || self.snapshotter.held_only_by_snapshots()
+                    {
                         continue;
                     }
                     next_tick = tokio::time::Instant::now()

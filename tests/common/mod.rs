@@ -39,8 +39,16 @@ impl Output {
     fn capture(&self, stream: impl std::io::Read + Send + 'static) {
         let lines = self.0.clone();
         std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(line);
+            // Lossy: a binary payload (a snapshot JPEG) must not end the capture.
+            let mut reader = BufReader::new(stream);
+            let mut line = Vec::new();
+            while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+                let text = String::from_utf8_lossy(&line);
+                lines
+                    .lock()
+                    .unwrap()
+                    .push(text.trim_end_matches(['\n', '\r']).to_string());
+                line.clear();
             }
         });
     }
@@ -299,22 +307,34 @@ impl Camera {
 /// The add-on under test, run as its real binary with a generated config.
 pub struct AddOn {
     pub rtsp_port: u16,
+    pub http_port: u16,
     pub proc: Proc,
     _dir: tempfile::TempDir,
 }
 
 impl AddOn {
+    /// Settings go to a fresh data directory unless `config_yaml` names one.
     pub fn start(config_yaml: &str) -> AddOn {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cameras.yaml");
+        let mut yaml = config_yaml.to_string();
+        if !yaml.contains("data_dir:") {
+            yaml.push_str(&format!(
+                "data_dir: {}\n",
+                dir.path().join("data").display()
+            ));
+        }
         std::fs::File::create(&path)
             .unwrap()
-            .write_all(config_yaml.as_bytes())
+            .write_all(yaml.as_bytes())
             .unwrap();
-        let rtsp_port =
-            serde_yaml::from_str::<serde_yaml::Value>(config_yaml).unwrap()["rtsp"]["port"]
-                .as_u64()
-                .expect("the test config sets rtsp.port") as u16;
+        let parsed = serde_yaml::from_str::<serde_yaml::Value>(&yaml).unwrap();
+        let rtsp_port = parsed["rtsp"]["port"]
+            .as_u64()
+            .expect("the test config sets rtsp.port") as u16;
+        let http_port = parsed["http"]["port"]
+            .as_u64()
+            .expect("the test config sets http.port") as u16;
         let proc = Proc::spawn(
             Command::new(BIN)
                 .args([
@@ -332,6 +352,7 @@ impl AddOn {
         );
         AddOn {
             rtsp_port,
+            http_port,
             proc,
             _dir: dir,
         }
@@ -344,12 +365,134 @@ impl AddOn {
     pub fn logs(&self) -> String {
         self.proc.output.text()
     }
+
+    /// `GET /api/frame.jpeg?<query>` → (status, body).
+    pub fn frame(&self, query: &str) -> (u16, Vec<u8>) {
+        http_get(&format!(
+            "http://127.0.0.1:{}/api/frame.jpeg?{query}",
+            self.http_port
+        ))
+    }
+}
+
+/// A plain HTTP GET with curl, a real client: (status, body). `curl_args` add e.g. `-u user:pass`.
+pub fn http_get_with(url: &str, curl_args: &[&str]) -> (u16, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let body = dir.path().join("body");
+    let output = Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "30",
+            "-o",
+            body.to_str().unwrap(),
+            "-w",
+            "%{http_code}",
+        ])
+        .args(curl_args)
+        .arg(url)
+        .output()
+        .expect("curl runs");
+    let status = String::from_utf8_lossy(&output.stdout).parse().unwrap_or(0);
+    (status, std::fs::read(&body).unwrap_or_default())
+}
+
+pub fn http_get(url: &str) -> (u16, Vec<u8>) {
+    http_get_with(url, &[])
+}
+
+/// Decodes a JPEG with ffmpeg (a real decoder) and returns its size.
+pub fn jpeg_size(jpeg: &[u8]) -> Result<(u32, u32), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("image.jpg");
+    std::fs::write(&path, jpeg).unwrap();
+    let output = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=width,height",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&path)
+        .output()
+        .expect("ffprobe runs");
+    let decode = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&path)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    if !decode.status.success() || !decode.stderr.is_empty() {
+        return Err(format!(
+            "ffmpeg cannot decode it: {}",
+            String::from_utf8_lossy(&decode.stderr)
+        ));
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let (w, h) = text
+        .trim()
+        .split_once(',')
+        .ok_or(format!("ffprobe gave {text:?}"))?;
+    Ok((w.parse().unwrap(), h.parse().unwrap()))
+}
+
+/// The images published on one topic, as hex through `mosquitto_sub`, with arrival times.
+pub struct ImageWatch {
+    proc: Proc,
+}
+
+impl ImageWatch {
+    pub fn start(port: u16, topic: &str) -> ImageWatch {
+        let watch = ImageWatch {
+            proc: Proc::spawn(Command::new("mosquitto_sub").args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-t",
+                topic,
+                "-F",
+                "%U %x",
+            ])),
+        };
+        std::thread::sleep(Duration::from_millis(200));
+        watch
+    }
+
+    /// (unix time in seconds, image) for each message so far.
+    pub fn images(&self) -> Vec<(f64, Vec<u8>)> {
+        self.proc
+            .output
+            .lines()
+            .iter()
+            .filter_map(|line| {
+                let (time, hex) = line.split_once(' ')?;
+                let bytes = (0..hex.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+                    .collect::<Option<Vec<u8>>>()?;
+                Some((time.parse().ok()?, bytes))
+            })
+            .collect()
+    }
+
+    pub fn wait_for_count(&self, count: usize, timeout: Duration) -> Vec<(f64, Vec<u8>)> {
+        wait_until(
+            &format!("{count} image(s), have {}", self.images().len()),
+            timeout,
+            || self.images().len() >= count,
+        );
+        self.images()
+    }
 }
 
 /// A config for `cameras` given as (id, url, extra YAML lines for that camera).
 pub fn config(mqtt_port: u16, rtsp_port: u16, cameras: &[(&str, &str, &str)]) -> String {
     let mut yaml = format!(
-        "mqtt:\n  host: 127.0.0.1\n  port: {mqtt_port}\nrtsp:\n  port: {rtsp_port}\ncameras:\n"
+        "mqtt:\n  host: 127.0.0.1\n  port: {mqtt_port}\nrtsp:\n  port: {rtsp_port}\nhttp:\n  port: {}\ncameras:\n",
+        free_port()
     );
     for (id, url, extra) in cameras {
         yaml.push_str(&format!(

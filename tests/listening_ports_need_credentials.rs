@@ -1,4 +1,4 @@
-//! No RTSP port is reachable without credentials unless the user chose that.
+//! No port (RTSP, HTTP) is reachable without credentials unless the user chose that.
 mod common;
 use common::*;
 
@@ -54,4 +54,41 @@ fn without_credentials_the_server_listens_on_loopback_only() {
         listen_addresses(addon.rtsp_port),
         [format!("127.0.0.1:{}", addon.rtsp_port)]
     );
+    assert_eq!(
+        listen_addresses(addon.http_port),
+        [format!("127.0.0.1:{}", addon.http_port)]
+    );
+}
+
+#[test]
+fn with_credentials_the_http_api_needs_them_and_listens_on_every_interface() {
+    let broker = Mosquitto::start();
+    let camera = Camera::start(&[]);
+    let yaml = config(broker.port, free_port(), &[("cam", &camera.url(), "")]).replacen(
+        "http:\n",
+        "http:\n  username: viewer\n  password: s3cret-http\n",
+        1,
+    );
+    let addon = AddOn::start(&yaml);
+    let url = format!(
+        "http://127.0.0.1:{}/api/frame.jpeg?src=cam",
+        addon.http_port
+    );
+    let (status, body) = http_get(&url);
+    assert_eq!(status, 401, "{}", String::from_utf8_lossy(&body));
+    let (status, _) = http_get_with(&url, &["-u", "viewer:wrong"]);
+    assert_eq!(status, 401);
+    assert_eq!(
+        camera.connections(),
+        0,
+        "an unauthenticated request started the camera"
+    );
+    let (status, jpeg) = http_get_with(&url, &["-u", "viewer:s3cret-http"]);
+    assert_eq!(status, 200);
+    assert_eq!(jpeg_size(&jpeg), Ok((320, 240)));
+    assert_eq!(
+        listen_addresses(addon.http_port),
+        [format!("0.0.0.0:{}", addon.http_port)]
+    );
+    assert!(!addon.logs().contains("s3cret-http"));
 }

@@ -1,0 +1,153 @@
+//! The HTTP API: `/api/frame.jpeg` for Home Assistant's Generic camera and go2rtc-style tools.
+//!
+//! Same security rule as the RTSP server: with credentials set, every request needs Basic auth;
+//! without them, the server listens on loopback only unless the user chose otherwise.
+
+pub mod frame;
+
+use crate::config::ServerConfig;
+use crate::secret::Secret;
+use crate::snapshot::Snapshotter;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// What the handlers can reach.
+pub struct Api {
+    pub cameras: Vec<Arc<Snapshotter>>,
+    credentials: Option<(String, Secret)>,
+}
+
+pub struct HttpServer {
+    pub local_addr: SocketAddr,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl HttpServer {
+    pub async fn start(
+        config: &ServerConfig,
+        cameras: Vec<Arc<Snapshotter>>,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<HttpServer> {
+        let api = Arc::new(Api {
+            cameras,
+            credentials: config
+                .credentials()
+                .map(|(user, password)| (user.to_string(), password.clone())),
+        });
+        let app = Router::new()
+            .route("/api/frame.jpeg", get(frame::handler))
+            .fallback(|| async {
+                plain(
+                    StatusCode::NOT_FOUND,
+                    "no such endpoint; try /api/frame.jpeg?src=<camera>",
+                )
+            })
+            .layer(axum::middleware::from_fn_with_state(
+                api.clone(),
+                authenticate,
+            ))
+            .with_state(api);
+        let address = SocketAddr::new(config.bind_address(), config.port());
+        let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen for HTTP on {address}: {e} (set http.port to a free port)"
+            )
+        })?;
+        let local_addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { cancel.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                tracing::error!("the HTTP server stopped: {e}");
+            }
+        });
+        Ok(HttpServer { local_addr, task })
+    }
+}
+
+/// A one-line plain-text answer: every error body is one clear line.
+pub fn plain(status: StatusCode, message: impl Into<String>) -> Response {
+    let mut line = message.into();
+    line.push('\n');
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        line,
+    )
+        .into_response()
+}
+
+async fn authenticate(State(api): State<Arc<Api>>, request: Request, next: Next) -> Response {
+    match &api.credentials {
+        Some((user, password)) if !is_authorized(request.headers(), user, password) => {
+            let mut response = plain(
+                StatusCode::UNAUTHORIZED,
+                "a username and password are required",
+            );
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Basic realm=\"ipcam-mqtt\""),
+            );
+            response
+        }
+        _ => next.run(request).await,
+    }
+}
+
+fn is_authorized(headers: &HeaderMap, user: &str, password: &Secret) -> bool {
+    let Some(encoded) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+    else {
+        return false;
+    };
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
+        return false;
+    };
+    let expected = format!("{user}:{}", password.expose());
+    constant_time_eq(&decoded, expected.as_bytes())
+}
+
+/// Takes as long for a near miss as for a wild guess.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_right_basic_credentials_pass() {
+        let password = Secret::new("s3cret");
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, value.parse().unwrap());
+            headers
+        };
+        let good = base64::engine::general_purpose::STANDARD.encode("viewer:s3cret");
+        let bad = base64::engine::general_purpose::STANDARD.encode("viewer:s3creT");
+        assert!(is_authorized(
+            &with(&format!("Basic {good}")),
+            "viewer",
+            &password
+        ));
+        assert!(!is_authorized(
+            &with(&format!("Basic {bad}")),
+            "viewer",
+            &password
+        ));
+        assert!(!is_authorized(&with("Basic !!!"), "viewer", &password));
+        assert!(!is_authorized(&HeaderMap::new(), "viewer", &password));
+    }
+}
