@@ -11,9 +11,13 @@
 //!    viewer that has been watching for a while.
 //! 3. Cold-start overhead: first frame through the add-on with the camera idle, minus first frame
 //!    straight from the camera.
+//! 4. Snapshots (`media/snapshot.rs`): `frame.jpeg` while streaming and cold, and the CPU of the
+//!    interval mode for 8 cameras.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "media/snapshot.rs"]
+mod snapshot;
 
 use common::{AddOn, Camera, Mosquitto, Proc, free_port};
 use gstreamer as gst;
@@ -364,5 +368,8 @@ fn main() {
     if only.is_empty() || only == "cpu" {
         let camera = Camera::start(&CAMERA_720P);
         cpu_and_rss(&broker, &camera.url());
+    }
+    if only.is_empty() || only == "snapshot" {
+        snapshot::run(&broker);
     }
 }
