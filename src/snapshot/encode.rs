@@ -142,11 +142,11 @@ fn pipeline_error(pipeline: &gst::Pipeline) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// One real H.264 keyframe, as the hub holds it (avc, with codec_data).
-    fn keyframe(width: i32, height: i32) -> gst::Sample {
+    pub(crate) fn keyframe(width: i32, height: i32) -> gst::Sample {
         gst::init().unwrap();
         let pipeline = gst::parse::launch(&format!(
             "videotestsrc num-buffers=1 ! video/x-raw,width={width},height={height} ! x264enc ! h264parse ! video/x-h264,stream-format=avc,alignment=au ! appsink name=sink"

@@ -406,3 +406,42 @@ impl SnapshotTask {
         state.send_modify(|s| change(&mut s.settings));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gstreamer as gst;
+
+    #[tokio::test]
+    async fn a_broken_keyframe_is_retried_on_the_next_one() {
+        let good = encode::tests::keyframe(320, 240);
+        let caps = good.caps().unwrap().to_owned();
+        let broken = gst::Sample::builder()
+            .buffer(&gst::Buffer::from_slice(vec![0x17u8; 2000]))
+            .caps(&caps)
+            .build();
+        let hub = Arc::new(Hub::new());
+        let generation = hub.begin_session();
+        hub.set_tracks(generation, false, None);
+        hub.push_video(generation, broken);
+        let config = crate::config::Config::parse("cameras:\n  - id: cam\n    url: rtsp://cam/x\n")
+            .unwrap()
+            .cameras
+            .remove(0);
+        let (_state_tx, state) = watch::channel(CameraState::default());
+        let snapshotter = Arc::new(Snapshotter::new(&config, hub.clone(), Demand::new(), state));
+        let capture = tokio::spawn({
+            let snapshotter = snapshotter.clone();
+            async move { snapshotter.capture(Size::default()).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !capture.is_finished(),
+            "gave up on the first, broken keyframe"
+        );
+        hub.push_video(generation, good);
+        let snapshot = capture.await.unwrap().unwrap();
+        assert_eq!((snapshot.width, snapshot.height), (320, 240));
+        assert_eq!(snapshot.source, Source::LiveStream);
+    }
+}
