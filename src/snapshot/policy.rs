@@ -67,12 +67,6 @@ pub enum Kind {
     OnDemand,
 }
 
-impl Kind {
-    pub fn is_event(self) -> bool {
-        matches!(self, Kind::Cry | Kind::Motion | Kind::Manual)
-    }
-}
-
 /// What a trigger should do in `mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
