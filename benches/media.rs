@@ -41,14 +41,12 @@ const CAMERA_720P: [&str; 8] = [
     "4200",
 ];
 
-/// The add-on with `n` cameras, all pulling `camera_url`.
-fn addon(broker: &Mosquitto, camera_url: &str, n: usize) -> AddOn {
-    let cameras: Vec<(String, String)> = (0..n)
-        .map(|i| (format!("cam{i}"), camera_url.to_string()))
-        .collect();
-    let entries: Vec<(&str, &str, &str)> = cameras
+/// The add-on with `n` cameras `cam0…`, all pulling `camera_url`, each with `extra` config lines.
+fn addon(broker: &Mosquitto, camera_url: &str, n: usize, extra: &str) -> AddOn {
+    let ids: Vec<String> = (0..n).map(|i| format!("cam{i}")).collect();
+    let entries: Vec<(&str, &str, &str)> = ids
         .iter()
-        .map(|(id, url)| (id.as_str(), url.as_str(), "close_after: 2"))
+        .map(|id| (id.as_str(), camera_url, extra))
         .collect();
     AddOn::start(&common::config(broker.port, free_port(), &entries))
 }
@@ -60,17 +58,30 @@ fn ffmpeg(url: &str, codec_args: &[&str]) -> Proc {
     ))
 }
 
-fn cpu_ticks(pid: u32) -> u64 {
+/// Fields of `/proc/<pid>/stat` after the command name, summed (CPU ticks, 100 per second).
+fn stat_ticks(pid: u32, fields: [usize; 2]) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, s)| s).unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let get = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    get(11) + get(12)
+    let values: Vec<&str> = after.split_whitespace().collect();
+    fields
+        .iter()
+        .map(|i| {
+            values
+                .get(*i)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// A process's own CPU (`utime + stime`).
+fn cpu_ticks(pid: u32) -> u64 {
+    stat_ticks(pid, [11, 12])
+}
+
+/// The CPU of a process's finished children (`cutime + cstime`).
+fn children_ticks(pid: u32) -> u64 {
+    stat_ticks(pid, [13, 14])
 }
 
 fn rss_mb(pid: u32) -> f64 {
@@ -85,15 +96,19 @@ fn rss_mb(pid: u32) -> f64 {
 
 /// CPU (% of one core, summed) and RSS (MB, summed) of `pids` over the window.
 fn measure(pids: &[u32]) -> (f64, f64) {
-    std::thread::sleep(WARMUP);
-    let before: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
-    let start = Instant::now();
-    std::thread::sleep(WINDOW);
-    let after: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
-    let ticks_per_s = 100.0;
-    let cpu = (after - before) as f64 / ticks_per_s / start.elapsed().as_secs_f64() * 100.0;
+    let cpu = cpu_percent(pids, cpu_ticks, WARMUP, WINDOW);
     let rss = pids.iter().map(|p| rss_mb(*p)).sum();
     (cpu, rss)
+}
+
+/// CPU (% of one core, summed over `pids`) over `window`, after `warmup`.
+fn cpu_percent(pids: &[u32], ticks: fn(u32) -> u64, warmup: Duration, window: Duration) -> f64 {
+    std::thread::sleep(warmup);
+    let before: u64 = pids.iter().map(|p| ticks(*p)).sum();
+    let start = Instant::now();
+    std::thread::sleep(window);
+    let after: u64 = pids.iter().map(|p| ticks(*p)).sum();
+    (after - before) as f64 / 100.0 / start.elapsed().as_secs_f64() * 100.0
 }
 
 fn cpu_and_rss(broker: &Mosquitto, camera_url: &str) {
@@ -105,7 +120,7 @@ fn cpu_and_rss(broker: &Mosquitto, camera_url: &str) {
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     for n in [1usize, 8, 32] {
-        let ours = addon(broker, camera_url, n);
+        let ours = addon(broker, camera_url, n, "close_after: 2");
         std::thread::sleep(Duration::from_secs(1));
         let pid = ours.proc.child.id();
         let idle_rss = rss_mb(pid);
@@ -251,7 +266,7 @@ fn start_latency(broker: &Mosquitto) {
     let gop4 = Camera::start(&[&size[..], &["--gop", "100"]].concat());
     let intra = Camera::start(&[&size[..], &["--gop", "1"]].concat());
     let (gop4_url, intra_url) = (gop4.url(), intra.url());
-    let addon_proc = addon(broker, &gop4_url, 1);
+    let addon_proc = addon(broker, &gop4_url, 1, "close_after: 2");
     let live = addon_proc.live_url("cam0");
     // Warm cameras for the direct joins, as our ingest keeps the 4 s-GOP one warm.
     let _warm_intra = viewer(&intra_url);

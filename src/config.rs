@@ -695,6 +695,37 @@ cameras:
     }
 
     #[test]
+    fn snapshot_options_are_checked_and_the_still_url_borrows_the_camera_account() {
+        let config = Config::parse(
+            "cameras:\n  - id: a\n    url: rtsp://admin:pw@cam/x\n    snapshot_url: http://cam/snap.jpg\n",
+        )
+        .unwrap();
+        let still = config.cameras[0].snapshot.url.as_ref().unwrap();
+        assert_eq!(still.url, "http://cam/snap.jpg");
+        assert_eq!(still.username.as_deref(), Some("admin"));
+        assert_eq!(config.cameras[0].snapshot.quality, DEFAULT_SNAPSHOT_QUALITY);
+
+        let text = "rtsp: { port: 9000 }\nhttp: { port: 9000 }\ndata_dir: [1]\ncameras:\n  - id: a\n    url: rtsp://cam/x\n    snapshot_url: https://cam/snap.jpg\n    snapshot_width: 4\n    snapshot_quality: 0\n";
+        let problems = Config::parse(text).unwrap_err().0;
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "data_dir",
+                "cameras[0].snapshot_url",
+                "cameras[0].snapshot_width",
+                "cameras[0].snapshot_quality",
+                "http.port",
+            ]
+        );
+        assert!(
+            problems[1].message.contains("use http://"),
+            "{}",
+            problems[1]
+        );
+    }
+
+    #[test]
     fn secrets_do_not_show_in_debug() {
         let config = Config::parse(
             "mqtt: { username: u, password: mqttpass }\ncameras:\n  - id: a\n    url: rtsp://cam/x\n    username: admin\n    password: campass\n",

@@ -59,14 +59,13 @@ impl Settings {
             }
             keep
         });
-        let settings = Settings {
+        if file.cameras.len() != before {
+            write(&path, &file)?;
+        }
+        Ok(Settings {
             path,
             file: Mutex::new(file),
-        };
-        if settings.lock().cameras.len() != before {
-            settings.save(&settings.lock())?;
-        }
-        Ok(settings)
+        })
     }
 
     pub fn camera(&self, id: &str) -> CameraSettings {
@@ -77,20 +76,21 @@ impl Settings {
     pub fn update(&self, id: &str, change: impl FnOnce(&mut CameraSettings)) -> anyhow::Result<()> {
         let mut file = self.lock();
         change(file.cameras.entry(id.to_string()).or_default());
-        self.save(&file)
+        write(&self.path, &file)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, File> {
         self.file.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
 
-    fn save(&self, file: &File) -> anyhow::Result<()> {
-        let text = serde_json::to_string_pretty(file)?;
-        let temp = self.path.with_extension("json.tmp");
-        std::fs::write(&temp, text)
-            .and_then(|_| std::fs::rename(&temp, &self.path))
-            .with_context(|| format!("cannot write {}", self.path.display()))
-    }
+/// Atomically: a crash mid-write leaves the old file.
+fn write(path: &Path, file: &File) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(file)?;
+    let temp = path.with_extension("json.tmp");
+    std::fs::write(&temp, text)
+        .and_then(|_| std::fs::rename(&temp, path))
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn read(path: &Path) -> File {

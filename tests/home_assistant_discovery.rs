@@ -79,6 +79,11 @@ fn a_camera_removed_from_the_config_leaves_no_retained_topics() {
                 .is_some()
                 && mqtt.last("ipcam/garage/info/attributes").is_some()
         });
+        // Its snapshot image is retained too, and must go with it.
+        broker.publish("ipcam/garage/take_snapshot/command", "PRESS", false);
+        wait_until("a garage snapshot", Duration::from_secs(15), || {
+            mqtt.last("ipcam/garage/snapshot/image").is_some()
+        });
     }
     let _new = AddOn::start(&config(
         broker.port,

@@ -1,13 +1,14 @@
 //! Snapshot benchmark: `/api/frame.jpeg` latency while streaming and cold, and the CPU of the
 //! interval mode, each next to a baseline measured in the same run.
 
-use super::common::{self, AddOn, Camera, Mosquitto, Proc, free_port};
-use super::{CAMERA_720P, cpu_ticks, median, ms, viewer};
+use super::common::{self, Camera, Mosquitto, Proc};
+use super::{CAMERA_720P, addon, children_ticks, cpu_percent, cpu_ticks, median, ms, viewer};
 use std::io::{Read, Write};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 const RUNS: usize = 15;
+const CPU_WARMUP: Duration = Duration::from_secs(12);
 const CPU_WINDOW: Duration = Duration::from_secs(60);
 
 /// One `GET` over a fresh connection, timed from connect to the last byte.
@@ -38,15 +39,6 @@ fn ffmpeg_snapshot(url: &str) -> Duration {
     started.elapsed()
 }
 
-fn add_on(broker: &Mosquitto, camera_url: &str, n: usize, extra: &str) -> AddOn {
-    let ids: Vec<String> = (0..n).map(|i| format!("cam{i}")).collect();
-    let entries: Vec<(&str, &str, &str)> = ids
-        .iter()
-        .map(|id| (id.as_str(), camera_url, extra))
-        .collect();
-    AddOn::start(&common::config(broker.port, free_port(), &entries))
-}
-
 pub fn run(broker: &Mosquitto) {
     let camera = Camera::start(&CAMERA_720P);
     let url = camera.url();
@@ -55,7 +47,7 @@ pub fn run(broker: &Mosquitto) {
     println!("|---|---|---|---|---|---|");
 
     // While streaming: the cached keyframe, against ffmpeg grabbing a frame from our stream.
-    let streaming = add_on(broker, &url, 1, "");
+    let streaming = addon(broker, &url, 1, "");
     broker.publish("ipcam/cam0/live_stream/command", "ON", false);
     let mqtt = broker.watch();
     mqtt.wait_for(
@@ -85,7 +77,7 @@ pub fn run(broker: &Mosquitto) {
 
     // Cold: the camera idle before each request, against the camera's own connect + first
     // decoded keyframe (an in-process GStreamer client straight to the camera).
-    let cold = add_on(broker, &url, 1, "close_after: 0");
+    let cold = addon(broker, &url, 1, "close_after: 0");
     let mqtt = broker.watch();
     let mut ours = Vec::new();
     let mut direct = Vec::new();
@@ -115,7 +107,7 @@ pub fn run(broker: &Mosquitto) {
 /// 8 cameras in Interval mode at 10 s, against 8 ffmpeg snapshot loops at 10 s.
 fn interval_cpu(broker: &Mosquitto, url: &str) {
     const CAMERAS: usize = 8;
-    let ours = add_on(broker, url, CAMERAS, "");
+    let ours = addon(broker, url, CAMERAS, "");
     for i in 0..CAMERAS {
         broker.publish(
             &format!("ipcam/cam{i}/snapshot_interval/command"),
@@ -129,7 +121,7 @@ fn interval_cpu(broker: &Mosquitto, url: &str) {
         );
     }
     let pid = ours.proc.child.id();
-    let our_cpu = cpu_percent(&[pid], cpu_ticks);
+    let our_cpu = cpu_percent(&[pid], cpu_ticks, CPU_WARMUP, CPU_WINDOW);
     drop(ours);
 
     let loops: Vec<Proc> = (0..CAMERAS)
@@ -144,33 +136,10 @@ fn interval_cpu(broker: &Mosquitto, url: &str) {
         .collect();
     let pids: Vec<u32> = loops.iter().map(|p| p.child.id()).collect();
     // A loop's ffmpeg runs are counted once waited for: its children's CPU.
-    let base_cpu = cpu_percent(&pids, children_ticks);
+    let base_cpu = cpu_percent(&pids, children_ticks, CPU_WARMUP, CPU_WINDOW);
     drop(loops);
     println!(
         "| CPU, Interval mode at 10 s, {CAMERAS} cameras | {our_cpu:.1} % of a core | {CAMERAS} × `ffmpeg -frames:v 1` every 10 s | {base_cpu:.1} % of a core | {:.2} | — |",
         our_cpu / base_cpu
     );
-}
-
-fn cpu_percent(pids: &[u32], ticks: impl Fn(u32) -> u64) -> f64 {
-    std::thread::sleep(Duration::from_secs(12));
-    let before: u64 = pids.iter().map(|p| ticks(*p)).sum();
-    let started = Instant::now();
-    std::thread::sleep(CPU_WINDOW);
-    let after: u64 = pids.iter().map(|p| ticks(*p)).sum();
-    (after - before) as f64 / 100.0 / started.elapsed().as_secs_f64() * 100.0
-}
-
-/// CPU ticks of a process's finished children (`cutime + cstime`).
-fn children_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, s)| s).unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let get = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    get(13) + get(14)
 }

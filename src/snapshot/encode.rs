@@ -43,45 +43,30 @@ pub fn to_jpeg(sample: &gst::Sample, size: Size, quality: u8) -> Result<Encoded,
     };
     let buffer = sample.buffer_owned().ok_or("the frame is empty")?;
 
-    let src = gst_app::AppSrc::builder()
-        .caps(&caps.to_owned())
-        .format(gst::Format::Time)
-        .build();
-    let mut scaled =
-        gst::Caps::builder("video/x-raw").field("pixel-aspect-ratio", gst::Fraction::new(1, 1));
+    let mut scaled = String::from("video/x-raw,pixel-aspect-ratio=1/1");
     if let Some(width) = size.width {
-        scaled = scaled.field("width", width as i32);
+        scaled.push_str(&format!(",width={width}"));
     }
     if let Some(height) = size.height {
-        scaled = scaled.field("height", height as i32);
+        scaled.push_str(&format!(",height={height}"));
     }
-    let sink = gst_app::AppSink::builder()
-        .sync(false)
-        .caps(&gst::Caps::builder("image/jpeg").build())
-        .build();
-    let elements = [
-        src.upcast_ref::<gst::Element>().clone(),
-        make(decoder)?,
-        make("videoconvert")?,
-        gst::ElementFactory::make("videoscale")
-            .property("add-borders", false)
-            .build()
-            .map_err(|_| missing("videoscale"))?,
-        gst::ElementFactory::make("capsfilter")
-            .property("caps", scaled.build())
-            .build()
-            .map_err(|_| missing("capsfilter"))?,
-        gst::ElementFactory::make("jpegenc")
-            .property("quality", i32::from(quality))
-            .build()
-            .map_err(|_| missing("jpegenc"))?,
-        sink.upcast_ref::<gst::Element>().clone(),
-    ];
-    let pipeline = gst::Pipeline::with_name("snapshot");
-    pipeline
-        .add_many(&elements)
-        .and_then(|_| gst::Element::link_many(&elements))
-        .map_err(|e| format!("cannot build the snapshot pipeline: {e}"))?;
+    // Every element here is checked at start-up by `check_plugins`.
+    let pipeline = gst::parse::launch(&format!(
+        "appsrc name=src format=time ! {decoder} ! videoconvert ! videoscale add-borders=false \
+         ! {scaled} ! jpegenc quality={quality} ! appsink name=sink sync=false"
+    ))
+    .ok()
+    .and_then(|p| p.downcast::<gst::Pipeline>().ok())
+    .ok_or("cannot build the snapshot pipeline")?;
+    let src = pipeline
+        .by_name("src")
+        .and_downcast::<gst_app::AppSrc>()
+        .expect("the description names an appsrc src");
+    let sink = pipeline
+        .by_name("sink")
+        .and_downcast::<gst_app::AppSink>()
+        .expect("the description names an appsink sink");
+    src.set_caps(Some(&caps.to_owned()));
     let guard = PipelineGuard::new(pipeline);
     guard
         .pipeline()
@@ -118,16 +103,6 @@ pub fn to_jpeg(sample: &gst::Sample, size: Size, quality: u8) -> Result<Encoded,
         None => Err(pipeline_error(guard.pipeline())
             .unwrap_or_else(|| "the frame did not decode to a picture".into())),
     }
-}
-
-fn make(name: &str) -> Result<gst::Element, String> {
-    gst::ElementFactory::make(name)
-        .build()
-        .map_err(|_| missing(name))
-}
-
-fn missing(name: &str) -> String {
-    format!("the GStreamer element {name} is missing")
 }
 
 /// The first error the pipeline posted, for a one-line reason.
