@@ -1,6 +1,7 @@
 //! Wires the add-on together: hubs and actors per camera, the RTSP server, the MQTT bridge,
 //! and an ordered shutdown.
 
+use crate::audio::task::CryTask;
 use crate::camera::actor::CameraActor;
 use crate::camera::demand::Demand;
 use crate::camera::{CameraHandle, ViewerControl};
@@ -104,7 +105,11 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         config.http.access_summary("http")
     );
     let mut bridged = Vec::new();
-    for ((handle, snapshotter), (camera, _, _)) in handles.iter().zip(snapshotters).zip(&cameras) {
+    // Room for a burst of events from every camera while the bridge reconnects.
+    let (cry_notices, cry_notices_rx) = tokio::sync::mpsc::channel(64);
+    for ((handle, snapshotter), (camera, hub, demand)) in
+        handles.iter().zip(snapshotters).zip(&cameras)
+    {
         let (snapshot, task) = SnapshotTask {
             snapshotter,
             settings: settings.clone(),
@@ -112,9 +117,26 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         }
         .spawn();
         tasks.push(task);
+        let cry = camera.cry.enabled.then(|| {
+            let (state, task) = CryTask {
+                camera: camera.id.clone(),
+                config: camera.cry.clone(),
+                model: config.cry_model.clone(),
+                hub: hub.clone(),
+                demand: demand.clone(),
+                camera_state: handle.state(),
+                snapshot: snapshot.clone(),
+                notices: cry_notices.clone(),
+                cancel: cancel.child_token(),
+            }
+            .spawn();
+            tasks.push(task);
+            state
+        });
         bridged.push(BridgedCamera {
             handle: handle.clone(),
             snapshot,
+            cry,
             name: camera.name.clone(),
             links: CameraLinks {
                 stream_source: format!("rtsp://{host}:{}{}", addr.port(), live_path(&camera.id)),
@@ -128,10 +150,9 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
     }
     let mqtt_config = config.mqtt.clone();
     let mqtt_cancel = cancel.clone();
-    let mqtt =
-        tokio::spawn(
-            async move { crate::mqtt::client::run(&mqtt_config, bridged, mqtt_cancel).await },
-        );
+    let mqtt = tokio::spawn(async move {
+        crate::mqtt::client::run(&mqtt_config, bridged, cry_notices_rx, mqtt_cancel).await
+    });
 
     cancel.cancelled().await;
     tracing::info!("shutting down");

@@ -21,8 +21,13 @@ pub struct Config {
     pub http: ServerConfig,
     /// Where settings changed at run time (snapshot mode, interval) are kept across restarts.
     pub data_dir: PathBuf,
+    /// The YAMNet model for cry detection; `<data_dir>/yamnet.onnx` unless set.
+    pub cry_model: PathBuf,
     pub cameras: Vec<CameraConfig>,
 }
+
+/// The model file looked for when `cry_model` is not set.
+pub const CRY_MODEL_FILE: &str = "yamnet.onnx";
 
 /// `$XDG_DATA_HOME/ipcam-mqtt`, else `~/.local/share/ipcam-mqtt`, else `./ipcam-data`.
 /// The add-on passes `/data`.
@@ -176,6 +181,33 @@ pub struct CameraConfig {
     pub close_after: Duration,
     pub start_timeout: Duration,
     pub snapshot: SnapshotConfig,
+    pub cry: CryConfig,
+}
+
+/// Cry detection on a camera's audio; see DOCS for how the defaults were chosen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CryConfig {
+    pub enabled: bool,
+    /// The per-patch cry score (0 to 1) a patch needs to count as a vote for crying.
+    pub threshold: f32,
+    /// How long the votes must go on before the sensor turns on.
+    pub min_duration: Duration,
+    /// How long the sensor stays on after the last crying patch.
+    pub hold: Duration,
+}
+
+pub const DEFAULT_CRY_THRESHOLD: f32 = 0.5;
+pub const DEFAULT_CRY_HOLD: Duration = Duration::from_secs(10);
+
+impl Default for CryConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            threshold: DEFAULT_CRY_THRESHOLD,
+            min_duration: Duration::ZERO,
+            hold: DEFAULT_CRY_HOLD,
+        }
+    }
 }
 
 /// How a camera's still images are made.
@@ -218,6 +250,22 @@ struct RawCamera {
     snapshot_width: Option<u32>,
     #[serde(default = "default_snapshot_quality")]
     snapshot_quality: u8,
+    #[serde(default)]
+    cry_detection: bool,
+    #[serde(default = "default_cry_threshold")]
+    cry_threshold: f64,
+    #[serde(default)]
+    cry_min_duration: f64,
+    #[serde(default = "default_cry_hold")]
+    cry_hold: f64,
+}
+
+fn default_cry_threshold() -> f64 {
+    f64::from(DEFAULT_CRY_THRESHOLD)
+}
+
+fn default_cry_hold() -> f64 {
+    DEFAULT_CRY_HOLD.as_secs_f64()
 }
 
 fn default_snapshot_quality() -> u8 {
@@ -261,7 +309,7 @@ impl fmt::Display for Problems {
 
 impl std::error::Error for Problems {}
 
-const SECTIONS: [&str; 5] = ["mqtt", "rtsp", "http", "data_dir", "cameras"];
+const SECTIONS: [&str; 6] = ["mqtt", "rtsp", "http", "data_dir", "cry_model", "cameras"];
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, Problems> {
@@ -321,6 +369,17 @@ impl Config {
                 default_data_dir()
             }
         };
+        let cry_model = match map.get("cry_model") {
+            None | Some(serde_yaml::Value::Null) => data_dir.join(CRY_MODEL_FILE),
+            Some(serde_yaml::Value::String(path)) if !path.trim().is_empty() => PathBuf::from(path),
+            Some(_) => {
+                problems.push(Problem {
+                    field: "cry_model".into(),
+                    message: "must be the path of a YAMNet .onnx file".into(),
+                });
+                data_dir.join(CRY_MODEL_FILE)
+            }
+        };
         let cameras = match map.get("cameras") {
             None | Some(serde_yaml::Value::Null) => Vec::new(),
             Some(serde_yaml::Value::Sequence(items)) => items
@@ -367,6 +426,7 @@ impl Config {
                 rtsp,
                 http,
                 data_dir,
+                cry_model,
                 cameras: cameras.into_iter().map(|(_, c)| c).collect(),
             })
         } else {
@@ -482,6 +542,26 @@ fn camera(raw: RawCamera, field: &str, problems: &mut Vec<Problem>) -> Option<Ca
             format!("{} is out of range; use 1 to 100", raw.snapshot_quality),
         );
     }
+    let cry_threshold = if (0.05..=0.99).contains(&raw.cry_threshold) {
+        Some(raw.cry_threshold as f32)
+    } else {
+        problem(
+            "cry_threshold",
+            format!(
+                "{} is out of range; use 0.05 to 0.99 (the default {DEFAULT_CRY_THRESHOLD} suits most rooms)",
+                raw.cry_threshold
+            ),
+        );
+        None
+    };
+    let cry_min_duration = seconds(
+        raw.cry_min_duration,
+        0.0,
+        60.0,
+        "cry_min_duration",
+        &mut problem,
+    );
+    let cry_hold = seconds(raw.cry_hold, 0.0, 3600.0, "cry_hold", &mut problem);
     if problems.len() > before {
         return None;
     }
@@ -501,6 +581,12 @@ fn camera(raw: RawCamera, field: &str, problems: &mut Vec<Problem>) -> Option<Ca
             width: raw.snapshot_width,
             quality: raw.snapshot_quality,
             url: snapshot_url,
+        },
+        cry: CryConfig {
+            enabled: raw.cry_detection,
+            threshold: cry_threshold?,
+            min_duration: cry_min_duration?,
+            hold: cry_hold?,
         },
     })
 }

@@ -4,8 +4,8 @@
 //! add-on against them exactly as it would against real ones.
 
 use crate::config::{
-    CameraConfig, Config, DEFAULT_SNAPSHOT_QUALITY, HTTP_PORT, MqttConfig, RTSP_PORT, ServerConfig,
-    SnapshotConfig, Transport,
+    CameraConfig, Config, CryConfig, DEFAULT_SNAPSHOT_QUALITY, HTTP_PORT, MqttConfig, RTSP_PORT,
+    ServerConfig, SnapshotConfig, Transport,
 };
 use crate::testcam::{TestCamera, TestCameraOptions};
 use anyhow::Context;
@@ -24,12 +24,16 @@ pub struct DemoOptions {
     /// First port to try for the embedded MQTT broker.
     #[arg(long, default_value_t = 1883)]
     pub mqtt_port: u16,
+    /// A YAMNet .onnx file: turns on cry detection for the demo camera.
+    #[arg(long)]
+    pub cry_model: Option<std::path::PathBuf>,
 }
 
 pub async fn run(options: DemoOptions, cancel: CancellationToken) -> anyhow::Result<()> {
     let mqtt_port = free_port(options.mqtt_port).context("no free port for the embedded broker")?;
     start_broker(mqtt_port)?;
     let camera_url = start_camera()?;
+    let data_dir = std::env::temp_dir().join("ipcam-mqtt-demo");
     let config = Config {
         mqtt: MqttConfig {
             host: "127.0.0.1".into(),
@@ -44,7 +48,11 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> anyhow::Res
             port: Some(options.http_port),
             ..ServerConfig::http()
         },
-        data_dir: std::env::temp_dir().join("ipcam-mqtt-demo"),
+        data_dir: data_dir.clone(),
+        cry_model: options
+            .cry_model
+            .clone()
+            .unwrap_or_else(|| data_dir.join(crate::config::CRY_MODEL_FILE)),
         cameras: vec![CameraConfig {
             id: "demo".into(),
             name: "Demo camera".into(),
@@ -58,6 +66,10 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> anyhow::Res
                 width: None,
                 quality: DEFAULT_SNAPSHOT_QUALITY,
                 url: None,
+            },
+            cry: CryConfig {
+                enabled: options.cry_model.is_some(),
+                ..CryConfig::default()
             },
         }],
     };

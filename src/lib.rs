@@ -1,6 +1,7 @@
 //! ipcam-mqtt: RTSP IP cameras as Home Assistant devices, re-streamed on demand.
 
 pub mod app;
+pub mod audio;
 pub mod camera;
 pub mod config;
 pub mod demo;

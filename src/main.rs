@@ -26,6 +26,8 @@ enum Cmd {
     CheckConfig,
     /// Run on an embedded broker and a synthetic camera: no camera or broker needed.
     Demo(ipcam_mqtt::demo::DemoOptions),
+    /// Print what cry detection hears in a file or RTSP stream, patch by patch.
+    Classify(ipcam_mqtt::audio::classify::ClassifyOptions),
     /// Serve a synthetic RTSP camera (for tests and benchmarks).
     TestCamera(ipcam_mqtt::testcam::TestCameraOptions),
 }
@@ -71,6 +73,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     ipcam_mqtt::media::pipeline::check_plugins().map_err(anyhow::Error::msg)?;
     if let Cmd::TestCamera(options) = &command {
         return ipcam_mqtt::testcam::run_test_camera(options);
+    }
+    if let Cmd::Classify(options) = &command {
+        let model = options
+            .model
+            .clone()
+            .unwrap_or_else(|| match Config::load(&cli.config) {
+                Ok(config) => config.cry_model,
+                Err(_) => {
+                    ipcam_mqtt::config::default_data_dir().join(ipcam_mqtt::config::CRY_MODEL_FILE)
+                }
+            });
+        return ipcam_mqtt::audio::classify::run(options, model);
     }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {

@@ -60,6 +60,10 @@ pub struct TestCameraOptions {
     pub username: Option<String>,
     #[arg(long)]
     pub password: Option<String>,
+    /// Play this H.264 MKV/MP4 file in real time instead of the test pattern (once per client,
+    /// from the start). `--audio` names its audio codec: pcma, pcmu, aac or none.
+    #[arg(long)]
+    pub file: Option<std::path::PathBuf>,
 }
 
 impl Default for TestCameraOptions {
@@ -77,6 +81,7 @@ impl Default for TestCameraOptions {
             bitrate: 1000,
             username: None,
             password: None,
+            file: None,
         }
     }
 }
@@ -84,6 +89,9 @@ impl Default for TestCameraOptions {
 impl TestCameraOptions {
     /// The gst-launch description of the camera's media.
     pub fn launch(&self) -> String {
+        if let Some(file) = &self.file {
+            return self.file_launch(file);
+        }
         let Self {
             width,
             height,
@@ -127,6 +135,25 @@ impl TestCameraOptions {
     }
 }
 
+impl TestCameraOptions {
+    fn file_launch(&self, file: &std::path::Path) -> String {
+        let demux = match file.extension().and_then(|e| e.to_str()) {
+            Some("mkv") | Some("webm") => "matroskademux",
+            _ => "qtdemux",
+        };
+        let audio = match self.audio {
+            AudioCodec::Pcma => "d.audio_0 ! queue ! rtppcmapay name=pay1 pt=8",
+            AudioCodec::Pcmu => "d.audio_0 ! queue ! rtppcmupay name=pay1 pt=0",
+            AudioCodec::Aac => "d.audio_0 ! queue ! aacparse ! rtpmp4gpay name=pay1 pt=97",
+            _ => "",
+        };
+        format!(
+            "( filesrc location=\"{}\" ! {demux} name=d d.video_0 ! queue ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 {audio} )",
+            file.display()
+        )
+    }
+}
+
 /// A running test camera; dropping it stops serving.
 pub struct TestCamera {
     _server: gst_rtsp_server::RTSPServer,
@@ -144,7 +171,8 @@ impl TestCamera {
         server.set_service(&options.port.to_string());
         let factory = gst_rtsp_server::RTSPMediaFactory::new();
         factory.set_launch(&options.launch());
-        factory.set_shared(true);
+        // A file plays from its start for each client; a live source is shared, like a camera.
+        factory.set_shared(options.file.is_none());
         if let (Some(user), Some(pass)) = (&options.username, &options.password) {
             let auth = gst_rtsp_server::RTSPAuth::new();
             let token = gst_rtsp_server::RTSPToken::builder()

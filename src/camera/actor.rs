@@ -269,6 +269,7 @@ fn publish(state_tx: &watch::Sender<CameraState>, machine: &Machine, run: &Runni
         info: run.actor.hub.info(),
         rtsp_viewers: demand.rtsp_viewers,
         held: demand.mqtt_hold,
+        held_by_cry_detection: demand.cry_detection,
         stuck: machine.is_stuck(),
         dropped_frames: run.actor.hub.dropped_frames(),
     };

@@ -12,6 +12,8 @@ pub enum Purpose {
     MqttHold,
     /// A still image of an idle camera: held from connect to the first decoded keyframe.
     Snapshot,
+    /// Cry detection listens for as long as it is enabled.
+    CryDetection,
 }
 
 /// The live leases by purpose, as the actor sees them.
@@ -20,11 +22,15 @@ pub struct DemandSnapshot {
     pub rtsp_viewers: usize,
     pub mqtt_hold: bool,
     pub snapshots: usize,
+    pub cry_detection: bool,
 }
 
 impl DemandSnapshot {
     pub fn total(&self) -> usize {
-        self.rtsp_viewers + usize::from(self.mqtt_hold) + self.snapshots
+        self.rtsp_viewers
+            + usize::from(self.mqtt_hold)
+            + self.snapshots
+            + usize::from(self.cry_detection)
     }
 }
 
@@ -34,6 +40,7 @@ struct Counts {
     rtsp_viewers: usize,
     mqtt_holds: usize,
     snapshots: usize,
+    cry_detections: usize,
 }
 
 impl Counts {
@@ -42,6 +49,7 @@ impl Counts {
             Purpose::RtspViewer => &mut self.rtsp_viewers,
             Purpose::MqttHold => &mut self.mqtt_holds,
             Purpose::Snapshot => &mut self.snapshots,
+            Purpose::CryDetection => &mut self.cry_detections,
         }
     }
 
@@ -50,6 +58,7 @@ impl Counts {
             rtsp_viewers: self.rtsp_viewers,
             mqtt_hold: self.mqtt_holds > 0,
             snapshots: self.snapshots,
+            cry_detection: self.cry_detections > 0,
         }
     }
 }
@@ -159,6 +168,7 @@ mod tests {
                 rtsp_viewers: 1,
                 mqtt_hold: false,
                 snapshots: 0,
+                cry_detection: false,
             }
         );
         drop(b);

@@ -30,6 +30,8 @@ pub struct CameraState {
     pub rtsp_viewers: usize,
     /// MQTT ON is holding the stream.
     pub held: bool,
+    /// Cry detection is holding the stream.
+    pub held_by_cry_detection: bool,
     /// Retrying cannot help (wrong password) until MQTT ON: waiting for this camera is pointless.
     pub stuck: bool,
     pub dropped_frames: u64,
@@ -52,6 +54,7 @@ impl Default for CameraState {
             info: StreamInfo::default(),
             rtsp_viewers: 0,
             held: false,
+            held_by_cry_detection: false,
             stuck: false,
             dropped_frames: 0,
         }

@@ -104,6 +104,8 @@ struct State {
     /// wait for the next audio frame before it can start.
     last_audio: Option<gst::Sample>,
     consumers: Vec<Consumer>,
+    /// Audio-only consumers (cry detection): every audio frame, no keyframe wait.
+    audio_taps: Vec<(u64, glib::WeakRef<gst_app::AppSrc>)>,
     last_video_at: Option<Instant>,
     last_info: StreamInfo,
     keyframes_seen: u64,
@@ -322,8 +324,19 @@ impl Hub {
         consumers.len()
     }
 
+    /// Registers an audio-only consumer: it gets every audio frame from now on, across
+    /// reconnects, and drops frames (counted) if it falls [`MAX_QUEUE`] behind.
+    pub fn add_audio_tap(&self, src: &gst_app::AppSrc) -> ConsumerId {
+        let id = self.next_consumer.fetch_add(1, Ordering::Relaxed);
+        prepare_consumer_src(src);
+        self.lock().audio_taps.push((id, src.downgrade()));
+        ConsumerId(id)
+    }
+
     pub fn remove_consumer(&self, id: ConsumerId) {
-        self.lock().consumers.retain(|c| c.id != id.0);
+        let mut state = self.lock();
+        state.consumers.retain(|c| c.id != id.0);
+        state.audio_taps.retain(|(tap, _)| *tap != id.0);
     }
 
     /// Called on the ingest's video streaming thread for every frame.
@@ -430,13 +443,13 @@ impl Hub {
         }
         state.last_audio = Some(sample.clone());
         let mut dropped = 0;
-        for consumer in &state.consumers {
-            if consumer.start != Start::Live {
-                continue;
-            }
-            let Some(src) = consumer.audio.as_ref().and_then(|a| a.upgrade()) else {
-                continue;
-            };
+        let viewers = state
+            .consumers
+            .iter()
+            .filter(|c| c.start == Start::Live)
+            .filter_map(|c| c.audio.as_ref());
+        let taps = state.audio_taps.iter().map(|(_, src)| src);
+        for src in viewers.chain(taps).filter_map(|weak| weak.upgrade()) {
             if src.current_level_time() > MAX_QUEUE {
                 dropped += 1;
                 continue;

@@ -5,8 +5,9 @@
 
 use super::command::{self, Command};
 use super::discovery::{self, OFFLINE, ONLINE};
-use super::states::{CameraLinks, camera_states, snapshot_states};
+use super::states::{CameraLinks, camera_states, cry_event, cry_states, snapshot_states};
 use super::topics::Topics;
+use crate::audio::task::{CryNotice, CryState};
 use crate::camera::CameraHandle;
 use crate::config::MqttConfig;
 use crate::snapshot::{Request, SnapshotHandle};
@@ -14,7 +15,7 @@ use bytes::Bytes;
 use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS};
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 /// One camera as the bridge sees it.
@@ -22,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 pub struct BridgedCamera {
     pub handle: CameraHandle,
     pub snapshot: SnapshotHandle,
+    /// `None` when cry detection is disabled for this camera.
+    pub cry: Option<watch::Receiver<CryState>>,
     pub name: String,
     pub links: CameraLinks,
 }
@@ -42,7 +45,12 @@ enum Incoming {
     },
 }
 
-pub async fn run(config: &MqttConfig, cameras: Vec<BridgedCamera>, cancel: CancellationToken) {
+pub async fn run(
+    config: &MqttConfig,
+    cameras: Vec<BridgedCamera>,
+    cry_notices: mpsc::Receiver<CryNotice>,
+    cancel: CancellationToken,
+) {
     let topics = Topics::new(config);
     let mut options = MqttOptions::new(
         format!("ipcam-mqtt-{}", config.node_id),
@@ -71,7 +79,7 @@ pub async fn run(config: &MqttConfig, cameras: Vec<BridgedCamera>, cancel: Cance
         cameras,
         published: HashMap::new(),
     };
-    bridge.serve(incoming, cancel).await;
+    bridge.serve(incoming, cry_notices, cancel).await;
     poller.abort();
 }
 
@@ -119,18 +127,31 @@ struct Bridge {
 }
 
 impl Bridge {
-    async fn serve(&mut self, mut incoming: mpsc::Receiver<Incoming>, cancel: CancellationToken) {
+    async fn serve(
+        &mut self,
+        mut incoming: mpsc::Receiver<Incoming>,
+        mut cry_notices: mpsc::Receiver<CryNotice>,
+        cancel: CancellationToken,
+    ) {
         let (changed_tx, mut changed) = mpsc::channel::<usize>(64);
         let mut watchers = Vec::new();
         for (index, camera) in self.cameras.iter().enumerate() {
             let mut state = camera.handle.state();
             let mut snapshot = camera.snapshot.state();
+            let mut cry = camera.cry.clone();
             let changed_tx = changed_tx.clone();
             watchers.push(tokio::spawn(async move {
                 loop {
+                    let cry_changed = async {
+                        match cry.as_mut() {
+                            Some(cry) => cry.changed().await,
+                            None => std::future::pending().await,
+                        }
+                    };
                     let changed = tokio::select! {
                         changed = state.changed() => changed,
                         changed = snapshot.changed() => changed,
+                        changed = cry_changed => changed,
                     };
                     if changed.is_err() || changed_tx.send(index).await.is_err() {
                         return;
@@ -144,6 +165,7 @@ impl Bridge {
                 _ = cancel.cancelled() => break,
                 Some(message) = incoming.recv() => self.on_incoming(message).await,
                 Some(index) = changed.recv() => self.publish_camera(index, false).await,
+                Some(notice) = cry_notices.recv() => self.publish_cry_event(&notice).await,
                 _ = refresh.tick() => {
                     for index in 0..self.cameras.len() {
                         self.publish_camera(index, false).await;
@@ -255,7 +277,10 @@ impl Bridge {
         let id = camera.handle.id.clone();
         let mut messages = Vec::new();
         if with_discovery {
-            let document = discovery::device(&self.topics, &id, &camera.name);
+            let features = discovery::Features {
+                cry_detection: camera.cry.is_some(),
+            };
+            let document = discovery::device(&self.topics, &id, &camera.name, features);
             messages.push((
                 self.topics.discovery(&id),
                 serde_json::to_vec(&document)
@@ -264,9 +289,12 @@ impl Bridge {
             ));
         }
         let state = camera.handle.state().borrow().clone();
+        let cry = camera.cry.as_ref().map(|cry| cry.borrow().clone());
+        let now = SystemTime::now();
         messages.extend(
-            camera_states(&self.topics, &id, &camera.links, &state, SystemTime::now())
+            camera_states(&self.topics, &id, &camera.links, &state, cry.as_ref(), now)
                 .into_iter()
+                .chain(cry_states(&self.topics, &id, cry.as_ref()))
                 .map(|(topic, payload)| (topic, payload.into())),
         );
         let snapshot = camera.snapshot.state().borrow().clone();
@@ -289,6 +317,18 @@ impl Bridge {
             return;
         }
         self.published.insert(topic, payload);
+    }
+
+    /// Events are moments, not state: not retained.
+    async fn publish_cry_event(&mut self, notice: &CryNotice) {
+        let topic = self.topics.cry_event(&notice.camera);
+        if let Err(e) = self
+            .client
+            .publish(topic.clone(), QoS::AtLeastOnce, false, cry_event(notice))
+            .await
+        {
+            tracing::warn!("cannot publish {topic}: {e}");
+        }
     }
 
     /// A camera that left the config: empty retained payloads remove it from the broker and HA.

@@ -90,7 +90,11 @@ pub fn parse(
         }
         Entity::TakeSnapshot if text.eq_ignore_ascii_case(PRESS) => Command::TakeSnapshot,
         Entity::TakeSnapshot => return Err(bad(PRESS.into())),
-        Entity::StreamStatus | Entity::Info | Entity::Snapshot => {
+        Entity::StreamStatus
+        | Entity::Info
+        | Entity::Snapshot
+        | Entity::Crying
+        | Entity::CryConfidence => {
             return Err(CommandError::ReadOnly {
                 camera: camera.into(),
                 entity: entity_key.into(),

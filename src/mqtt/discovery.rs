@@ -47,7 +47,9 @@ pub struct Availability {
 #[derive(Debug, Default, Serialize)]
 pub struct Component {
     pub platform: &'static str,
+    #[serde(skip_serializing_if = "str::is_empty")]
     pub name: &'static str,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub unique_id: String,
     /// The image topic of a `camera`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -77,6 +79,8 @@ pub struct Component {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device_class: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_class: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub options: Option<Vec<&'static str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entity_category: Option<&'static str>,
@@ -90,12 +94,34 @@ pub const ON: &str = "ON";
 pub const OFF: &str = "OFF";
 pub const PRESS: &str = "PRESS";
 
+/// What a camera's discovery depends on besides its id.
+#[derive(Debug, Clone, Copy)]
+pub struct Features {
+    pub cry_detection: bool,
+}
+
 /// The discovery message for one camera.
-pub fn device(topics: &Topics, camera: &str, name: &str) -> DeviceDiscovery {
+pub fn device(topics: &Topics, camera: &str, name: &str, features: Features) -> DeviceDiscovery {
     let version = env!("CARGO_PKG_VERSION");
     let components = Entity::ALL
         .into_iter()
-        .map(|entity| (entity.key(), component(topics, camera, entity)))
+        .map(|entity| {
+            let component = component(topics, camera, entity);
+            let enabled = match entity {
+                Entity::Crying | Entity::CryConfidence => features.cry_detection,
+                _ => true,
+            };
+            // A component with only its platform is how HA removes one from a device.
+            let component = if enabled {
+                component
+            } else {
+                Component {
+                    platform: component.platform,
+                    ..Component::default()
+                }
+            };
+            (entity.key(), component)
+        })
         .collect();
     DeviceDiscovery {
         device: Device {
@@ -199,5 +225,66 @@ fn component(topics: &Topics, camera: &str, entity: Entity) -> Component {
             icon: Some("mdi:camera"),
             ..base
         },
+        Entity::Crying => Component {
+            platform: "binary_sensor",
+            name: "Crying",
+            payload_on: Some(ON),
+            payload_off: Some(OFF),
+            device_class: Some("sound"),
+            icon: Some("mdi:emoticon-cry-outline"),
+            ..base
+        },
+        Entity::CryConfidence => Component {
+            platform: "sensor",
+            name: "Cry confidence",
+            json_attributes_topic: None,
+            unit_of_measurement: Some("%"),
+            state_class: Some("measurement"),
+            icon: Some("mdi:baby-face-outline"),
+            ..base
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MqttConfig;
+
+    #[test]
+    fn cry_entities_are_removed_from_the_device_when_detection_is_off() {
+        let topics = Topics::new(&MqttConfig::default());
+        let off = device(
+            &topics,
+            "nursery",
+            "Nursery",
+            Features {
+                cry_detection: false,
+            },
+        );
+        let json = serde_json::to_value(&off).unwrap();
+        // HA removes a device's component when it is sent with only its platform.
+        assert_eq!(
+            json["components"]["crying"],
+            serde_json::json!({"platform": "binary_sensor"})
+        );
+        assert_eq!(
+            json["components"]["cry_confidence"],
+            serde_json::json!({"platform": "sensor"})
+        );
+        let on = device(
+            &topics,
+            "nursery",
+            "Nursery",
+            Features {
+                cry_detection: true,
+            },
+        );
+        let json = serde_json::to_value(&on).unwrap();
+        assert_eq!(json["components"]["crying"]["device_class"], "sound");
+        assert_eq!(
+            json["components"]["cry_confidence"]["unit_of_measurement"],
+            "%"
+        );
     }
 }

@@ -2,6 +2,7 @@
 
 use super::discovery::{OFF, OFFLINE, ON, ONLINE};
 use super::topics::{Entity, Leaf, Topics};
+use crate::audio::task::{CryNotice, CryState};
 use crate::camera::CameraState;
 use crate::snapshot::SnapshotState;
 use serde_json::json;
@@ -22,6 +23,7 @@ pub fn camera_states(
     camera: &str,
     links: &CameraLinks,
     state: &CameraState,
+    cry: Option<&CryState>,
     now: SystemTime,
 ) -> Vec<(String, String)> {
     let info = &state.info;
@@ -48,6 +50,8 @@ pub fn camera_states(
         "streaming_since": state.streaming_since.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
         "streaming_for_s": streaming_for_s,
         "dropped_frames": state.dropped_frames,
+        "held_by": held_by(state),
+        "cry_detection": cry.map_or_else(|| "disabled".to_string(), |c| c.status.describe()),
         "error": state.error,
     });
     let live_attributes = json!({
@@ -79,6 +83,83 @@ pub fn camera_states(
             info_attributes.to_string(),
         ),
     ]
+}
+
+/// Why the stream is up, in words: what keeps a camera connection open is never a mystery.
+fn held_by(state: &CameraState) -> Vec<String> {
+    let mut reasons = Vec::new();
+    match state.rtsp_viewers {
+        0 => {}
+        1 => reasons.push("1 viewer".to_string()),
+        n => reasons.push(format!("{n} viewers")),
+    }
+    if state.held {
+        reasons.push("mqtt".into());
+    }
+    if state.held_by_cry_detection {
+        reasons.push("cry detection".into());
+    }
+    reasons
+}
+
+fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+/// The Crying sensor and Cry confidence; empty retained payloads when detection is disabled,
+/// so nothing from an earlier run lingers.
+pub fn cry_states(topics: &Topics, camera: &str, cry: Option<&CryState>) -> Vec<(String, String)> {
+    let topic = |entity, leaf| topics.entity(camera, entity, leaf);
+    let Some(cry) = cry else {
+        return vec![
+            (topic(Entity::Crying, Leaf::State), String::new()),
+            (topic(Entity::Crying, Leaf::Attributes), String::new()),
+            (topic(Entity::CryConfidence, Leaf::State), String::new()),
+        ];
+    };
+    let attributes = json!({
+        "status": cry.status.describe(),
+        "last_started_at": cry.last_started_at.map(rfc3339),
+        "last_ended_at": cry.last_ended_at.map(rfc3339),
+    });
+    let mut messages = vec![
+        (
+            topic(Entity::Crying, Leaf::State),
+            if cry.crying { ON } else { OFF }.into(),
+        ),
+        (
+            topic(Entity::Crying, Leaf::Attributes),
+            attributes.to_string(),
+        ),
+    ];
+    if let Some(confidence) = cry.confidence {
+        messages.push((
+            topic(Entity::CryConfidence, Leaf::State),
+            confidence.to_string(),
+        ));
+    }
+    messages
+}
+
+/// The JSON of a cry event: `ended_at` and `duration_s` are null while the cry goes on.
+pub fn cry_event(notice: &CryNotice) -> String {
+    let duration_s = notice.ended_at.map(|end| {
+        let seconds = end
+            .duration_since(notice.started_at)
+            .unwrap_or_default()
+            .as_secs_f64();
+        (seconds * 10.0).round() / 10.0
+    });
+    json!({
+        "camera": notice.camera,
+        "detection": "cry",
+        "event": if notice.ended_at.is_some() { "end" } else { "start" },
+        "confidence": (f64::from(notice.confidence) * 1000.0).round() / 1000.0,
+        "started_at": rfc3339(notice.started_at),
+        "ended_at": notice.ended_at.map(rfc3339),
+        "duration_s": duration_s,
+    })
+    .to_string()
 }
 
 /// The snapshot camera's retained messages: the JPEG, its attributes, the mode and the interval.
@@ -171,6 +252,36 @@ mod tests {
     }
 
     #[test]
+    fn cry_events_say_when_and_how_long() {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut notice = CryNotice {
+            camera: "nursery".into(),
+            confidence: 0.91234,
+            started_at: start,
+            ended_at: None,
+        };
+        let started: serde_json::Value = serde_json::from_str(&cry_event(&notice)).unwrap();
+        assert_eq!(started["event"], "start");
+        assert_eq!(started["detection"], "cry");
+        assert_eq!(started["confidence"], 0.912);
+        assert_eq!(started["started_at"], "2027-01-15T08:00:00Z");
+        assert!(started["ended_at"].is_null() && started["duration_s"].is_null());
+        notice.ended_at = Some(start + Duration::from_millis(12_340));
+        let ended: serde_json::Value = serde_json::from_str(&cry_event(&notice)).unwrap();
+        assert_eq!(ended["event"], "end");
+        assert_eq!(ended["duration_s"], 12.3);
+        assert_eq!(ended["ended_at"], "2027-01-15T08:00:12Z");
+    }
+
+    #[test]
+    fn disabled_cry_detection_clears_its_retained_states() {
+        let topics = Topics::new(&MqttConfig::default());
+        let cleared = cry_states(&topics, "nursery", None);
+        assert_eq!(cleared.len(), 3);
+        assert!(cleared.iter().all(|(_, payload)| payload.is_empty()));
+    }
+
+    #[test]
     fn info_attributes_carry_stream_source_and_uptime() {
         let topics = Topics::new(&MqttConfig::default());
         let links = CameraLinks {
@@ -189,6 +300,7 @@ mod tests {
             "nursery",
             &links,
             &state,
+            None,
             start + Duration::from_secs(90),
         );
         let (_, attrs) = states
@@ -203,6 +315,8 @@ mod tests {
         assert_eq!(attrs["still_image_url"], "");
         assert_eq!(attrs["viewers"], 2);
         assert_eq!(attrs["streaming_for_s"], 90);
+        assert_eq!(attrs["held_by"], json!(["2 viewers"]));
+        assert_eq!(attrs["cry_detection"], "disabled");
         assert!(states.contains(&("ipcam/nursery/live_stream/state".into(), "ON".into())));
         assert!(states.contains(&("ipcam/nursery/status".into(), "online".into())));
     }

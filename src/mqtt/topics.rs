@@ -16,10 +16,12 @@ pub enum Entity {
     SnapshotMode,
     SnapshotInterval,
     TakeSnapshot,
+    Crying,
+    CryConfidence,
 }
 
 impl Entity {
-    pub const ALL: [Entity; 7] = [
+    pub const ALL: [Entity; 9] = [
         Entity::LiveStream,
         Entity::StreamStatus,
         Entity::Info,
@@ -27,6 +29,8 @@ impl Entity {
         Entity::SnapshotMode,
         Entity::SnapshotInterval,
         Entity::TakeSnapshot,
+        Entity::Crying,
+        Entity::CryConfidence,
     ];
 
     pub fn key(self) -> &'static str {
@@ -38,6 +42,8 @@ impl Entity {
             Entity::SnapshotMode => "snapshot_mode",
             Entity::SnapshotInterval => "snapshot_interval",
             Entity::TakeSnapshot => "take_snapshot",
+            Entity::Crying => "crying",
+            Entity::CryConfidence => "cry_confidence",
         }
     }
 
@@ -98,6 +104,11 @@ impl Topics {
             entity.key(),
             leaf.as_str()
         )
+    }
+
+    /// Cry start and end events (not retained).
+    pub fn cry_event(&self, camera: &str) -> String {
+        format!("{}/{camera}/cry/event", self.prefix)
     }
 
     pub fn discovery(&self, camera: &str) -> String {
@@ -179,6 +190,7 @@ mod tests {
             "homeassistant/device/ipcam_nursery/config"
         );
         assert_eq!(t.bridge_status(), "ipcam/status");
+        assert_eq!(t.cry_event("nursery"), "ipcam/nursery/cry/event");
         assert_eq!(
             t.entity("nursery", Entity::Snapshot, Leaf::Image),
             "ipcam/nursery/snapshot/image"

@@ -315,6 +315,11 @@ pub struct AddOn {
 impl AddOn {
     /// Settings go to a fresh data directory unless `config_yaml` names one.
     pub fn start(config_yaml: &str) -> AddOn {
+        Self::start_with_env(config_yaml, &[])
+    }
+
+    /// As [`AddOn::start`], with extra environment variables for the add-on process.
+    pub fn start_with_env(config_yaml: &str, env: &[(&str, &str)]) -> AddOn {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cameras.yaml");
         let mut yaml = config_yaml.to_string();
@@ -335,16 +340,20 @@ impl AddOn {
         let http_port = parsed["http"]["port"]
             .as_u64()
             .expect("the test config sets http.port") as u16;
-        let proc = Proc::spawn(
-            Command::new(BIN)
-                .args([
-                    "--config",
-                    path.to_str().unwrap(),
-                    "--log-level",
-                    "info,ipcam_mqtt=debug,rumqttd=warn",
-                ])
-                .env("NO_COLOR", "1"),
-        );
+        let mut command = Command::new(BIN);
+        command
+            .args([
+                "--config",
+                path.to_str().unwrap(),
+                "--log-level",
+                "info,ipcam_mqtt=debug,rumqttd=warn",
+            ])
+            .env("NO_COLOR", "1");
+        if let Some(library) = onnxruntime_library() {
+            command.env("ORT_DYLIB_PATH", library);
+        }
+        command.envs(env.iter().copied());
+        let proc = Proc::spawn(&mut command);
         wait_until(
             "the add-on's RTSP server to listen",
             Duration::from_secs(15),
@@ -593,6 +602,23 @@ pub fn ffmpeg_decode_frames(url: &str, frames: u32) -> Result<u32, String> {
         .filter_map(|v| v.trim().parse().ok())
         .next_back()
         .unwrap_or(0))
+}
+
+/// ONNX Runtime for cry detection: `ORT_DYLIB_PATH`, else the library of the `onnxruntime`
+/// wheel that `scripts/setup.sh` installs.
+pub fn onnxruntime_library() -> Option<String> {
+    if let Ok(path) = std::env::var("ORT_DYLIB_PATH") {
+        return Some(path).filter(|p| !p.is_empty());
+    }
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import glob, os, onnxruntime as o; print(sorted(glob.glob(os.path.join(os.path.dirname(o.__file__), 'capi', 'libonnxruntime.so*')))[0])",
+        ])
+        .output()
+        .ok()?;
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !path.is_empty()).then_some(path)
 }
 
 /// The shared fixtures beside the checkout, or `None` with a message naming what is missing.

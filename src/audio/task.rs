@@ -1,0 +1,338 @@
+//! Cry detection for one camera: hub audio → decoder → patches → YAMNet → detector → MQTT.
+//!
+//! Runs on its own thread (inference and decoding block), holds a `CryDetection` lease so the
+//! camera stays up, and reports through a `watch` (sensor state) and an `mpsc` (cry events).
+//! MQTT OFF wins over the lease: detection pauses until something turns the stream on again.
+
+use super::decode::{Pcm, Pull};
+use super::detector::{CryClasses, CryEvent, Detector, DetectorConfig, Patch};
+use super::yamnet::Yamnet;
+use super::{Windows, rms_dbfs};
+use crate::camera::CameraState;
+use crate::camera::demand::{Demand, Purpose};
+use crate::camera::state::Status;
+use crate::config::CryConfig;
+use crate::media::fanout::Hub;
+use crate::snapshot::policy::Kind;
+use crate::snapshot::{Request, SnapshotHandle};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+/// How long the loop waits for audio before it looks at the camera again.
+const POLL: Duration = Duration::from_millis(500);
+/// Audio missing this long means the stream stopped: a cry in progress ends.
+const AUDIO_GAP: Duration = Duration::from_secs(3);
+/// The confidence sensor changes at most this often.
+const CONFIDENCE_EVERY: Duration = Duration::from_secs(1);
+
+/// What cry detection is doing, for the info and sensor attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CryStatus {
+    Starting,
+    Listening,
+    /// MQTT OFF stopped the stream; detection resumes when it is turned on again.
+    Paused,
+    NoAudio,
+    /// Cannot run (missing model or runtime); the text says what to do.
+    Failed(String),
+}
+
+impl CryStatus {
+    pub fn describe(&self) -> String {
+        match self {
+            CryStatus::Starting => "starting".into(),
+            CryStatus::Listening => "listening".into(),
+            CryStatus::Paused => "paused: the live stream was turned off".into(),
+            CryStatus::NoAudio => "off: the camera sends no audio".into(),
+            CryStatus::Failed(reason) => format!("off: {reason}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CryState {
+    pub status: CryStatus,
+    pub crying: bool,
+    /// The highest cry score of the last second, in percent; `None` before any audio.
+    pub confidence: Option<u8>,
+    pub last_started_at: Option<SystemTime>,
+    pub last_ended_at: Option<SystemTime>,
+}
+
+/// A cry started (`ended_at` is `None`) or ended; the bridge publishes it on the event topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CryNotice {
+    pub camera: String,
+    pub confidence: f32,
+    pub started_at: SystemTime,
+    pub ended_at: Option<SystemTime>,
+}
+
+pub struct CryTask {
+    pub camera: String,
+    pub config: CryConfig,
+    pub model: PathBuf,
+    pub hub: Arc<Hub>,
+    pub demand: Demand,
+    pub camera_state: watch::Receiver<CameraState>,
+    pub snapshot: SnapshotHandle,
+    pub notices: mpsc::Sender<CryNotice>,
+    pub cancel: CancellationToken,
+}
+
+/// Maps the audio clock to wall time, from the newest chunk.
+#[derive(Debug, Clone, Copy)]
+struct Anchor {
+    wall: SystemTime,
+    audio: Duration,
+}
+
+impl Anchor {
+    fn wall(&self, audio: Duration) -> SystemTime {
+        match self.audio.checked_sub(audio) {
+            Some(ago) => self.wall - ago,
+            None => self.wall + (audio - self.audio),
+        }
+    }
+}
+
+impl CryTask {
+    pub fn spawn(self) -> (watch::Receiver<CryState>, tokio::task::JoinHandle<()>) {
+        let (state_tx, state_rx) = watch::channel(CryState {
+            status: CryStatus::Starting,
+            crying: false,
+            confidence: None,
+            last_started_at: None,
+            last_ended_at: None,
+        });
+        let runtime = tokio::runtime::Handle::current();
+        let span = tracing::info_span!("camera", id = %self.camera);
+        let task = tokio::task::spawn_blocking(move || {
+            let _span = span.enter();
+            self.run(&state_tx, &runtime);
+        });
+        (state_rx, task)
+    }
+
+    fn run(self, state: &watch::Sender<CryState>, runtime: &tokio::runtime::Handle) {
+        let set_status = |status: CryStatus| {
+            state.send_if_modified(|s| {
+                let changed = s.status != status;
+                s.status = status.clone();
+                changed
+            });
+        };
+        let mut yamnet = match Yamnet::load(&self.model) {
+            Ok(yamnet) => yamnet,
+            Err(e) => {
+                tracing::error!("cry detection is off: {e}");
+                set_status(CryStatus::Failed(e.to_string()));
+                return;
+            }
+        };
+        let pcm = match Pcm::for_frames() {
+            Ok(pcm) => pcm,
+            Err(e) => {
+                tracing::error!("cry detection is off: {e}");
+                set_status(CryStatus::Failed(e));
+                return;
+            }
+        };
+        let src = pcm.src().expect("for_frames has an appsrc");
+        let tap = self.hub.add_audio_tap(src);
+        let mut lease = Some(self.demand.lease(Purpose::CryDetection));
+        let mut run = Run {
+            detector: Detector::new(DetectorConfig::from(&self.config)),
+            windows: Windows::new(),
+            audio_at: Duration::ZERO,
+            anchor: None,
+            last_audio: Instant::now(),
+            pending_confidence: None,
+            confidence_at: None,
+        };
+        tracing::info!(
+            "cry detection listening (threshold {:.2}, hold {} s)",
+            self.config.threshold,
+            self.config.hold.as_secs_f64()
+        );
+        set_status(CryStatus::Listening);
+        let mut seen_stopped = false;
+        while !self.cancel.is_cancelled() {
+            // MQTT OFF voids every lease; ours must not restart the camera behind its back.
+            let camera = self.camera_state.borrow().clone();
+            if lease.is_some() && !self.demand.snapshot().cry_detection {
+                lease = None;
+                seen_stopped = false;
+                tracing::info!("cry detection paused: the live stream was turned off");
+                set_status(CryStatus::Paused);
+                self.end_cry(&mut run, state);
+            }
+            if lease.is_none() {
+                seen_stopped |= !camera.live();
+                if seen_stopped && camera.live() {
+                    lease = Some(self.demand.lease(Purpose::CryDetection));
+                    tracing::info!("cry detection resumed");
+                    set_status(CryStatus::Listening);
+                }
+            }
+            let no_audio = camera.status == Status::Active && camera.info.audio_codec_out.is_none();
+            if lease.is_some() && no_audio {
+                set_status(CryStatus::NoAudio);
+            } else if lease.is_some() {
+                set_status(CryStatus::Listening);
+            }
+            match pcm.pull(POLL) {
+                Pull::Samples(samples) => {
+                    run.audio_at += Duration::from_secs_f64(
+                        samples.len() as f64 / f64::from(super::SAMPLE_RATE),
+                    );
+                    run.anchor = Some(Anchor {
+                        wall: SystemTime::now(),
+                        audio: run.audio_at,
+                    });
+                    run.last_audio = Instant::now();
+                    run.windows.push(&samples);
+                    while let Some((patch, end)) = run.windows.next_patch() {
+                        if let Err(e) =
+                            self.analyse(&mut yamnet, &mut run, &patch, end, state, runtime)
+                        {
+                            tracing::warn!("cry detection: {e}");
+                        }
+                    }
+                }
+                Pull::Timeout | Pull::End => {
+                    if run.last_audio.elapsed() > AUDIO_GAP {
+                        self.end_cry(&mut run, state);
+                        run.windows.clear();
+                    }
+                }
+                Pull::Failed(e) => {
+                    tracing::error!("cry detection stopped: the audio decoder failed: {e}");
+                    set_status(CryStatus::Failed(format!("the audio decoder failed: {e}")));
+                    break;
+                }
+            }
+        }
+        self.hub.remove_consumer(tap);
+        self.end_cry(&mut run, state);
+        drop(lease);
+    }
+
+    fn analyse(
+        &self,
+        yamnet: &mut Yamnet,
+        run: &mut Run,
+        patch: &[f32],
+        end: Duration,
+        state: &watch::Sender<CryState>,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<(), super::yamnet::ModelError> {
+        let rms = rms_dbfs(patch);
+        // The gate saves the inference on silence, which is most of a night.
+        let classes = if rms >= super::detector::GATE_DBFS {
+            Some(CryClasses::from_scores(&yamnet.score(patch)?))
+        } else {
+            None
+        };
+        let step = run.detector.step(Patch {
+            end,
+            rms_dbfs: rms,
+            classes,
+        });
+        tracing::debug!(
+            "patch ending {:.2} s: {rms:.0} dBFS, score {:?}, {}",
+            end.as_secs_f64(),
+            step.score,
+            step.verdict.as_str()
+        );
+        let percent = step.score.map_or(0, |s| (s * 100.0).round() as u8);
+        run.pending_confidence = Some(run.pending_confidence.unwrap_or(0).max(percent));
+        if run
+            .confidence_at
+            .is_none_or(|at: Instant| at.elapsed() >= CONFIDENCE_EVERY)
+        {
+            let confidence = run.pending_confidence.take();
+            run.confidence_at = Some(Instant::now());
+            state.send_if_modified(|s| {
+                let changed = s.confidence != confidence;
+                s.confidence = confidence;
+                changed
+            });
+        }
+        if let Some(event) = step.event {
+            self.report(run, event, state);
+            if matches!(event, CryEvent::Started { .. }) {
+                let snapshot = self.snapshot.clone();
+                runtime.spawn(async move {
+                    let _ = snapshot.request(Request::Event(Kind::Cry)).await;
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn end_cry(&self, run: &mut Run, state: &watch::Sender<CryState>) {
+        if let Some(event) = run.detector.finish() {
+            self.report(run, event, state);
+        }
+    }
+
+    fn report(&self, run: &Run, event: CryEvent, state: &watch::Sender<CryState>) {
+        let anchor = run.anchor.unwrap_or(Anchor {
+            wall: SystemTime::now(),
+            audio: run.audio_at,
+        });
+        let notice = match event {
+            CryEvent::Started { at, confidence } => {
+                let started_at = anchor.wall(at);
+                tracing::info!("crying started (confidence {:.0} %)", confidence * 100.0);
+                state.send_modify(|s| {
+                    s.crying = true;
+                    s.last_started_at = Some(started_at);
+                });
+                CryNotice {
+                    camera: self.camera.clone(),
+                    confidence,
+                    started_at,
+                    ended_at: None,
+                }
+            }
+            CryEvent::Ended {
+                started_at,
+                ended_at,
+                confidence,
+            } => {
+                let (started_at, ended_at) = (anchor.wall(started_at), anchor.wall(ended_at));
+                let lasted = ended_at.duration_since(started_at).unwrap_or_default();
+                tracing::info!("crying ended after {:.1} s", lasted.as_secs_f64());
+                state.send_modify(|s| {
+                    s.crying = false;
+                    s.last_ended_at = Some(ended_at);
+                });
+                CryNotice {
+                    camera: self.camera.clone(),
+                    confidence,
+                    started_at,
+                    ended_at: Some(ended_at),
+                }
+            }
+        };
+        if self.notices.try_send(notice).is_err() {
+            tracing::warn!("a cry event was not published: the MQTT bridge is behind");
+        }
+    }
+}
+
+struct Run {
+    detector: Detector,
+    windows: Windows,
+    /// Seconds of audio decoded so far: the detector's clock.
+    audio_at: Duration,
+    anchor: Option<Anchor>,
+    last_audio: Instant,
+    pending_confidence: Option<u8>,
+    confidence_at: Option<Instant>,
+}
