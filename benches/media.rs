@@ -13,9 +13,13 @@
 //!    straight from the camera.
 //! 4. Snapshots (`media/snapshot.rs`): `frame.jpeg` while streaming and cold, and the CPU of the
 //!    interval mode for 8 cameras.
+//! 5. Cry detection (`media/cry.rs`): inference per patch against Python ONNX Runtime, the CPU it
+//!    adds per camera, and the alert latency from a cry's onset.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "media/cry.rs"]
+mod cry;
 #[path = "media/snapshot.rs"]
 mod snapshot;
 
@@ -386,5 +390,8 @@ fn main() {
     }
     if only.is_empty() || only == "snapshot" {
         snapshot::run(&broker);
+    }
+    if only.is_empty() || only == "cry" {
+        cry::run(&broker);
     }
 }
