@@ -1,6 +1,7 @@
 //! The camera appears in a real Home Assistant (Core 2025.4.4, installed and onboarded by
 //! `../shared/ha/real-ha.sh`) by MQTT discovery alone; its switch, snapshot camera, mode select,
-//! interval number and button work from HA's own API.
+//! interval number and button work from HA's own API; its Crying sensor follows a real cry and
+//! leaves the device when cry detection is turned off.
 mod common;
 use common::*;
 use std::process::Command;
@@ -96,11 +97,46 @@ fn camera_appears_in_real_home_assistant_with_a_working_switch_and_snapshot_came
         return;
     };
     let camera = Camera::start(&[]);
-    let _addon = AddOn::start(&config(
-        ha.mqtt_port,
-        free_port(),
-        &[("nursery", &camera.url(), "")],
-    ));
+    let cry =
+        shared_file("models/yamnet.onnx").zip(shared_file("fixtures/media/cry_h264_pcma.mkv"));
+    let crib = cry
+        .as_ref()
+        .map(|(_, media)| Camera::start(&["--file", media.to_str().unwrap(), "--audio", "pcma"]));
+    let rtsp_port = free_port();
+    let config_with_crib = |crib_yaml: &str| {
+        let mut cameras = vec![("nursery", camera.url(), String::new())];
+        if let Some(crib) = &crib {
+            cameras.push(("crib", crib.url(), crib_yaml.to_string()));
+        }
+        let entries: Vec<(&str, &str, &str)> = cameras
+            .iter()
+            .map(|(id, url, yaml)| (*id, url.as_str(), yaml.as_str()))
+            .collect();
+        let mut yaml = config(ha.mqtt_port, rtsp_port, &entries);
+        if let Some((model, _)) = &cry {
+            yaml.push_str(&format!("cry_model: {}\n", model.display()));
+        }
+        yaml
+    };
+    let addon = AddOn::start(&config_with_crib("cry_detection: true\ncry_hold: 2"));
+    if crib.is_some() {
+        // The crib camera's file cries from 5 s to 10 s.
+        wait_until(
+            "HA's Crying sensor to turn on",
+            Duration::from_secs(30),
+            || ha.state("binary_sensor.camera_crib_crying")["state"] == "on",
+        );
+        let confidence = ha.state("sensor.camera_crib_cry_confidence");
+        assert_eq!(
+            confidence["attributes"]["unit_of_measurement"], "%",
+            "{confidence}"
+        );
+        wait_until(
+            "HA's Crying sensor to turn off",
+            Duration::from_secs(15),
+            || ha.state("binary_sensor.camera_crib_crying")["state"] == "off",
+        );
+    }
     wait_until("HA to create the entities", Duration::from_secs(20), || {
         ha.state("switch.camera_nursery_live_stream")["state"] == "off"
             && ha.state("sensor.camera_nursery_stream_status")["state"] == "inactive"
@@ -180,4 +216,18 @@ fn camera_appears_in_real_home_assistant_with_a_working_switch_and_snapshot_came
         Duration::from_secs(15),
         || ha.state("sensor.camera_nursery_stream_status")["state"] == "inactive",
     );
+
+    if crib.is_some() {
+        drop(addon);
+        let _addon = AddOn::start(&config_with_crib(""));
+        wait_until(
+            "HA to remove the Crying and Cry confidence entities",
+            Duration::from_secs(20),
+            || {
+                ha.state("binary_sensor.camera_crib_crying").is_null()
+                    && ha.state("sensor.camera_crib_cry_confidence").is_null()
+            },
+        );
+        assert!(!ha.state("switch.camera_crib_live_stream").is_null());
+    }
 }
