@@ -11,10 +11,14 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use std::time::Duration;
 
-fn output_chain() -> String {
-    format!(
-        "audioconvert ! audioresample ! audio/x-raw,format=F32LE,rate={SAMPLE_RATE},channels=1,layout=interleaved ! appsink name=sink sync=false max-buffers=64 drop=false"
-    )
+/// `input` followed by the conversion to 16 kHz mono f32 and the appsink.
+fn launch(input: &str) -> Result<gst::Pipeline, String> {
+    gst::parse::launch(&format!(
+        "{input} ! audioconvert ! audioresample ! audio/x-raw,format=F32LE,rate={SAMPLE_RATE},channels=1,layout=interleaved ! appsink name=sink sync=false max-buffers=64 drop=false"
+    ))
+    .map_err(|e| format!("cannot build the audio pipeline: {e}"))?
+    .downcast::<gst::Pipeline>()
+    .map_err(|_| "the audio pipeline is not a pipeline".to_string())
 }
 
 /// What [`Pcm::pull`] got.
@@ -38,13 +42,7 @@ pub struct Pcm {
 impl Pcm {
     /// Decodes the audio of a file or stream. Other tracks (video) are discarded.
     pub fn open_uri(uri: &str) -> Result<Self, String> {
-        let pipeline = gst::parse::launch(&format!(
-            "uridecodebin name=decode caps=audio/x-raw ! {}",
-            output_chain()
-        ))
-        .map_err(|e| format!("cannot build the audio pipeline: {e}"))?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| "the audio pipeline is not a pipeline".to_string())?;
+        let pipeline = launch("uridecodebin name=decode caps=audio/x-raw")?;
         let decode = pipeline
             .by_name("decode")
             .expect("named in the description");
@@ -81,13 +79,7 @@ impl Pcm {
     pub fn for_frames() -> Result<Self, String> {
         // Live from the start: a source that turns live later leaves the pipeline waiting for
         // a preroll that never comes.
-        let pipeline = gst::parse::launch(&format!(
-            "appsrc name=src format=time is-live=true ! decodebin ! {}",
-            output_chain()
-        ))
-        .map_err(|e| format!("cannot build the audio pipeline: {e}"))?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| "the audio pipeline is not a pipeline".to_string())?;
+        let pipeline = launch("appsrc name=src format=time is-live=true ! decodebin")?;
         let src = pipeline
             .by_name("src")
             .and_downcast::<gst_app::AppSrc>()

@@ -285,40 +285,40 @@ impl CryTask {
             wall: SystemTime::now(),
             audio: run.audio_at,
         });
-        let notice = match event {
-            CryEvent::Started { at, confidence } => {
-                let started_at = anchor.wall(at);
+        let (started_at, ended_at, confidence) = match event {
+            CryEvent::Started { at, confidence } => (anchor.wall(at), None, confidence),
+            CryEvent::Ended {
+                started_at,
+                ended_at,
+                confidence,
+            } => (
+                anchor.wall(started_at),
+                Some(anchor.wall(ended_at)),
+                confidence,
+            ),
+        };
+        match ended_at {
+            None => {
                 tracing::info!("crying started (confidence {:.0} %)", confidence * 100.0);
                 state.send_modify(|s| {
                     s.crying = true;
                     s.last_started_at = Some(started_at);
                 });
-                CryNotice {
-                    camera: self.camera.clone(),
-                    confidence,
-                    started_at,
-                    ended_at: None,
-                }
             }
-            CryEvent::Ended {
-                started_at,
-                ended_at,
-                confidence,
-            } => {
-                let (started_at, ended_at) = (anchor.wall(started_at), anchor.wall(ended_at));
+            Some(ended_at) => {
                 let lasted = ended_at.duration_since(started_at).unwrap_or_default();
                 tracing::info!("crying ended after {:.1} s", lasted.as_secs_f64());
                 state.send_modify(|s| {
                     s.crying = false;
                     s.last_ended_at = Some(ended_at);
                 });
-                CryNotice {
-                    camera: self.camera.clone(),
-                    confidence,
-                    started_at,
-                    ended_at: Some(ended_at),
-                }
             }
+        }
+        let notice = CryNotice {
+            camera: self.camera.clone(),
+            confidence,
+            started_at,
+            ended_at,
         };
         if self.notices.try_send(notice).is_err() {
             tracing::warn!("a cry event was not published: the MQTT bridge is behind");
