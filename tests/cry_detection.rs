@@ -237,3 +237,43 @@ fn classify_prints_per_patch_scores_that_match_the_reference_model() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn mqtt_off_stops_a_listening_camera_and_pauses_detection_until_the_stream_is_on_again() {
+    let Some(model) = shared_file(MODEL) else {
+        return;
+    };
+    let broker = Mosquitto::start();
+    let mqtt = broker.watch();
+    let camera = Camera::start(&[]);
+    let mut yaml = config(
+        broker.port,
+        free_port(),
+        &[("cam", &camera.url(), "cry_detection: true")],
+    );
+    yaml.push_str(&format!("cry_model: {}\n", model.display()));
+    let _addon = AddOn::start(&yaml);
+    // Detection alone keeps the camera connected.
+    mqtt.wait_for_json("ipcam/cam/info/attributes", Duration::from_secs(15), |a| {
+        a["status"] == "active" && a["held_by"] == serde_json::json!(["cry detection"])
+    });
+    assert_eq!(camera.connections(), 1);
+
+    broker.publish("ipcam/cam/live_stream/command", "OFF", false);
+    mqtt.wait_for_json("ipcam/cam/info/attributes", Duration::from_secs(10), |a| {
+        a["status"] == "inactive" && a["cry_detection"] == "paused: the live stream was turned off"
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        camera.connections(),
+        1,
+        "OFF wins: detection must not reconnect"
+    );
+
+    broker.publish("ipcam/cam/live_stream/command", "ON", false);
+    mqtt.wait_for_json("ipcam/cam/info/attributes", Duration::from_secs(15), |a| {
+        a["status"] == "active"
+            && a["cry_detection"] == "listening"
+            && a["held_by"] == serde_json::json!(["mqtt", "cry detection"])
+    });
+}
