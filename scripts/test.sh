@@ -6,4 +6,6 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
+# The build without cry detection (no ONNX Runtime) must stay clean too.
+cargo clippy --lib --no-default-features --quiet -- -D warnings
 cargo test --all-targets

@@ -9,6 +9,7 @@
 pub mod classify;
 pub mod decode;
 pub mod detector;
+mod onnx;
 pub mod task;
 pub mod yamnet;
 

@@ -5,12 +5,8 @@
 //! per-class sigmoid scores.
 
 use super::PATCH_SAMPLES;
-use ort::environment::Environment;
-use ort::session::Session;
-use ort::session::builder::GraphOptimizationLevel;
-use ort::value::Tensor;
+use super::onnx;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 pub const CLASSES: usize = 521;
 /// Where the ONNX Runtime library is looked for when `ORT_DYLIB_PATH` is not set: the system
@@ -35,7 +31,7 @@ pub enum ModelError {
 }
 
 pub struct Yamnet {
-    session: Session,
+    session: onnx::Session,
     names: Vec<String>,
 }
 
@@ -53,58 +49,13 @@ pub fn runtime_library() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_LIBRARY))
 }
 
-/// ONNX Runtime allows one environment per process; every camera's session shares it. A load
-/// failure is kept too, so each camera reports the same one clear error.
-fn environment() -> Result<&'static Environment, ModelError> {
-    static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
-    ENVIRONMENT
-        .get_or_init(|| {
-            let library = runtime_library();
-            ort::init_from(&library)
-                .map_err(|e| e.to_string())?
-                .with_name("ipcam-mqtt")
-                .build()
-                .map_err(|e| e.to_string())
-        })
-        .as_ref()
-        .map_err(|e| ModelError::Runtime(e.clone()))
-}
-
 impl Yamnet {
-    /// Loads ONNX Runtime (once per process) and the model, with one intra-op thread: a patch
-    /// takes a few ms, and cameras must not compete with media for the cores.
+    /// Loads ONNX Runtime (once per process) and the model.
     pub fn load(model: &Path) -> Result<Self, ModelError> {
         if !model.is_file() {
             return Err(ModelError::Missing(model.to_path_buf()));
         }
-        let environment = environment()?;
-        let invalid = |e: &dyn std::fmt::Display| ModelError::Invalid {
-            path: model.to_path_buf(),
-            reason: e.to_string(),
-        };
-        let runtime = |e: &dyn std::fmt::Display| ModelError::Runtime(e.to_string());
-        let session = Session::builder(environment)
-            .map_err(|e| runtime(&e))?
-            .with_optimization_level(GraphOptimizationLevel::Level3)
-            .map_err(|e| runtime(&e))?
-            .with_intra_threads(1)
-            .map_err(|e| runtime(&e))?
-            .with_inter_threads(1)
-            .map_err(|e| runtime(&e))?
-            .with_intra_op_spinning(false)
-            .map_err(|e| runtime(&e))?
-            .commit_from_file(model)
-            .map_err(|e| invalid(&e))?;
-        let input_ok = session
-            .inputs()
-            .first()
-            .is_some_and(|i| i.name() == "input_1");
-        let output_ok = session.outputs().iter().any(|o| o.name() == "Identity");
-        if !input_ok || !output_ok {
-            return Err(invalid(
-                &"not a YAMNet export: expected input `input_1` and output `Identity`",
-            ));
-        }
+        let session = onnx::Session::load(model)?;
         Ok(Self {
             session,
             names: class_names(model),
@@ -114,22 +65,14 @@ impl Yamnet {
     /// 521 class scores for one 15,600-sample patch.
     pub fn score(&mut self, patch: &[f32]) -> Result<Vec<f32>, ModelError> {
         assert_eq!(patch.len(), PATCH_SAMPLES, "YAMNet takes exactly one patch");
-        let input = Tensor::from_array(([1usize, PATCH_SAMPLES], patch.to_vec()))
-            .map_err(|e| ModelError::Run(e.to_string()))?;
-        let outputs = self
-            .session
-            .run(ort::inputs!["input_1" => input])
-            .map_err(|e| ModelError::Run(e.to_string()))?;
-        let (_, scores) = outputs["Identity"]
-            .try_extract_tensor::<f32>()
-            .map_err(|e| ModelError::Run(e.to_string()))?;
+        let scores = self.session.score(patch)?;
         if scores.len() != CLASSES {
             return Err(ModelError::Run(format!(
                 "expected {CLASSES} scores, got {}",
                 scores.len()
             )));
         }
-        Ok(scores.to_vec())
+        Ok(scores)
     }
 
     /// A class's display name from the class map next to the model, else `class <n>`.

@@ -1,0 +1,107 @@
+//! The ONNX Runtime session behind [`super::yamnet::Yamnet`], in the `cry` feature (on by default).
+//! Built without it, loading says so and nothing else changes.
+
+#[cfg(feature = "cry")]
+pub use with_ort::Session;
+#[cfg(not(feature = "cry"))]
+pub use without_ort::Session;
+
+#[cfg(feature = "cry")]
+mod with_ort {
+    use super::super::PATCH_SAMPLES;
+    use super::super::yamnet::{ModelError, runtime_library};
+    use ort::environment::Environment;
+    use ort::session::builder::GraphOptimizationLevel;
+    use ort::value::Tensor;
+    use std::path::Path;
+    use std::sync::OnceLock;
+
+    pub struct Session(ort::session::Session);
+
+    /// ONNX Runtime allows one environment per process; every camera's session shares it. A load
+    /// failure is kept too, so each camera reports the same one clear error.
+    fn environment() -> Result<&'static Environment, ModelError> {
+        static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
+        ENVIRONMENT
+            .get_or_init(|| {
+                let library = runtime_library();
+                ort::init_from(&library)
+                    .map_err(|e| e.to_string())?
+                    .with_name("ipcam-mqtt")
+                    .build()
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| ModelError::Runtime(e.clone()))
+    }
+
+    impl Session {
+        /// One intra-op thread: a patch takes a few ms, and cameras must not compete with
+        /// media for the cores.
+        pub fn load(model: &Path) -> Result<Self, ModelError> {
+            let environment = environment()?;
+            let invalid = |e: &dyn std::fmt::Display| ModelError::Invalid {
+                path: model.to_path_buf(),
+                reason: e.to_string(),
+            };
+            let runtime = |e: &dyn std::fmt::Display| ModelError::Runtime(e.to_string());
+            let session = ort::session::Session::builder(environment)
+                .map_err(|e| runtime(&e))?
+                .with_optimization_level(GraphOptimizationLevel::Level3)
+                .map_err(|e| runtime(&e))?
+                .with_intra_threads(1)
+                .map_err(|e| runtime(&e))?
+                .with_inter_threads(1)
+                .map_err(|e| runtime(&e))?
+                .with_intra_op_spinning(false)
+                .map_err(|e| runtime(&e))?
+                .commit_from_file(model)
+                .map_err(|e| invalid(&e))?;
+            let input_ok = session
+                .inputs()
+                .first()
+                .is_some_and(|i| i.name() == "input_1");
+            let output_ok = session.outputs().iter().any(|o| o.name() == "Identity");
+            if !input_ok || !output_ok {
+                return Err(invalid(
+                    &"not a YAMNet export: expected input `input_1` and output `Identity`",
+                ));
+            }
+            Ok(Self(session))
+        }
+
+        pub fn score(&mut self, patch: &[f32]) -> Result<Vec<f32>, ModelError> {
+            let input = Tensor::from_array(([1usize, PATCH_SAMPLES], patch.to_vec()))
+                .map_err(|e| ModelError::Run(e.to_string()))?;
+            let outputs = self
+                .0
+                .run(ort::inputs!["input_1" => input])
+                .map_err(|e| ModelError::Run(e.to_string()))?;
+            let (_, scores) = outputs["Identity"]
+                .try_extract_tensor::<f32>()
+                .map_err(|e| ModelError::Run(e.to_string()))?;
+            Ok(scores.to_vec())
+        }
+    }
+}
+
+#[cfg(not(feature = "cry"))]
+mod without_ort {
+    use super::super::yamnet::ModelError;
+    use std::path::Path;
+
+    /// No value exists: without ONNX Runtime nothing can be loaded.
+    pub enum Session {}
+
+    impl Session {
+        pub fn load(_model: &Path) -> Result<Self, ModelError> {
+            Err(ModelError::Runtime(
+                "this build has no cry detection (rebuild with the `cry` feature)".into(),
+            ))
+        }
+
+        pub fn score(&mut self, _patch: &[f32]) -> Result<Vec<f32>, ModelError> {
+            match *self {}
+        }
+    }
+}
