@@ -29,8 +29,10 @@ pub struct ClassifyOptions {
     pub hold: f64,
 }
 
-/// How long a live input may be silent before we say so.
+/// How often a live input that sends nothing is reported.
 const LIVE_WAIT: Duration = Duration::from_secs(10);
+/// Short waits, so a failing input (refused, wrong password) is reported at once.
+const PULL: Duration = Duration::from_secs(1);
 
 pub fn run(options: &ClassifyOptions, model: PathBuf) -> anyhow::Result<()> {
     anyhow::ensure!(
@@ -70,11 +72,18 @@ pub fn run(options: &ClassifyOptions, model: PathBuf) -> anyhow::Result<()> {
         "time s", "level", "cry", "verdict"
     )?;
     let mut summary = Summary::default();
+    let mut waited = Duration::ZERO;
     loop {
-        match pcm.pull(LIVE_WAIT) {
-            Pull::Samples(samples) => windows.push(&samples),
+        match pcm.pull(PULL) {
+            Pull::Samples(samples) => {
+                waited = Duration::ZERO;
+                windows.push(&samples);
+            }
             Pull::Timeout => {
-                eprintln!("no audio for {} s; still waiting", LIVE_WAIT.as_secs());
+                waited += PULL;
+                if waited.as_secs() % LIVE_WAIT.as_secs() == 0 {
+                    eprintln!("no audio for {} s; still waiting", waited.as_secs());
+                }
                 continue;
             }
             Pull::End => break,
