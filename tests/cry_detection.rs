@@ -277,3 +277,30 @@ fn mqtt_off_stops_a_listening_camera_and_pauses_detection_until_the_stream_is_on
             && a["held_by"] == serde_json::json!(["mqtt", "cry detection"])
     });
 }
+
+#[test]
+fn a_camera_without_audio_is_not_kept_streaming_for_detection() {
+    let Some(model) = shared_file(MODEL) else {
+        return;
+    };
+    let broker = Mosquitto::start();
+    let mqtt = broker.watch();
+    let camera = Camera::start(&["--audio", "none"]);
+    let mut yaml = config(
+        broker.port,
+        free_port(),
+        &[("cam", &camera.url(), "cry_detection: true\nclose_after: 1")],
+    );
+    yaml.push_str(&format!("cry_model: {}\n", model.display()));
+    let addon = AddOn::start(&yaml);
+    mqtt.wait_for_json(
+        "ipcam/cam/crying/attributes",
+        Duration::from_secs(15),
+        |a| a["status"] == "off: the camera sends no audio",
+    );
+    // Nothing else wants the stream, so it closes after close_after.
+    mqtt.wait_for_json("ipcam/cam/info/attributes", Duration::from_secs(10), |a| {
+        a["status"] == "inactive" && a["held_by"] == serde_json::json!([])
+    });
+    assert_eq!(addon.proc.output.count("the camera sends no audio"), 1);
+}

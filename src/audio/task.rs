@@ -9,7 +9,7 @@ use super::detector::{CryClasses, CryEvent, Detector, DetectorConfig, Patch};
 use super::yamnet::Yamnet;
 use super::{Windows, rms_dbfs};
 use crate::camera::CameraState;
-use crate::camera::demand::{Demand, Purpose};
+use crate::camera::demand::{Demand, Lease, Purpose};
 use crate::camera::state::Status;
 use crate::config::CryConfig;
 use crate::media::fanout::Hub;
@@ -143,7 +143,9 @@ impl CryTask {
         };
         let src = pcm.src().expect("for_frames has an appsrc");
         let tap = self.hub.add_audio_tap(src);
-        let mut lease = Some(self.demand.lease(Purpose::CryDetection));
+        let mut hold = Hold::Held {
+            _lease: self.demand.lease(Purpose::CryDetection),
+        };
         let mut run = Run {
             detector: Detector::new(DetectorConfig::from(&self.config)),
             windows: Windows::new(),
@@ -159,31 +161,8 @@ impl CryTask {
             self.config.hold.as_secs_f64()
         );
         set_status(CryStatus::Listening);
-        let mut seen_stopped = false;
         while !self.cancel.is_cancelled() {
-            // MQTT OFF voids every lease; ours must not restart the camera behind its back.
-            let camera = self.camera_state.borrow().clone();
-            if lease.is_some() && !self.demand.snapshot().cry_detection {
-                lease = None;
-                seen_stopped = false;
-                tracing::info!("cry detection paused: the live stream was turned off");
-                set_status(CryStatus::Paused);
-                self.end_cry(&mut run, state);
-            }
-            if lease.is_none() {
-                seen_stopped |= !camera.live();
-                if seen_stopped && camera.live() {
-                    lease = Some(self.demand.lease(Purpose::CryDetection));
-                    tracing::info!("cry detection resumed");
-                    set_status(CryStatus::Listening);
-                }
-            }
-            let no_audio = camera.status == Status::Active && camera.info.audio_codec_out.is_none();
-            if lease.is_some() && no_audio {
-                set_status(CryStatus::NoAudio);
-            } else if lease.is_some() {
-                set_status(CryStatus::Listening);
-            }
+            hold = self.next_hold(hold, &mut run, state);
             match pcm.pull(POLL) {
                 Pull::Samples(samples) => {
                     run.audio_at += Duration::from_secs_f64(
@@ -218,7 +197,57 @@ impl CryTask {
         }
         self.hub.remove_consumer(tap);
         self.end_cry(&mut run, state);
-        drop(lease);
+        drop(hold);
+    }
+
+    /// Whether detection holds the camera, from what the camera and the leases say now.
+    fn next_hold(&self, hold: Hold, run: &mut Run, state: &watch::Sender<CryState>) -> Hold {
+        let camera = self.camera_state.borrow().clone();
+        let active = camera.status == Status::Active;
+        let has_audio = camera.info.audio_codec_out.is_some();
+        let set_status = |status: CryStatus| {
+            state.send_if_modified(|s| {
+                let changed = s.status != status;
+                s.status = status;
+                changed
+            });
+        };
+        match hold {
+            // MQTT OFF voids every lease; ours must not restart the camera behind its back.
+            Hold::Held { .. } if !self.demand.snapshot().cry_detection => {
+                tracing::info!("cry detection paused: the live stream was turned off");
+                set_status(CryStatus::Paused);
+                self.end_cry(run, state);
+                Hold::PausedByOff {
+                    seen_stopped: !camera.live(),
+                }
+            }
+            Hold::Held { .. } if active && !has_audio => {
+                tracing::warn!("cry detection is off: the camera sends no audio");
+                set_status(CryStatus::NoAudio);
+                Hold::NoAudio
+            }
+            Hold::PausedByOff { seen_stopped } => {
+                let seen_stopped = seen_stopped || !camera.live();
+                if seen_stopped && camera.live() {
+                    tracing::info!("cry detection resumed");
+                    set_status(CryStatus::Listening);
+                    Hold::Held {
+                        _lease: self.demand.lease(Purpose::CryDetection),
+                    }
+                } else {
+                    Hold::PausedByOff { seen_stopped }
+                }
+            }
+            Hold::NoAudio if active && has_audio => {
+                tracing::info!("the camera sends audio now: cry detection listening");
+                set_status(CryStatus::Listening);
+                Hold::Held {
+                    _lease: self.demand.lease(Purpose::CryDetection),
+                }
+            }
+            other => other,
+        }
     }
 
     fn analyse(
@@ -324,6 +353,16 @@ impl CryTask {
             tracing::warn!("a cry event was not published: the MQTT bridge is behind");
         }
     }
+}
+
+/// Whether detection keeps the camera up, or why not.
+enum Hold {
+    /// The lease keeps the camera up for as long as it lives.
+    Held { _lease: Lease },
+    /// MQTT OFF voided the lease; a new one is taken once the stream has stopped and started again.
+    PausedByOff { seen_stopped: bool },
+    /// The camera streams without audio: nothing to listen to, so no reason to keep it up.
+    NoAudio,
 }
 
 struct Run {
