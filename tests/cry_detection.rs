@@ -7,6 +7,13 @@ use std::time::{Duration, Instant};
 
 const MODEL: &str = "models/yamnet.onnx";
 
+/// The config for `cameras` (id, url, extra YAML) with `cry_model` set.
+fn cry_config(broker: &Mosquitto, cameras: &[(&str, &str, &str)], model: &str) -> String {
+    let mut yaml = config(broker.port, free_port(), cameras);
+    yaml.push_str(&format!("cry_model: {model}\n"));
+    yaml
+}
+
 fn event_json(mqtt: &MqttWatch, topic: &str) -> Vec<serde_json::Value> {
     mqtt.messages()
         .into_iter()
@@ -31,15 +38,14 @@ fn a_cry_turns_the_sensor_on_then_off_after_the_hold_and_quiet_audio_never_does(
     // quiet_h264_aac.mp4: speech, door knocks, snoring.
     let quiet_camera = Camera::start(&["--file", quiet_file.to_str().unwrap(), "--audio", "aac"]);
     let cry = "cry_detection: true\ncry_hold: 2";
-    let mut yaml = config(
-        broker.port,
-        free_port(),
+    let yaml = cry_config(
+        &broker,
         &[
             ("cry", &cry_camera.url(), cry),
             ("quiet", &quiet_camera.url(), cry),
         ],
+        model.to_str().unwrap(),
     );
-    yaml.push_str(&format!("cry_model: {}\n", model.display()));
     let started = Instant::now();
     let addon = AddOn::start(&yaml);
 
@@ -131,12 +137,11 @@ fn a_missing_model_or_runtime_turns_detection_off_with_one_clear_error_and_strea
         ),
     ] {
         let mqtt = broker.watch();
-        let mut yaml = config(
-            broker.port,
-            free_port(),
+        let yaml = cry_config(
+            &broker,
             &[("cam", &camera.url(), "cry_detection: true")],
+            &cry_model,
         );
-        yaml.push_str(&format!("cry_model: {cry_model}\n"));
         let addon = match runtime {
             // The library is found through the environment, as the add-on image sets it.
             Some(library) => AddOn::start_with_env(&yaml, &[("ORT_DYLIB_PATH", library)]),
@@ -246,12 +251,11 @@ fn mqtt_off_stops_a_listening_camera_and_pauses_detection_until_the_stream_is_on
     let broker = Mosquitto::start();
     let mqtt = broker.watch();
     let camera = Camera::start(&[]);
-    let mut yaml = config(
-        broker.port,
-        free_port(),
+    let yaml = cry_config(
+        &broker,
         &[("cam", &camera.url(), "cry_detection: true")],
+        model.to_str().unwrap(),
     );
-    yaml.push_str(&format!("cry_model: {}\n", model.display()));
     let _addon = AddOn::start(&yaml);
     // Detection alone keeps the camera connected.
     mqtt.wait_for_json("ipcam/cam/info/attributes", Duration::from_secs(15), |a| {
@@ -286,12 +290,11 @@ fn a_camera_without_audio_is_not_kept_streaming_for_detection() {
     let broker = Mosquitto::start();
     let mqtt = broker.watch();
     let camera = Camera::start(&["--audio", "none"]);
-    let mut yaml = config(
-        broker.port,
-        free_port(),
+    let yaml = cry_config(
+        &broker,
         &[("cam", &camera.url(), "cry_detection: true\nclose_after: 1")],
+        model.to_str().unwrap(),
     );
-    yaml.push_str(&format!("cry_model: {}\n", model.display()));
     let addon = AddOn::start(&yaml);
     mqtt.wait_for_json(
         "ipcam/cam/crying/attributes",
