@@ -6,7 +6,12 @@ use crate::camera::actor::CameraActor;
 use crate::camera::demand::Demand;
 use crate::camera::{CameraHandle, ViewerControl};
 use crate::config::Config;
+use crate::events::playback::{EventMount, event_path};
+use crate::events::recorder::Recorder;
+use crate::events::store::ClipStore;
+use crate::events::task::{EventsTask, selected_clip};
 use crate::http::HttpServer;
+use crate::http::clips_path;
 use crate::media::fanout::Hub;
 use crate::media::pipeline::MediaClock;
 use crate::mqtt::client::BridgedCamera;
@@ -25,6 +30,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 impl ViewerControl for RtspServer {
     fn disconnect_viewers(&self, camera: &str) -> usize {
         RtspServer::disconnect_viewers(self, camera)
+    }
+
+    fn stop_event_playback(&self, camera: &str) -> usize {
+        RtspServer::stop_event_playback(self, camera)
     }
 }
 
@@ -51,7 +60,32 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
             clock: clock.clone(),
         })
         .collect();
-    let server = Arc::new(RtspServer::start(&config.rtsp, mounts)?);
+    let mut stores = Vec::new();
+    let mut recorders = Vec::new();
+    let mut event_mounts = Vec::new();
+    let mut playing = Vec::new();
+    for (camera, hub, demand) in &cameras {
+        let store = ClipStore::open(&config.media_dir, &camera.id, &camera.clips)?;
+        recorders.push(Recorder::new(
+            &camera.id,
+            &camera.clips,
+            store.clone(),
+            hub.clone(),
+            demand.clone(),
+        ));
+        let (playing_tx, playing_rx) = tokio::sync::watch::channel(0);
+        playing.push(playing_rx);
+        let (settings, selected_store, id) = (settings.clone(), store.clone(), camera.id.clone());
+        event_mounts.push(EventMount {
+            camera: camera.id.clone(),
+            store: store.clone(),
+            selected: Arc::new(move || selected_clip(&settings, &selected_store, &id)),
+            playing: playing_tx,
+        });
+        stores.push(store);
+    }
+    tracing::info!("event clips are kept in {}", config.media_dir.display());
+    let server = Arc::new(RtspServer::start(&config.rtsp, mounts, event_mounts)?);
     let addr = server.local_addr();
     let host = config.rtsp.public_host();
     tracing::info!(
@@ -60,10 +94,11 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
     );
     for (camera, _, _) in &cameras {
         tracing::info!(
-            "  rtsp://{host}:{}{}  ← {}",
+            "  rtsp://{host}:{}{}  ← {} (events: {})",
             addr.port(),
             live_path(&camera.id),
-            camera.name
+            camera.name,
+            event_path(&camera.id)
         );
     }
     if cameras.is_empty() {
@@ -97,7 +132,13 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
             ))
         })
         .collect();
-    let http = HttpServer::start(&config.http, snapshotters.clone(), cancel.clone()).await?;
+    let http = HttpServer::start(
+        &config.http,
+        snapshotters.clone(),
+        stores.clone(),
+        cancel.clone(),
+    )
+    .await?;
     let http_host = config.http.public_host();
     tracing::info!(
         "HTTP API listening on {} ({})",
@@ -107,12 +148,29 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
     let mut bridged = Vec::new();
     // Room for a burst of events from every camera while the bridge reconnects.
     let (cry_notices, cry_notices_rx) = tokio::sync::mpsc::channel(64);
-    for ((handle, snapshotter), (camera, hub, demand)) in
-        handles.iter().zip(snapshotters).zip(&cameras)
+    let per_camera = handles
+        .iter()
+        .zip(snapshotters)
+        .zip(&cameras)
+        .zip(stores.into_iter().zip(recorders).zip(playing));
+    for (((handle, snapshotter), (camera, hub, demand)), ((store, recorder), playing)) in per_camera
     {
         let (snapshot, task) = SnapshotTask {
             snapshotter,
             settings: settings.clone(),
+            cancel: cancel.child_token(),
+        }
+        .spawn();
+        tasks.push(task);
+        let (events, task) = EventsTask {
+            camera: camera.id.clone(),
+            post_roll: camera.clips.post_roll,
+            recorder,
+            store,
+            settings: settings.clone(),
+            snapshot: snapshot.clone(),
+            viewers: server.clone() as Arc<dyn ViewerControl>,
+            playing,
             cancel: cancel.child_token(),
         }
         .spawn();
@@ -127,6 +185,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
                 camera_state: handle.state(),
                 snapshot: snapshot.clone(),
                 notices: cry_notices.clone(),
+                events: events.clone(),
                 cancel: cancel.child_token(),
             }
             .spawn();
@@ -137,6 +196,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
             handle: handle.clone(),
             snapshot,
             cry,
+            events,
             name: camera.name.clone(),
             links: CameraLinks {
                 stream_source: format!("rtsp://{host}:{}{}", addr.port(), live_path(&camera.id)),
@@ -145,6 +205,12 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
                     http.local_addr.port(),
                     camera.id
                 ),
+                clips_url: format!(
+                    "http://{http_host}:{}{}",
+                    http.local_addr.port(),
+                    clips_path(&camera.id)
+                ),
+                event_source: format!("rtsp://{host}:{}{}", addr.port(), event_path(&camera.id)),
             },
         });
     }

@@ -23,6 +23,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The YAMNet model for cry detection; `<data_dir>/yamnet.onnx` unless set.
     pub cry_model: PathBuf,
+    /// Event clips go to `<media_dir>/<camera>/`; `<data_dir>/media` unless set (the add-on
+    /// passes `/media/ipcam-mqtt`).
+    pub media_dir: PathBuf,
     pub cameras: Vec<CameraConfig>,
 }
 
@@ -182,6 +185,34 @@ pub struct CameraConfig {
     pub start_timeout: Duration,
     pub snapshot: SnapshotConfig,
     pub cry: CryConfig,
+    pub clips: ClipConfig,
+}
+
+/// Event clips: how much before and after an event, and how many are kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClipConfig {
+    pub pre_roll: Duration,
+    pub post_roll: Duration,
+    /// Clips kept per kind (cry, motion, manual); at least 5, so the Event select is full.
+    pub keep: usize,
+    pub max_age: Option<Duration>,
+    pub max_disk_mb: Option<u64>,
+}
+
+pub const DEFAULT_PRE_ROLL: Duration = Duration::from_secs(5);
+pub const DEFAULT_POST_ROLL: Duration = Duration::from_secs(10);
+pub const DEFAULT_CLIPS_KEPT: usize = 5;
+
+impl Default for ClipConfig {
+    fn default() -> Self {
+        Self {
+            pre_roll: DEFAULT_PRE_ROLL,
+            post_roll: DEFAULT_POST_ROLL,
+            keep: DEFAULT_CLIPS_KEPT,
+            max_age: None,
+            max_disk_mb: None,
+        }
+    }
 }
 
 /// Cry detection on a camera's audio; see DOCS for how the defaults were chosen.
@@ -258,6 +289,26 @@ struct RawCamera {
     cry_min_duration: f64,
     #[serde(default = "default_cry_hold")]
     cry_hold: f64,
+    #[serde(default = "default_pre_roll")]
+    pre_roll: f64,
+    #[serde(default = "default_post_roll")]
+    post_roll: f64,
+    #[serde(default = "default_clips_kept")]
+    clips_kept: usize,
+    clip_max_age: Option<String>,
+    clip_max_disk_mb: Option<u64>,
+}
+
+fn default_pre_roll() -> f64 {
+    DEFAULT_PRE_ROLL.as_secs_f64()
+}
+
+fn default_post_roll() -> f64 {
+    DEFAULT_POST_ROLL.as_secs_f64()
+}
+
+fn default_clips_kept() -> usize {
+    DEFAULT_CLIPS_KEPT
 }
 
 fn default_cry_threshold() -> f64 {
@@ -309,7 +360,15 @@ impl fmt::Display for Problems {
 
 impl std::error::Error for Problems {}
 
-const SECTIONS: [&str; 6] = ["mqtt", "rtsp", "http", "data_dir", "cry_model", "cameras"];
+const SECTIONS: [&str; 7] = [
+    "mqtt",
+    "rtsp",
+    "http",
+    "data_dir",
+    "cry_model",
+    "media_dir",
+    "cameras",
+];
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, Problems> {
@@ -380,6 +439,17 @@ impl Config {
                 data_dir.join(CRY_MODEL_FILE)
             }
         };
+        let media_dir = match map.get("media_dir") {
+            None | Some(serde_yaml::Value::Null) => data_dir.join("media"),
+            Some(serde_yaml::Value::String(path)) if !path.trim().is_empty() => PathBuf::from(path),
+            Some(_) => {
+                problems.push(Problem {
+                    field: "media_dir".into(),
+                    message: "must be a directory path".into(),
+                });
+                data_dir.join("media")
+            }
+        };
         let cameras = match map.get("cameras") {
             None | Some(serde_yaml::Value::Null) => Vec::new(),
             Some(serde_yaml::Value::Sequence(items)) => items
@@ -427,6 +497,7 @@ impl Config {
                 http,
                 data_dir,
                 cry_model,
+                media_dir,
                 cameras: cameras.into_iter().map(|(_, c)| c).collect(),
             })
         } else {
@@ -562,6 +633,37 @@ fn camera(raw: RawCamera, field: &str, problems: &mut Vec<Problem>) -> Option<Ca
         &mut problem,
     );
     let cry_hold = seconds(raw.cry_hold, 0.0, 3600.0, "cry_hold", &mut problem);
+    let pre_roll = seconds(raw.pre_roll, 0.0, 30.0, "pre_roll", &mut problem);
+    let post_roll = seconds(raw.post_roll, 0.0, 300.0, "post_roll", &mut problem);
+    if !(DEFAULT_CLIPS_KEPT..=100).contains(&raw.clips_kept) {
+        problem(
+            "clips_kept",
+            format!(
+                "{} is out of range; use {DEFAULT_CLIPS_KEPT} to 100 (the Event select shows 5 per kind)",
+                raw.clips_kept
+            ),
+        );
+    }
+    let clip_max_age = match raw.clip_max_age.as_deref().map(humantime::parse_duration) {
+        None => Some(None),
+        Some(Ok(age)) if age >= Duration::from_secs(60) => Some(Some(age)),
+        Some(_) => {
+            problem(
+                "clip_max_age",
+                format!(
+                    "\"{}\" is not a duration of a minute or more, like \"7d\" or \"12h\"",
+                    raw.clip_max_age.as_deref().unwrap_or_default()
+                ),
+            );
+            None
+        }
+    };
+    if raw.clip_max_disk_mb == Some(0) {
+        problem(
+            "clip_max_disk_mb",
+            "must be at least 1 (or left out)".into(),
+        );
+    }
     if problems.len() > before {
         return None;
     }
@@ -587,6 +689,13 @@ fn camera(raw: RawCamera, field: &str, problems: &mut Vec<Problem>) -> Option<Ca
             threshold: cry_threshold?,
             min_duration: cry_min_duration?,
             hold: cry_hold?,
+        },
+        clips: ClipConfig {
+            pre_roll: pre_roll?,
+            post_roll: post_roll?,
+            keep: raw.clips_kept,
+            max_age: clip_max_age?,
+            max_disk_mb: raw.clip_max_disk_mb,
         },
     })
 }

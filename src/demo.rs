@@ -53,6 +53,7 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> anyhow::Res
             .cry_model
             .clone()
             .unwrap_or_else(|| data_dir.join(crate::config::CRY_MODEL_FILE)),
+        media_dir: data_dir.join("media"),
         cameras: vec![CameraConfig {
             id: "demo".into(),
             name: "Demo camera".into(),
@@ -71,6 +72,7 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> anyhow::Res
                 enabled: options.cry_model.is_some(),
                 ..CryConfig::default()
             },
+            clips: Default::default(),
         }],
     };
     println!();

@@ -6,6 +6,7 @@ pub mod camera;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod media;
 pub mod mqtt;

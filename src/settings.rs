@@ -1,9 +1,10 @@
-//! Settings changed at run time from Home Assistant (snapshot mode and interval), kept in
-//! `<data_dir>/settings.json` so they survive a restart.
+//! Settings changed at run time from Home Assistant (snapshot mode and interval, the Event
+//! select), kept in `<data_dir>/settings.json` so they survive a restart.
 //!
 //! Written atomically (temp file + rename), so a crash mid-write leaves the old file. A file
 //! that cannot be read is moved aside, never silently overwritten, and the log says where.
 
+use crate::events::Slot;
 use crate::snapshot::policy::{DEFAULT_INTERVAL_S, Mode};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -18,6 +19,8 @@ const FILE_NAME: &str = "settings.json";
 pub struct CameraSettings {
     pub snapshot_mode: Mode,
     pub snapshot_interval_s: u32,
+    /// The Event select; `None` follows the newest clip.
+    pub selected_event: Option<Slot>,
 }
 
 impl Default for CameraSettings {
@@ -25,6 +28,7 @@ impl Default for CameraSettings {
         Self {
             snapshot_mode: Mode::default(),
             snapshot_interval_s: DEFAULT_INTERVAL_S,
+            selected_event: None,
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::camera::CameraState;
 use crate::camera::demand::{Demand, Lease, Purpose};
 use crate::camera::state::Status;
 use crate::config::CryConfig;
+use crate::events::task::{EventRequest, EventsHandle};
 use crate::media::fanout::Hub;
 use crate::snapshot::policy::Kind;
 use crate::snapshot::{Request, SnapshotHandle};
@@ -80,6 +81,8 @@ pub struct CryTask {
     pub camera_state: watch::Receiver<CameraState>,
     pub snapshot: SnapshotHandle,
     pub notices: mpsc::Sender<CryNotice>,
+    /// Each cry records a clip.
+    pub events: EventsHandle,
     pub cancel: CancellationToken,
 }
 
@@ -326,6 +329,10 @@ impl CryTask {
                 confidence,
             ),
         };
+        self.events.try_request(match ended_at {
+            None => EventRequest::CryStarted(started_at),
+            Some(_) => EventRequest::CryEnded,
+        });
         match ended_at {
             None => {
                 tracing::info!("crying started (confidence {:.0} %)", confidence * 100.0);

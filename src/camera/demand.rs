@@ -14,6 +14,8 @@ pub enum Purpose {
     Snapshot,
     /// Cry detection listens for as long as it is enabled.
     CryDetection,
+    /// An event clip is being recorded.
+    Recorder,
 }
 
 /// The live leases by purpose, as the actor sees them.
@@ -23,6 +25,7 @@ pub struct DemandSnapshot {
     pub mqtt_hold: bool,
     pub snapshots: usize,
     pub cry_detection: bool,
+    pub recordings: usize,
 }
 
 impl DemandSnapshot {
@@ -31,6 +34,7 @@ impl DemandSnapshot {
             + usize::from(self.mqtt_hold)
             + self.snapshots
             + usize::from(self.cry_detection)
+            + self.recordings
     }
 }
 
@@ -41,6 +45,7 @@ struct Counts {
     mqtt_holds: usize,
     snapshots: usize,
     cry_detections: usize,
+    recordings: usize,
 }
 
 impl Counts {
@@ -50,6 +55,7 @@ impl Counts {
             Purpose::MqttHold => &mut self.mqtt_holds,
             Purpose::Snapshot => &mut self.snapshots,
             Purpose::CryDetection => &mut self.cry_detections,
+            Purpose::Recorder => &mut self.recordings,
         }
     }
 
@@ -59,6 +65,7 @@ impl Counts {
             mqtt_hold: self.mqtt_holds > 0,
             snapshots: self.snapshots,
             cry_detection: self.cry_detections > 0,
+            recordings: self.recordings,
         }
     }
 }
@@ -169,6 +176,7 @@ mod tests {
                 mqtt_hold: false,
                 snapshots: 0,
                 cry_detection: false,
+                recordings: 0,
             }
         );
         drop(b);

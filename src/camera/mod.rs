@@ -64,6 +64,8 @@ impl Default for CameraState {
 /// Disconnects a camera's viewers on MQTT OFF; the RTSP server implements it.
 pub trait ViewerControl: Send + Sync {
     fn disconnect_viewers(&self, camera: &str) -> usize;
+    /// Stops the camera's event-stream playbacks (Event select changed, Event stream OFF).
+    fn stop_event_playback(&self, camera: &str) -> usize;
 }
 
 /// Cheap to clone; the only way into a camera actor.

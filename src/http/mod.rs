@@ -1,11 +1,16 @@
-//! The HTTP API: `/api/frame.jpeg` for Home Assistant's Generic camera and go2rtc-style tools.
+//! The HTTP API: `/api/frame.jpeg` for Home Assistant's Generic camera and go2rtc-style tools,
+//! and `/api/clips/<camera>/<event_id>.mp4` for event clips.
 //!
 //! Same security rule as the RTSP server: with credentials set, every request needs Basic auth;
 //! without them, the server listens on loopback only unless the user chose otherwise.
 
+pub mod clips;
 pub mod frame;
 
+pub use clips::clips_path;
+
 use crate::config::ServerConfig;
+use crate::events::store::ClipStore;
 use crate::secret::Secret;
 use crate::snapshot::Snapshotter;
 use axum::Router;
@@ -22,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 /// What the handlers can reach.
 pub struct Api {
     pub cameras: Vec<Arc<Snapshotter>>,
+    pub clips: Vec<Arc<ClipStore>>,
     credentials: Option<(String, Secret)>,
 }
 
@@ -34,20 +40,23 @@ impl HttpServer {
     pub async fn start(
         config: &ServerConfig,
         cameras: Vec<Arc<Snapshotter>>,
+        clips: Vec<Arc<ClipStore>>,
         cancel: CancellationToken,
     ) -> anyhow::Result<HttpServer> {
         let api = Arc::new(Api {
             cameras,
+            clips,
             credentials: config
                 .credentials()
                 .map(|(user, password)| (user.to_string(), password.clone())),
         });
         let app = Router::new()
             .route("/api/frame.jpeg", get(frame::handler))
+            .route("/api/clips/{camera}/{file}", get(clips::handler))
             .fallback(|| async {
                 plain(
                     StatusCode::NOT_FOUND,
-                    "no such endpoint; try /api/frame.jpeg?src=<camera>",
+                    "no such endpoint; try /api/frame.jpeg?src=<camera> or /api/clips/<camera>/<event_id>.mp4",
                 )
             })
             .layer(axum::middleware::from_fn_with_state(

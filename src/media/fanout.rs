@@ -106,9 +106,38 @@ struct State {
     consumers: Vec<Consumer>,
     /// Audio-only consumers (cry detection): every audio frame, no keyframe wait.
     audio_taps: Vec<(u64, glib::WeakRef<gst_app::AppSrc>)>,
+    sample_taps: Vec<Arc<dyn SampleTap>>,
     last_video_at: Option<Instant>,
     last_info: StreamInfo,
     keyframes_seen: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Track {
+    Video,
+    Audio,
+}
+
+/// One encoded frame as the hub passes it on.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub track: Track,
+    pub keyframe: bool,
+    pub sample: gst::Sample,
+}
+
+impl Frame {
+    pub fn pts(&self) -> Option<gst::ClockTime> {
+        self.sample.buffer().and_then(|b| b.pts())
+    }
+}
+
+/// A consumer of every frame from the first keyframe of each session on (the recorder). Called
+/// on the ingest's streaming threads with the hub locked: it must only queue, never block.
+pub trait SampleTap: Send + Sync {
+    fn frame(&self, frame: Frame);
+    /// A new camera session starts: frames from before cannot be joined to the new ones.
+    fn reset(&self);
 }
 
 /// The newest keyframe of the running session: what snapshots decode.
@@ -165,7 +194,15 @@ impl Hub {
                 consumer.start = Start::WaitKeyframe;
             }
         }
+        for tap in &state.sample_taps {
+            tap.reset();
+        }
         state.generation
+    }
+
+    /// Registers a consumer of every frame for the hub's whole life.
+    pub fn add_sample_tap(&self, tap: Arc<dyn SampleTap>) {
+        self.lock().sample_taps.push(tap);
     }
 
     /// The camera cannot be reached in a way waiting will not fix; wake every waiting viewer.
@@ -373,6 +410,13 @@ impl Hub {
         if !state.session.got_keyframe {
             return;
         }
+        for tap in &state.sample_taps {
+            tap.frame(Frame {
+                track: Track::Video,
+                keyframe: is_keyframe,
+                sample: sample.clone(),
+            });
+        }
         if state.gop.len() < MAX_GOP_FRAMES {
             state.gop.push(sample.clone());
         } else {
@@ -442,6 +486,15 @@ impl Hub {
             return;
         }
         state.last_audio = Some(sample.clone());
+        if state.session.got_keyframe {
+            for tap in &state.sample_taps {
+                tap.frame(Frame {
+                    track: Track::Audio,
+                    keyframe: false,
+                    sample: sample.clone(),
+                });
+            }
+        }
         let mut dropped = 0;
         let viewers = state
             .consumers

@@ -5,11 +5,14 @@
 
 use super::command::{self, Command};
 use super::discovery::{self, OFFLINE, ONLINE};
-use super::states::{CameraLinks, camera_states, cry_event, cry_states, snapshot_states};
+use super::states::{
+    CameraLinks, camera_states, cry_event, cry_states, events_states, snapshot_states,
+};
 use super::topics::Topics;
 use crate::audio::task::{CryNotice, CryState};
 use crate::camera::CameraHandle;
 use crate::config::MqttConfig;
+use crate::events::task::{DEFAULT_MANUAL, EventRequest, EventsHandle};
 use crate::snapshot::{Request, SnapshotHandle};
 use bytes::Bytes;
 use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS};
@@ -25,6 +28,7 @@ pub struct BridgedCamera {
     pub snapshot: SnapshotHandle,
     /// `None` when cry detection is disabled for this camera.
     pub cry: Option<watch::Receiver<CryState>>,
+    pub events: EventsHandle,
     pub name: String,
     pub links: CameraLinks,
 }
@@ -139,6 +143,7 @@ impl Bridge {
             let mut state = camera.handle.state();
             let mut snapshot = camera.snapshot.state();
             let mut cry = camera.cry.clone();
+            let mut events = camera.events.state();
             let changed_tx = changed_tx.clone();
             watchers.push(tokio::spawn(async move {
                 loop {
@@ -152,6 +157,7 @@ impl Bridge {
                         changed = state.changed() => changed,
                         changed = snapshot.changed() => changed,
                         changed = cry_changed => changed,
+                        changed = events.changed() => changed,
                     };
                     if changed.is_err() || changed_tx.send(index).await.is_err() {
                         return;
@@ -236,6 +242,7 @@ impl Bridge {
                 };
                 let handle = camera.handle.clone();
                 let snapshot = camera.snapshot.clone();
+                let events = camera.events.clone();
                 // Stopping a camera may take a moment; the bridge keeps publishing meanwhile.
                 tokio::spawn(async move {
                     let result = match addressed.command {
@@ -249,6 +256,17 @@ impl Bridge {
                             snapshot.request(Request::SetInterval(seconds)).await
                         }
                         Command::TakeSnapshot => snapshot.request(Request::Take).await,
+                        Command::Motion(on) => events.request(EventRequest::Motion(on)).await,
+                        Command::RecordClip(length) => {
+                            let length = length.unwrap_or(DEFAULT_MANUAL);
+                            events.request(EventRequest::RecordClip(length)).await
+                        }
+                        Command::SelectEvent(slot) => {
+                            events.request(EventRequest::Select(slot)).await
+                        }
+                        Command::EventStream(on) => {
+                            events.request(EventRequest::EventStream(on)).await
+                        }
                     };
                     if let Err(e) = result {
                         tracing::warn!(camera = %handle.id, "command not applied: {e}");
@@ -295,6 +313,12 @@ impl Bridge {
             camera_states(&self.topics, &id, &camera.links, &state, cry.as_ref(), now)
                 .into_iter()
                 .chain(cry_states(&self.topics, &id, cry.as_ref()))
+                .chain(events_states(
+                    &self.topics,
+                    &id,
+                    &camera.links,
+                    &camera.events.state().borrow(),
+                ))
                 .map(|(topic, payload)| (topic, payload.into())),
         );
         let snapshot = camera.snapshot.state().borrow().clone();

@@ -2,8 +2,10 @@
 
 use super::discovery::PRESS;
 use super::topics::{Entity, Topics};
+use crate::events::Slot;
 use crate::snapshot::policy::{self, Mode};
 use std::fmt;
+use std::time::Duration;
 
 /// Payloads are tiny words; anything bigger is a mistake or an attack.
 pub const MAX_PAYLOAD: usize = 64;
@@ -15,6 +17,12 @@ pub enum Command {
     SnapshotMode(Mode),
     SnapshotInterval(u32),
     TakeSnapshot,
+    /// The camera's motion, from an automation: ON starts a clip, OFF ends it after the post-roll.
+    Motion(bool),
+    /// "Record clip": `PRESS` for the default length, or a number of seconds.
+    RecordClip(Option<Duration>),
+    SelectEvent(Slot),
+    EventStream(bool),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +98,18 @@ pub fn parse(
         }
         Entity::TakeSnapshot if text.eq_ignore_ascii_case(PRESS) => Command::TakeSnapshot,
         Entity::TakeSnapshot => return Err(bad(PRESS.into())),
+        Entity::Motion => Command::Motion(parse_switch(text)?),
+        Entity::EventStream => Command::EventStream(parse_switch(text)?),
+        Entity::Event => Command::SelectEvent(
+            Slot::parse(text)
+                .ok_or_else(|| bad("one of Cry 1…5, Motion 1…5, Manual 1…5".into()))?,
+        ),
+        Entity::RecordClip if text.eq_ignore_ascii_case(PRESS) => Command::RecordClip(None),
+        Entity::RecordClip => {
+            Command::RecordClip(Some(parse_clip_seconds(text).ok_or_else(|| {
+                bad(format!("{PRESS} or whole seconds, 1 to {MAX_CLIP_S}"))
+            })?))
+        }
         Entity::StreamStatus
         | Entity::Info
         | Entity::Snapshot
@@ -105,6 +125,15 @@ pub fn parse(
         camera: camera.into(),
         command,
     })
+}
+
+/// The longest manual clip, in seconds.
+pub const MAX_CLIP_S: u64 = 600;
+
+fn parse_clip_seconds(text: &str) -> Option<Duration> {
+    let seconds: f64 = text.parse().ok()?;
+    (seconds.fract() == 0.0 && (1.0..=MAX_CLIP_S as f64).contains(&seconds))
+        .then(|| Duration::from_secs(seconds as u64))
 }
 
 fn parse_switch(text: &str) -> Result<bool, CommandError> {

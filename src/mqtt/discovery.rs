@@ -6,6 +6,7 @@
 
 use super::topics::{Entity, Leaf, Topics};
 use crate::camera::state::Status;
+use crate::events::Slot;
 use crate::snapshot::policy::{self, Mode};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -81,7 +82,7 @@ pub struct Component {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_class: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub options: Option<Vec<&'static str>>,
+    pub options: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entity_category: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -172,7 +173,7 @@ fn component(topics: &Topics, camera: &str, entity: Entity) -> Component {
             name: "Stream status",
             json_attributes_topic: None,
             device_class: Some("enum"),
-            options: Some(Status::ALL.into_iter().map(Status::as_str).collect()),
+            options: Some(Status::ALL.iter().map(|s| s.as_str().into()).collect()),
             entity_category: Some("diagnostic"),
             icon: Some("mdi:video-check"),
             ..base
@@ -196,7 +197,7 @@ fn component(topics: &Topics, camera: &str, entity: Entity) -> Component {
             name: "Snapshot mode",
             command_topic: topic(Leaf::Command),
             json_attributes_topic: None,
-            options: Some(Mode::ALL.into_iter().map(Mode::label).collect()),
+            options: Some(Mode::ALL.iter().map(|m| m.label().into()).collect()),
             entity_category: Some("config"),
             icon: Some("mdi:camera-timer"),
             ..base
@@ -241,6 +242,42 @@ fn component(topics: &Topics, camera: &str, entity: Entity) -> Component {
             unit_of_measurement: Some("%"),
             state_class: Some("measurement"),
             icon: Some("mdi:baby-face-outline"),
+            ..base
+        },
+        Entity::Event => Component {
+            platform: "select",
+            name: "Event",
+            command_topic: topic(Leaf::Command),
+            options: Some(Slot::all().into_iter().map(Slot::label).collect()),
+            icon: Some("mdi:filmstrip-box-multiple"),
+            ..base
+        },
+        Entity::EventStream => Component {
+            platform: "switch",
+            name: "Event stream",
+            command_topic: topic(Leaf::Command),
+            payload_on: Some(ON),
+            payload_off: Some(OFF),
+            icon: Some("mdi:play-box-outline"),
+            ..base
+        },
+        Entity::Motion => Component {
+            platform: "binary_sensor",
+            name: "Motion",
+            json_attributes_topic: None,
+            payload_on: Some(ON),
+            payload_off: Some(OFF),
+            device_class: Some("motion"),
+            ..base
+        },
+        Entity::RecordClip => Component {
+            platform: "button",
+            name: "Record clip",
+            state_topic: None,
+            json_attributes_topic: None,
+            command_topic: topic(Leaf::Command),
+            payload_press: Some(PRESS),
+            icon: Some("mdi:record-rec"),
             ..base
         },
     }

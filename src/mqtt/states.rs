@@ -4,6 +4,8 @@ use super::discovery::{OFF, OFFLINE, ON, ONLINE};
 use super::topics::{Entity, Leaf, Topics};
 use crate::audio::task::{CryNotice, CryState};
 use crate::camera::CameraState;
+use crate::events::task::EventsState;
+use crate::events::{Kind, Slot};
 use crate::snapshot::SnapshotState;
 use serde_json::json;
 use std::time::SystemTime;
@@ -15,6 +17,10 @@ pub struct CameraLinks {
     pub stream_source: String,
     /// `http://<host>:<port>/api/frame.jpeg?src=<camera>`, without credentials.
     pub still_image_url: String,
+    /// `http://<host>:<port>/api/clips/<camera>/`: a clip is this plus `<event_id>.mp4`.
+    pub clips_url: String,
+    /// `rtsp://<host>:<port>/<camera>_event`, without credentials.
+    pub event_source: String,
 }
 
 /// (topic, payload) pairs, all retained.
@@ -162,6 +168,52 @@ pub fn cry_event(notice: &CryNotice) -> String {
     .to_string()
 }
 
+/// The Event select, the Event stream switch and the Motion sensor.
+pub fn events_states(
+    topics: &Topics,
+    camera: &str,
+    links: &CameraLinks,
+    events: &EventsState,
+) -> Vec<(String, String)> {
+    let topic = |entity, leaf| topics.entity(camera, entity, leaf);
+    let selected = events.selected.unwrap_or(Slot {
+        kind: Kind::Cry,
+        index: 1,
+    });
+    let clip = events.clip.as_ref();
+    let attributes = json!({
+        "event_id": clip.map(|c| c.event_id.clone()),
+        "kind": clip.map(|c| c.kind),
+        "started_at": clip.map(|c| rfc3339(c.started_at)),
+        "duration_s": clip.and_then(|c| c.duration_s),
+        "recording_url": clip.map(|c| format!("{}{}.mp4", links.clips_url, c.event_id)),
+        "status": if clip.is_some() { "ok" } else { "no recording" },
+        "recording": events.recording,
+        "error": events.error,
+    });
+    let stream = json!({
+        "stream_source": links.event_source,
+        "playing": events.playing,
+    });
+    let on_off = |on: bool| if on { ON } else { OFF }.to_string();
+    vec![
+        (topic(Entity::Event, Leaf::State), selected.label()),
+        (
+            topic(Entity::Event, Leaf::Attributes),
+            attributes.to_string(),
+        ),
+        (
+            topic(Entity::EventStream, Leaf::State),
+            on_off(events.playing > 0),
+        ),
+        (
+            topic(Entity::EventStream, Leaf::Attributes),
+            stream.to_string(),
+        ),
+        (topic(Entity::Motion, Leaf::State), on_off(events.motion)),
+    ]
+}
+
 /// The snapshot camera's retained messages: the JPEG, its attributes, the mode and the interval.
 ///
 /// Nothing about the image is published before this run has one or has failed to make one,
@@ -287,6 +339,8 @@ mod tests {
         let links = CameraLinks {
             stream_source: "rtsp://hass.local:8554/nursery_live".into(),
             still_image_url: String::new(),
+            clips_url: String::new(),
+            event_source: String::new(),
         };
         let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let state = CameraState {

@@ -18,10 +18,14 @@ pub enum Entity {
     TakeSnapshot,
     Crying,
     CryConfidence,
+    Event,
+    EventStream,
+    Motion,
+    RecordClip,
 }
 
 impl Entity {
-    pub const ALL: [Entity; 9] = [
+    pub const ALL: [Entity; 13] = [
         Entity::LiveStream,
         Entity::StreamStatus,
         Entity::Info,
@@ -31,6 +35,10 @@ impl Entity {
         Entity::TakeSnapshot,
         Entity::Crying,
         Entity::CryConfidence,
+        Entity::Event,
+        Entity::EventStream,
+        Entity::Motion,
+        Entity::RecordClip,
     ];
 
     pub fn key(self) -> &'static str {
@@ -44,6 +52,10 @@ impl Entity {
             Entity::TakeSnapshot => "take_snapshot",
             Entity::Crying => "crying",
             Entity::CryConfidence => "cry_confidence",
+            Entity::Event => "event",
+            Entity::EventStream => "event_stream",
+            Entity::Motion => "motion",
+            Entity::RecordClip => "record_clip",
         }
     }
 

@@ -1,11 +1,12 @@
 //! The RTSP server on its own named thread with its own GLib main context.
 //!
-//! Every `/<camera>_live` path is mounted at start, so a client never gets a 404 while a camera
+//! Every `/<camera>_live` and `/<camera>_event` path is mounted at start, so a client never gets a 404 while a camera
 //! warms up. The thread pool is unbounded because the default single thread lets one slow
 //! DESCRIBE (a camera that never answers) block every other client for 20 s.
 
 use super::factory::{Mount, ViewerFactory, media_element_name};
 use crate::config::ServerConfig;
+use crate::events::playback::{EventFactory, EventMount, event_element_name, event_path};
 use gstreamer::glib;
 use gstreamer_rtsp_server as gst_rtsp_server;
 use gstreamer_rtsp_server::prelude::*;
@@ -30,7 +31,11 @@ pub fn live_path(camera: &str) -> String {
 }
 
 impl RtspServer {
-    pub fn start(config: &ServerConfig, mounts: Vec<Mount>) -> anyhow::Result<RtspServer> {
+    pub fn start(
+        config: &ServerConfig,
+        mounts: Vec<Mount>,
+        event_mounts: Vec<EventMount>,
+    ) -> anyhow::Result<RtspServer> {
         let bind = config.bind_address();
         let port = config.port();
         let credentials = config
@@ -43,7 +48,14 @@ impl RtspServer {
                 let context = glib::MainContext::new();
                 let result = context.with_thread_default(|| {
                     let main_loop = glib::MainLoop::new(Some(&context), false);
-                    match build(bind.to_string(), port, credentials, mounts, &context) {
+                    match build(
+                        bind.to_string(),
+                        port,
+                        credentials,
+                        mounts,
+                        event_mounts,
+                        &context,
+                    ) {
                         Ok(server) => {
                             let _ = ready_tx.send(Ok((server, main_loop.clone())));
                             main_loop.run();
@@ -75,7 +87,15 @@ impl RtspServer {
 
     /// Disconnects every viewer of one camera (MQTT OFF). Returns how many were disconnected.
     pub fn disconnect_viewers(&self, camera: &str) -> usize {
-        let name = media_element_name(camera);
+        self.disconnect_media(&media_element_name(camera))
+    }
+
+    /// Stops every playback of a camera's event stream.
+    pub fn stop_event_playback(&self, camera: &str) -> usize {
+        self.disconnect_media(&event_element_name(camera))
+    }
+
+    fn disconnect_media(&self, name: &str) -> usize {
         let belongs = |session: &gst_rtsp_server::RTSPSession| {
             !session
                 .filter(Some(
@@ -166,6 +186,7 @@ fn build(
     port: u16,
     credentials: Option<(String, String)>,
     mounts: Vec<Mount>,
+    event_mounts: Vec<EventMount>,
     context: &glib::MainContext,
 ) -> anyhow::Result<gst_rtsp_server::RTSPServer> {
     let server = gst_rtsp_server::RTSPServer::new();
@@ -193,9 +214,16 @@ fn build(
     let mount_points = server
         .mount_points()
         .ok_or_else(|| anyhow::anyhow!("RTSP server without mount points"))?;
-    for mount in mounts {
-        let path = live_path(&mount.camera);
-        let factory = ViewerFactory::new(mount);
+    let factories = mounts
+        .into_iter()
+        .map(|mount| (live_path(&mount.camera), ViewerFactory::new(mount).upcast()))
+        .chain(
+            event_mounts
+                .into_iter()
+                .map(|mount| (event_path(&mount.camera), EventFactory::new(mount).upcast())),
+        );
+    for (path, factory) in factories {
+        let factory: gst_rtsp_server::RTSPMediaFactory = factory;
         if credentials.is_some() {
             factory.add_role_from_structure(
                 &gstreamer::Structure::builder(role)

@@ -1,0 +1,142 @@
+//! Events: local clips with pre-roll, their store and retention, the Event select's slots,
+//! and RTSP `<camera>_event` playback.
+//!
+//! - [`preroll`] keeps the last seconds of a camera's media (passthrough, no decoding).
+//! - [`recorder`] writes a clip per event: pre-roll + event + post-roll, fragmented MP4.
+//! - [`store`] indexes a camera's clips on disk and applies retention.
+//! - [`playback`] serves the selected clip at `<camera>_event`.
+//! - [`task`] turns cry events and MQTT commands into recordings and publishes the state.
+
+pub mod playback;
+pub mod preroll;
+pub mod recorder;
+pub mod store;
+pub mod task;
+
+use serde::{Deserialize, Serialize};
+use std::time::SystemTime;
+
+/// What made a clip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Cry,
+    Motion,
+    Manual,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Cry, Kind::Motion, Kind::Manual];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Kind::Cry => "cry",
+            Kind::Motion => "motion",
+            Kind::Manual => "manual",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Cry => "Cry",
+            Kind::Motion => "Motion",
+            Kind::Manual => "Manual",
+        }
+    }
+
+    pub fn from_key(key: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.key() == key)
+    }
+}
+
+/// Slots per kind in the Event select.
+pub const SLOTS: u8 = 5;
+
+/// One option of the Event select: `Cry 1` is the newest cry clip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Slot {
+    pub kind: Kind,
+    /// 1 is the most recent.
+    pub index: u8,
+}
+
+impl Slot {
+    /// Every option, in the order the select lists them.
+    pub fn all() -> Vec<Slot> {
+        Kind::ALL
+            .into_iter()
+            .flat_map(|kind| (1..=SLOTS).map(move |index| Slot { kind, index }))
+            .collect()
+    }
+
+    pub fn label(self) -> String {
+        format!("{} {}", self.kind.label(), self.index)
+    }
+
+    /// Parses a label, any case: `cry 1`, `Motion 5`.
+    pub fn parse(text: &str) -> Option<Slot> {
+        let (kind, index) = text.trim().split_once(' ')?;
+        let kind = Kind::ALL
+            .into_iter()
+            .find(|k| k.label().eq_ignore_ascii_case(kind))?;
+        let index: u8 = index.trim().parse().ok()?;
+        (1..=SLOTS).contains(&index).then_some(Slot { kind, index })
+    }
+}
+
+impl Serialize for Slot {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.label())
+    }
+}
+
+impl<'de> Deserialize<'de> for Slot {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Slot::parse(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("not an event slot: {text}")))
+    }
+}
+
+/// `cry-20261121-204916-123`: the kind and the start in UTC, to the millisecond. Safe in file
+/// names and URLs, and sorts by time within a kind.
+pub fn event_id(kind: Kind, started_at: SystemTime) -> String {
+    let stamp = humantime::format_rfc3339_millis(started_at).to_string();
+    // 2026-11-21T20:49:16.123Z → 20261121-204916-123
+    let digits: String = stamp
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == 'T' || *c == '.')
+        .collect();
+    let compact = digits.replace(['T', '.'], "-");
+    format!("{}-{compact}", kind.key())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn slots_are_fifteen_labels_that_parse_back() {
+        let all = Slot::all();
+        assert_eq!(all.len(), 15);
+        assert_eq!(all[0].label(), "Cry 1");
+        assert_eq!(all[14].label(), "Manual 5");
+        for slot in all {
+            assert_eq!(Slot::parse(&slot.label()), Some(slot));
+        }
+        assert_eq!(
+            Slot::parse(" motion 2 ").map(Slot::label).as_deref(),
+            Some("Motion 2")
+        );
+        for bad in ["Cry 0", "Cry 6", "Dog 1", "Cry", "", "Cry one"] {
+            assert_eq!(Slot::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn event_ids_name_the_kind_and_the_moment() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_800_000_000_123);
+        assert_eq!(event_id(Kind::Cry, at), "cry-20270115-080000-123");
+    }
+}

@@ -1,0 +1,144 @@
+//! The last seconds of a camera's media, kept as the hub's own encoded frames (no decoding), so
+//! a clip can start before the event that made it.
+//!
+//! The buffer always starts at a video keyframe: it keeps the newest keyframe that is at least
+//! `span` old and everything after it, so a clip gets at least `span` of decodable pre-roll and
+//! memory stays about bitrate × (span + one GOP).
+
+pub use crate::media::fanout::{Frame, Track};
+use gstreamer as gst;
+use std::collections::VecDeque;
+use std::time::Duration;
+
+#[derive(Debug)]
+pub struct PreRoll {
+    span: Duration,
+    frames: VecDeque<Frame>,
+    bytes: usize,
+}
+
+impl PreRoll {
+    pub fn new(span: Duration) -> Self {
+        Self {
+            span,
+            frames: VecDeque::new(),
+            bytes: 0,
+        }
+    }
+
+    pub fn push(&mut self, frame: Frame) {
+        if self.frames.is_empty() && !(frame.track == Track::Video && frame.keyframe) {
+            return;
+        }
+        self.bytes += size(&frame);
+        let newest = frame.pts();
+        self.frames.push_back(frame);
+        if let Some(newest) = newest {
+            self.trim(newest);
+        }
+    }
+
+    /// Drops what is older than the newest keyframe that is at least `span` old.
+    fn trim(&mut self, newest: gst::ClockTime) {
+        let span = gst::ClockTime::from_nseconds(self.span.as_nanos() as u64);
+        let keep_from = self
+            .frames
+            .iter()
+            .enumerate()
+            .rev()
+            .filter(|(_, f)| f.track == Track::Video && f.keyframe)
+            .find(|(_, f)| f.pts().is_some_and(|pts| pts + span <= newest))
+            .map(|(i, _)| i);
+        if let Some(first) = keep_from {
+            for frame in self.frames.drain(..first) {
+                self.bytes -= size(&frame);
+            }
+        }
+    }
+
+    /// The buffered frames, oldest first; the first is a video keyframe.
+    pub fn frames(&self) -> Vec<Frame> {
+        self.frames.iter().cloned().collect()
+    }
+
+    /// The camera session changed: the old frames cannot be joined to the new ones.
+    pub fn clear(&mut self) {
+        self.frames.clear();
+        self.bytes = 0;
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+fn size(frame: &Frame) -> usize {
+    frame.sample.buffer().map_or(0, |b| b.size())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(track: Track, keyframe: bool, ms: u64) -> Frame {
+        let mut buffer = gst::Buffer::with_size(1000).unwrap();
+        buffer
+            .get_mut()
+            .unwrap()
+            .set_pts(gst::ClockTime::from_mseconds(ms));
+        Frame {
+            track,
+            keyframe,
+            sample: gst::Sample::builder().buffer(&buffer).build(),
+        }
+    }
+
+    fn pts_ms(preroll: &PreRoll) -> Vec<u64> {
+        preroll
+            .frames()
+            .iter()
+            .map(|f| f.pts().unwrap().mseconds())
+            .collect()
+    }
+
+    #[test]
+    fn keeps_at_least_the_span_from_a_keyframe() {
+        gst::init().unwrap();
+        let mut preroll = PreRoll::new(Duration::from_secs(2));
+        // 1 s GOP at 4 fps, audio in between.
+        for i in 0..24u64 {
+            preroll.push(frame(Track::Video, i % 4 == 0, i * 250));
+            preroll.push(frame(Track::Audio, false, i * 250 + 100));
+        }
+        // Newest video 5750 ms: the newest keyframe at least 2 s older is 3000 ms.
+        let kept = pts_ms(&preroll);
+        assert_eq!(kept[0], 3000, "{kept:?}");
+        assert!(preroll.frames()[0].keyframe);
+        assert_eq!(preroll.bytes(), kept.len() * 1000);
+    }
+
+    #[test]
+    fn starts_only_at_a_keyframe_and_clears_on_a_new_session() {
+        gst::init().unwrap();
+        let mut preroll = PreRoll::new(Duration::from_secs(5));
+        preroll.push(frame(Track::Audio, false, 0));
+        preroll.push(frame(Track::Video, false, 40));
+        assert!(preroll.frames().is_empty());
+        preroll.push(frame(Track::Video, true, 80));
+        preroll.push(frame(Track::Audio, false, 90));
+        assert_eq!(pts_ms(&preroll), [80, 90]);
+        preroll.clear();
+        assert!(preroll.frames().is_empty());
+        assert_eq!(preroll.bytes(), 0);
+    }
+
+    #[test]
+    fn a_zero_span_keeps_the_current_gop() {
+        gst::init().unwrap();
+        let mut preroll = PreRoll::new(Duration::ZERO);
+        for i in 0..10u64 {
+            preroll.push(frame(Track::Video, i % 4 == 0, i * 100));
+        }
+        assert_eq!(pts_ms(&preroll), [800, 900]);
+    }
+}

@@ -1,0 +1,355 @@
+//! Writes event clips: pre-roll + event + post-roll, video passed through and the hub's AAC
+//! audio, as fragmented MP4 (`mp4mux fragment-duration=1000`), so a killed process leaves a
+//! clip that plays up to its last second.
+//!
+//! The recorder is a sample tap on the hub: it keeps the pre-roll and feeds every running
+//! recording from the hub's streaming threads without blocking them (appsrc queues only).
+
+use super::preroll::{Frame, PreRoll, Track};
+use super::store::{ClipMeta, ClipStore, round_tenths};
+use super::{Kind, event_id};
+use crate::camera::demand::{Demand, Lease, Purpose};
+use crate::config::ClipConfig;
+use crate::media::fanout::{Hub, SampleTap};
+use crate::media::pipeline::PipelineGuard;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// How long a recording of an idle camera waits for its first keyframe.
+const FIRST_FRAME_WAIT: Duration = Duration::from_secs(15);
+/// How long finishing a clip may take (the muxer writes its last fragment).
+const FINISH_WAIT: Duration = Duration::from_secs(10);
+
+pub struct Recorder {
+    camera: String,
+    config: ClipConfig,
+    store: Arc<ClipStore>,
+    demand: Demand,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    preroll: PreRoll,
+    active: Vec<Active>,
+    next_id: u64,
+}
+
+/// A recording being fed by the hub.
+struct Active {
+    id: u64,
+    video: gst_app::AppSrc,
+    audio: Option<gst_app::AppSrc>,
+    /// Subtracted from every timestamp, so the clip starts at 0.
+    base: gst::ClockTime,
+    last_pts: gst::ClockTime,
+}
+
+/// A running recording; [`Recording::finish`] ends it.
+pub struct Recording {
+    recorder: Arc<Recorder>,
+    id: u64,
+    meta: ClipMeta,
+    guard: PipelineGuard,
+    _lease: Lease,
+}
+
+impl Recorder {
+    pub fn new(
+        camera: &str,
+        config: &ClipConfig,
+        store: Arc<ClipStore>,
+        hub: Arc<Hub>,
+        demand: Demand,
+    ) -> Arc<Self> {
+        let recorder = Arc::new(Self {
+            camera: camera.to_string(),
+            config: config.clone(),
+            store,
+            demand,
+            inner: Mutex::new(Inner {
+                preroll: PreRoll::new(config.pre_roll),
+                active: Vec::new(),
+                next_id: 0,
+            }),
+        });
+        hub.add_sample_tap(recorder.clone());
+        recorder
+    }
+
+    /// Bytes the pre-roll holds now.
+    pub fn preroll_bytes(&self) -> usize {
+        self.lock().preroll.bytes()
+    }
+
+    /// Starts a clip of `kind` that began at `started_at`. Holds the camera while it records;
+    /// an idle camera is started and the clip begins at its first keyframe.
+    pub async fn start(
+        self: &Arc<Self>,
+        kind: Kind,
+        started_at: SystemTime,
+    ) -> Result<Recording, String> {
+        let lease = self.demand.lease(Purpose::Recorder);
+        let waited = std::time::Instant::now();
+        while self.lock().preroll.frames().is_empty() {
+            if waited.elapsed() > FIRST_FRAME_WAIT {
+                return Err("the camera sent no video to record".into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let first_audio = self
+            .lock()
+            .preroll
+            .frames()
+            .into_iter()
+            .find(|f| f.track == Track::Audio);
+        let first_video = self.lock().preroll.frames().remove(0);
+        let event_id = event_id(kind, started_at);
+        let video_caps = first_video
+            .sample
+            .caps_owned()
+            .ok_or("the camera's video has no caps")?;
+        let video = match video_caps.structure(0).map(|s| s.name().as_str()) {
+            Some("video/x-h265") => "h265",
+            _ => "h264",
+        };
+        let audio_caps = first_audio.and_then(|f| f.sample.caps_owned());
+        let meta = ClipMeta {
+            event_id: event_id.clone(),
+            kind,
+            started_at,
+            duration_s: None,
+            video: video.into(),
+            audio: audio_caps.is_some(),
+            complete: false,
+            bytes: 0,
+        };
+        let path = self.store.begin(&meta).map_err(|e| e.to_string())?;
+        let (guard, video_src, audio_src) = writer(&path, &video_caps, audio_caps.as_ref())
+            .inspect_err(|_| self.store.abandon(&event_id))?;
+        let id = {
+            let mut inner = self.lock();
+            inner.next_id += 1;
+            let id = inner.next_id;
+            let frames = inner.preroll.frames();
+            let first = &frames[0];
+            let buffer = first.sample.buffer().ok_or("an empty frame")?;
+            let base = [buffer.dts(), buffer.pts()]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(gst::ClockTime::ZERO);
+            let mut active = Active {
+                id,
+                video: video_src,
+                audio: audio_src,
+                base,
+                last_pts: base,
+            };
+            for frame in &frames {
+                active.push(frame);
+            }
+            inner.active.push(active);
+            id
+        };
+        tracing::info!(
+            camera = %self.camera,
+            "recording {event_id} ({} s of pre-roll)",
+            self.config.pre_roll.as_secs()
+        );
+        Ok(Recording {
+            recorder: self.clone(),
+            id,
+            meta,
+            guard,
+            _lease: lease,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl SampleTap for Recorder {
+    fn frame(&self, frame: Frame) {
+        let mut inner = self.lock();
+        for active in &mut inner.active {
+            active.push(&frame);
+        }
+        inner.preroll.push(frame);
+    }
+
+    fn reset(&self) {
+        self.lock().preroll.clear();
+    }
+}
+
+impl Active {
+    fn push(&mut self, frame: &Frame) {
+        let Some(buffer) = frame.sample.buffer() else {
+            return;
+        };
+        let Some(pts) = buffer.pts() else {
+            return;
+        };
+        if pts < self.base {
+            return;
+        }
+        let mut copy = buffer.copy();
+        {
+            let copy = copy.make_mut();
+            copy.set_pts(pts - self.base);
+            if let Some(dts) = buffer.dts() {
+                copy.set_dts(dts.saturating_sub(self.base));
+            }
+        }
+        let src = match frame.track {
+            Track::Video => {
+                self.last_pts = self.last_pts.max(pts);
+                &self.video
+            }
+            Track::Audio => match &self.audio {
+                Some(audio) => audio,
+                None => return,
+            },
+        };
+        let _ = src.push_buffer(copy);
+    }
+}
+
+impl Recording {
+    pub fn event_id(&self) -> &str {
+        &self.meta.event_id
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.meta.kind
+    }
+
+    /// Ends the clip now: the muxer writes its last fragment and the clip joins the store.
+    pub async fn finish(self) -> Result<ClipMeta, String> {
+        let Recording {
+            recorder,
+            id,
+            mut meta,
+            guard,
+            _lease,
+        } = self;
+        let active = {
+            let mut inner = recorder.lock();
+            let index = inner.active.iter().position(|a| a.id == id);
+            index.map(|i| inner.active.remove(i))
+        };
+        let Some(active) = active else {
+            return Err("the recording was lost".into());
+        };
+        meta.duration_s = Some(round_tenths(Duration::from_nanos(
+            (active.last_pts - active.base).nseconds(),
+        )));
+        let result = tokio::task::spawn_blocking(move || {
+            for src in std::iter::once(&active.video).chain(active.audio.as_ref()) {
+                let _ = src.end_of_stream();
+            }
+            wait_for_end(&guard)
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
+        match result {
+            Ok(()) => {
+                recorder
+                    .store
+                    .finish(meta.clone())
+                    .map_err(|e| e.to_string())?;
+                tracing::info!(
+                    camera = %recorder.camera,
+                    "clip {} saved ({} s)",
+                    meta.event_id,
+                    meta.duration_s.unwrap_or_default()
+                );
+                Ok(meta)
+            }
+            Err(e) => {
+                recorder.store.abandon(&meta.event_id);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// `appsrc ! parse ! mp4mux (fragmented) ! filesink`, with an AAC branch when there is audio.
+fn writer(
+    path: &std::path::Path,
+    video_caps: &gst::Caps,
+    audio_caps: Option<&gst::Caps>,
+) -> Result<(PipelineGuard, gst_app::AppSrc, Option<gst_app::AppSrc>), String> {
+    let parse = match video_caps.structure(0).map(|s| s.name().as_str()) {
+        Some("video/x-h265") => "h265parse",
+        _ => "h264parse",
+    };
+    let audio = if audio_caps.is_some() {
+        "appsrc name=a format=time ! queue ! aacparse ! mux."
+    } else {
+        ""
+    };
+    let pipeline = gst::parse::launch(&format!(
+        "appsrc name=v format=time ! queue ! {parse} ! mp4mux name=mux fragment-duration=1000 streamable=true ! filesink name=file {audio}"
+    ))
+    .map_err(|e| format!("cannot build the clip writer: {e}"))?
+    .downcast::<gst::Pipeline>()
+    .map_err(|_| "the clip writer is not a pipeline".to_string())?;
+    pipeline
+        .by_name("file")
+        .expect("named in the description")
+        .set_property("location", path.to_string_lossy().to_string());
+    let src = |name: &str, caps: &gst::Caps| {
+        let src = pipeline
+            .by_name(name)
+            .and_downcast::<gst_app::AppSrc>()
+            .expect("named in the description");
+        src.set_caps(Some(caps));
+        // The hub never waits: a writer that falls behind queues (a clip is short).
+        src.set_block(false);
+        src.set_max_bytes(256 * 1024 * 1024);
+        src
+    };
+    let video = src("v", video_caps);
+    let audio = audio_caps.map(|caps| src("a", caps));
+    let guard = PipelineGuard::new(pipeline);
+    guard
+        .pipeline()
+        .set_state(gst::State::Playing)
+        .map_err(|_| {
+            pipeline_error(&guard).unwrap_or_else(|| "cannot start the clip writer".into())
+        })?;
+    Ok((guard, video, audio))
+}
+
+fn wait_for_end(guard: &PipelineGuard) -> Result<(), String> {
+    let bus = guard.pipeline().bus().ok_or("the clip writer has no bus")?;
+    let message = bus.timed_pop_filtered(
+        gst::ClockTime::from_nseconds(FINISH_WAIT.as_nanos() as u64),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
+    match message.as_ref().map(|m| m.view()) {
+        Some(gst::MessageView::Eos(_)) => Ok(()),
+        Some(gst::MessageView::Error(e)) => {
+            Err(format!("the clip could not be written: {}", e.error()))
+        }
+        _ => Err("the clip writer did not finish in time".into()),
+    }
+}
+
+fn pipeline_error(guard: &PipelineGuard) -> Option<String> {
+    let message = guard
+        .pipeline()
+        .bus()?
+        .pop_filtered(&[gst::MessageType::Error])?;
+    match message.view() {
+        gst::MessageView::Error(e) => Some(format!("the clip could not be written: {}", e.error())),
+        _ => None,
+    }
+}
