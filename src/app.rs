@@ -60,6 +60,14 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
             clock: clock.clone(),
         })
         .collect();
+    crate::events::store::remove_unconfigured(
+        &config.media_dir,
+        &config
+            .cameras
+            .iter()
+            .map(|c| c.id.as_str())
+            .collect::<Vec<_>>(),
+    );
     let mut stores = Vec::new();
     let mut recorders = Vec::new();
     let mut event_mounts = Vec::new();

@@ -66,15 +66,20 @@ fn a_camera_removed_from_the_config_leaves_no_retained_topics() {
     let broker = Mosquitto::start();
     let camera = Camera::start(&[]);
     let rtsp_port = free_port();
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = format!("data_dir: {}\n", data.path().display());
+    let garage_clips = data.path().join("media/garage");
     {
-        let _old = AddOn::start(&config(
-            broker.port,
-            rtsp_port,
-            &[
-                ("nursery", &camera.url(), ""),
-                ("garage", &camera.url(), ""),
-            ],
-        ));
+        let _old = AddOn::start(
+            &(config(
+                broker.port,
+                rtsp_port,
+                &[
+                    ("nursery", &camera.url(), ""),
+                    ("garage", &camera.url(), ""),
+                ],
+            ) + &data_dir),
+        );
         let mqtt = broker.watch();
         wait_until("garage discovery", Duration::from_secs(10), || {
             mqtt.last("homeassistant/device/ipcam_garage/config")
@@ -87,11 +92,13 @@ fn a_camera_removed_from_the_config_leaves_no_retained_topics() {
             mqtt.last("ipcam/garage/snapshot/image").is_some()
         });
     }
-    let _new = AddOn::start(&config(
-        broker.port,
-        rtsp_port,
-        &[("nursery", &camera.url(), "")],
-    ));
+    assert!(
+        garage_clips.is_dir(),
+        "the garage's clip folder exists while configured"
+    );
+    let _new = AddOn::start(
+        &(config(broker.port, rtsp_port, &[("nursery", &camera.url(), "")]) + &data_dir),
+    );
     std::thread::sleep(Duration::from_secs(2));
     // A fresh subscriber sees only what is retained now.
     let retained = broker.watch();
@@ -102,6 +109,10 @@ fn a_camera_removed_from_the_config_leaves_no_retained_topics() {
     assert!(
         ghosts.is_empty(),
         "retained leftovers of the removed camera: {ghosts:?}"
+    );
+    assert!(
+        !garage_clips.exists(),
+        "the removed camera's clip folder goes too"
     );
 }
 

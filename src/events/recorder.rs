@@ -20,6 +20,8 @@ use std::time::{Duration, SystemTime};
 
 /// How long a recording of an idle camera waits for its first keyframe.
 const FIRST_FRAME_WAIT: Duration = Duration::from_secs(15);
+/// How long after the first video a recording waits for audio before it goes without.
+const FIRST_AUDIO_WAIT: Duration = Duration::from_secs(2);
 /// How long finishing a clip may take (the muxer writes its last fragment).
 const FINISH_WAIT: Duration = Duration::from_secs(10);
 
@@ -99,12 +101,20 @@ impl Recorder {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let first_audio = self
-            .lock()
-            .preroll
-            .frames()
-            .into_iter()
-            .find(|f| f.track == Track::Audio);
+        // A camera just started sends its first audio a moment after the first keyframe.
+        let video_at = std::time::Instant::now();
+        let first_audio = loop {
+            let audio = self
+                .lock()
+                .preroll
+                .frames()
+                .into_iter()
+                .find(|f| f.track == Track::Audio);
+            if audio.is_some() || video_at.elapsed() > FIRST_AUDIO_WAIT {
+                break audio;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         let first_video = self.lock().preroll.frames().remove(0);
         let event_id = event_id(kind, started_at);
         let video_caps = first_video

@@ -218,6 +218,42 @@ impl ClipStore {
     }
 }
 
+/// Removes the clip folders of cameras that left the config (no ghost state). A folder with
+/// anything but clips and their sidecars in it is left alone and named in the log.
+pub fn remove_unconfigured(media_dir: &Path, cameras: &[&str]) {
+    let Ok(entries) = std::fs::read_dir(media_dir) else {
+        return;
+    };
+    for dir in entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()) {
+        let name = dir.file_name().map(|n| n.to_string_lossy().to_string());
+        if name.as_deref().is_none_or(|n| cameras.contains(&n)) {
+            continue;
+        }
+        let ours = std::fs::read_dir(&dir).is_ok_and(|files| {
+            files.flatten().all(|f| {
+                f.path()
+                    .extension()
+                    .is_some_and(|e| e == "mp4" || e == "json" || e == "tmp")
+            })
+        });
+        if ours {
+            tracing::info!(
+                "camera \"{}\" is no longer configured: removing its clips in {}",
+                name.unwrap_or_default(),
+                dir.display()
+            );
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!("cannot remove {}: {e}", dir.display());
+            }
+        } else {
+            tracing::warn!(
+                "{} belongs to no configured camera but holds other files; left alone",
+                dir.display()
+            );
+        }
+    }
+}
+
 /// Which clips retention removes, newest-first input; pure.
 pub fn expired(clips: &[ClipMeta], config: &ClipConfig, now: SystemTime) -> Vec<String> {
     let mut out = Vec::new();
