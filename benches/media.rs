@@ -13,6 +13,8 @@
 //!    straight from the camera.
 //! 4. Snapshots (`media/snapshot.rs`): `frame.jpeg` while streaming and cold, and the CPU of the
 //!    interval mode for 8 cameras.
+//! 6. Event clips (`media/events.rs`): the pre-roll's CPU and RSS per camera, and the time from a
+//!    trigger to the clip's file.
 //! 5. Cry detection (`media/cry.rs`): inference per patch against Python ONNX Runtime, the CPU it
 //!    adds per camera, and the alert latency from a cry's onset.
 
@@ -20,6 +22,8 @@
 mod common;
 #[path = "media/cry.rs"]
 mod cry;
+#[path = "media/events.rs"]
+mod events;
 #[path = "media/snapshot.rs"]
 mod snapshot;
 
@@ -393,5 +397,8 @@ fn main() {
     }
     if only.is_empty() || only == "cry" {
         cry::run(&broker);
+    }
+    if only.is_empty() || only == "events" {
+        events::run(&broker);
     }
 }
