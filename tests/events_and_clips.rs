@@ -271,3 +271,81 @@ fn sigterm_finishes_a_clip_and_sigkill_still_leaves_a_playable_one() {
         a["event_id"] == newest.as_str()
     });
 }
+
+/// A small tmpfs as the media folder; `None` (with a message) where mounting needs root.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = std::env::temp_dir().join(format!("ipcam-small-disk-{}", free_port()));
+        std::fs::create_dir_all(&dir).ok()?;
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("SKIP: cannot mount a tmpfs (needs root) for the disk-full test");
+            return None;
+        }
+        Some(SmallDisk(dir))
+    }
+
+    fn grow(&self, size: &str) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn a_full_disk_stops_recording_with_a_clear_error_and_recording_resumes_when_space_returns() {
+    let Some(disk) = SmallDisk::mount("200k") else {
+        return;
+    };
+    let broker = Mosquitto::start();
+    let mqtt = broker.watch();
+    // Noise at 2 Mbit/s: one second is more than the disk holds.
+    let camera = Camera::start(&["--pattern", "snow", "--bitrate", "2000"]);
+    let mut yaml = config(
+        broker.port,
+        free_port(),
+        &[("cam", &camera.url(), "pre_roll: 1\npost_roll: 0")],
+    );
+    yaml.push_str(&format!("media_dir: {}\n", disk.0.display()));
+    let addon = AddOn::start(&yaml);
+    broker.publish("ipcam/cam/live_stream/command", "ON", false);
+    broker.publish("ipcam/cam/record_clip/command", "2", false);
+    let failed = mqtt.wait_for_json(EVENT_ATTRIBUTES, Duration::from_secs(15), |a| {
+        a["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("No space left"))
+    });
+    assert_eq!(
+        failed["status"], "no recording",
+        "the broken clip is not offered"
+    );
+    assert_eq!(addon.proc.output.count("manual clip not recorded"), 1);
+    // Live streaming does not care.
+    assert_eq!(
+        ffprobe_codecs(&addon.live_url("cam"), "tcp").unwrap(),
+        ["h264", "aac"]
+    );
+
+    disk.grow("20m");
+    broker.publish("ipcam/cam/record_clip/command", "1", false);
+    let saved = mqtt.wait_for_json(EVENT_ATTRIBUTES, Duration::from_secs(15), |a| {
+        a["status"] == "ok"
+    });
+    assert!(saved["error"].is_null(), "{saved}");
+}
