@@ -9,9 +9,13 @@ APT_PACKAGES=(
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstrtspserver-1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-x
+  # WebRTC: webrtcbin's library headers (this -dev package pulls in OpenCV's, ~550 MB) and ICE.
+  libgstreamer-plugins-bad1.0-dev gstreamer1.0-nice
   # Real peers for the tests: a broker, RTSP and HTTP clients, a third-party RTSP server, and
   # python3 for the still-image server of the snapshot tests.
   mosquitto mosquitto-clients ffmpeg vlc-bin vlc-plugin-base iproute2 curl python3
+  # Headless Chromium for the viewer page test.
+  chromium
 )
 
 missing=()

@@ -11,7 +11,7 @@ use crate::events::recorder::Recorder;
 use crate::events::store::ClipStore;
 use crate::events::task::{EventsTask, selected_clip};
 use crate::http::HttpServer;
-use crate::http::clips_path;
+use crate::http::{CameraEntry, Sources, clips_path};
 use crate::media::fanout::Hub;
 use crate::media::pipeline::MediaClock;
 use crate::mqtt::client::BridgedCamera;
@@ -20,6 +20,7 @@ use crate::rtsp::factory::Mount;
 use crate::rtsp::server::{RtspServer, live_path};
 use crate::settings::Settings;
 use crate::snapshot::{SnapshotTask, Snapshotter};
+use crate::webrtc::session::WebrtcCamera;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -140,10 +141,36 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
             ))
         })
         .collect();
+    let webrtc = cameras
+        .iter()
+        .map(|(camera, hub, demand)| {
+            WebrtcCamera::new(
+                &camera.id,
+                hub.clone(),
+                demand.clone(),
+                clock.clone(),
+                camera.start_timeout,
+                config.webrtc.clone(),
+            )
+        })
+        .collect();
+    let streams = handles
+        .iter()
+        .zip(&cameras)
+        .map(|(handle, (camera, _, _))| CameraEntry {
+            id: camera.id.clone(),
+            name: camera.name.clone(),
+            state: handle.state(),
+        })
+        .collect();
     let http = HttpServer::start(
         &config.http,
-        snapshotters.clone(),
-        stores.clone(),
+        Sources {
+            snapshotters: snapshotters.clone(),
+            clips: stores.clone(),
+            webrtc,
+            streams,
+        },
         cancel.clone(),
     )
     .await?;

@@ -26,6 +26,7 @@ pub struct Config {
     /// Event clips go to `<media_dir>/<camera>/`; `<data_dir>/media` unless set (the add-on
     /// passes `/media/ipcam-mqtt`).
     pub media_dir: PathBuf,
+    pub webrtc: WebrtcConfig,
     pub cameras: Vec<CameraConfig>,
 }
 
@@ -186,6 +187,69 @@ pub struct CameraConfig {
     pub snapshot: SnapshotConfig,
     pub cry: CryConfig,
     pub clips: ClipConfig,
+}
+
+/// WebRTC's ICE servers, for viewing from outside the home network.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WebrtcConfig {
+    /// `stun://host:port`.
+    pub stun_server: Option<String>,
+    /// `turn://user:password@host:port`: it carries a password.
+    pub turn_servers: Vec<Secret>,
+}
+
+/// `webrtc:` as written, in the browser's `RTCIceServer` shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawWebrtc {
+    ice_servers: Vec<RawIceServer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIceServer {
+    urls: Vec<String>,
+    username: Option<String>,
+    credential: Option<Secret>,
+}
+
+fn webrtc(raw: RawWebrtc, problems: &mut Vec<Problem>) -> WebrtcConfig {
+    let mut config = WebrtcConfig::default();
+    for (i, server) in raw.ice_servers.iter().enumerate() {
+        for url in &server.urls {
+            let field = format!("webrtc.ice_servers[{i}].urls");
+            let mut problem = |message: String| {
+                problems.push(Problem {
+                    field: field.clone(),
+                    message,
+                })
+            };
+            let (scheme, address) = url.split_once(':').unwrap_or(("", url));
+            let address = address.trim_start_matches("//");
+            match scheme {
+                "stun" if config.stun_server.is_none() => {
+                    config.stun_server = Some(format!("stun://{address}"))
+                }
+                "stun" => problem(format!("{url}: only one STUN server is used; keep one")),
+                "turn" | "turns" => match (&server.username, &server.credential) {
+                    (Some(user), Some(credential)) => {
+                        let enc = |s: &str| {
+                            url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
+                        };
+                        config.turn_servers.push(Secret::new(format!(
+                            "{scheme}://{}:{}@{}",
+                            enc(user),
+                            enc(credential.expose()),
+                            address.split('?').next().unwrap_or(address)
+                        )));
+                    }
+                    _ => problem(format!("{url} needs a username and a credential")),
+                },
+                _ => problem(format!("\"{url}\" is not a stun: or turn: URL")),
+            }
+        }
+    }
+    config
 }
 
 /// Event clips: how much before and after an event, and how many are kept.
@@ -450,6 +514,9 @@ impl Config {
                 data_dir.join("media")
             }
         };
+        let webrtc = section::<RawWebrtc>(map.get("webrtc"), "webrtc", &mut problems)
+            .map(|raw| webrtc(raw, &mut problems))
+            .unwrap_or_default();
         let cameras = match map.get("cameras") {
             None | Some(serde_yaml::Value::Null) => Vec::new(),
             Some(serde_yaml::Value::Sequence(items)) => items
@@ -498,6 +565,7 @@ impl Config {
                 data_dir,
                 cry_model,
                 media_dir,
+                webrtc,
                 cameras: cameras.into_iter().map(|(_, c)| c).collect(),
             })
         } else {

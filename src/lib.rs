@@ -15,3 +15,4 @@ pub mod secret;
 pub mod settings;
 pub mod snapshot;
 pub mod testcam;
+pub mod webrtc;

@@ -268,6 +268,7 @@ fn publish(state_tx: &watch::Sender<CameraState>, machine: &Machine, run: &Runni
         streaming_since: run.started_at,
         info: run.actor.hub.info(),
         rtsp_viewers: demand.rtsp_viewers,
+        webrtc_viewers: demand.webrtc_viewers,
         held: demand.mqtt_hold,
         held_by_cry_detection: demand.cry_detection,
         stuck: machine.is_stuck(),

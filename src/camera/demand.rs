@@ -9,6 +9,7 @@ use tokio::sync::watch;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Purpose {
     RtspViewer,
+    WebrtcViewer,
     MqttHold,
     /// A still image of an idle camera: held from connect to the first decoded keyframe.
     Snapshot,
@@ -22,6 +23,7 @@ pub enum Purpose {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DemandSnapshot {
     pub rtsp_viewers: usize,
+    pub webrtc_viewers: usize,
     pub mqtt_hold: bool,
     pub snapshots: usize,
     pub cry_detection: bool,
@@ -31,6 +33,7 @@ pub struct DemandSnapshot {
 impl DemandSnapshot {
     pub fn total(&self) -> usize {
         self.rtsp_viewers
+            + self.webrtc_viewers
             + usize::from(self.mqtt_hold)
             + self.snapshots
             + usize::from(self.cry_detection)
@@ -42,6 +45,7 @@ impl DemandSnapshot {
 struct Counts {
     epoch: u64,
     rtsp_viewers: usize,
+    webrtc_viewers: usize,
     mqtt_holds: usize,
     snapshots: usize,
     cry_detections: usize,
@@ -52,6 +56,7 @@ impl Counts {
     fn slot(&mut self, purpose: Purpose) -> &mut usize {
         match purpose {
             Purpose::RtspViewer => &mut self.rtsp_viewers,
+            Purpose::WebrtcViewer => &mut self.webrtc_viewers,
             Purpose::MqttHold => &mut self.mqtt_holds,
             Purpose::Snapshot => &mut self.snapshots,
             Purpose::CryDetection => &mut self.cry_detections,
@@ -62,6 +67,7 @@ impl Counts {
     fn snapshot(&self) -> DemandSnapshot {
         DemandSnapshot {
             rtsp_viewers: self.rtsp_viewers,
+            webrtc_viewers: self.webrtc_viewers,
             mqtt_hold: self.mqtt_holds > 0,
             snapshots: self.snapshots,
             cry_detection: self.cry_detections > 0,
@@ -173,6 +179,7 @@ mod tests {
             demand.snapshot(),
             DemandSnapshot {
                 rtsp_viewers: 1,
+                webrtc_viewers: 0,
                 mqtt_hold: false,
                 snapshots: 0,
                 cry_detection: false,

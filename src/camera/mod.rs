@@ -28,6 +28,7 @@ pub struct CameraState {
     pub streaming_since: Option<SystemTime>,
     pub info: StreamInfo,
     pub rtsp_viewers: usize,
+    pub webrtc_viewers: usize,
     /// MQTT ON is holding the stream.
     pub held: bool,
     /// Cry detection is holding the stream.
@@ -53,6 +54,7 @@ impl Default for CameraState {
             streaming_since: None,
             info: StreamInfo::default(),
             rtsp_viewers: 0,
+            webrtc_viewers: 0,
             held: false,
             held_by_cry_detection: false,
             stuck: false,

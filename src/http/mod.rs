@@ -1,18 +1,25 @@
 //! The HTTP API: `/api/frame.jpeg` for Home Assistant's Generic camera and go2rtc-style tools,
-//! and `/api/clips/<camera>/<event_id>.mp4` for event clips.
+//! `/api/clips/<camera>/<event_id>.mp4` for event clips, WebRTC signalling (`/api/webrtc`),
+//! `/api/streams`, and the viewer page at `/`.
 //!
-//! Same security rule as the RTSP server: with credentials set, every request needs Basic auth;
-//! without them, the server listens on loopback only unless the user chose otherwise.
+//! Same security rule as the RTSP server: with credentials set, every request needs Basic auth
+//! (no localhost bypass; only Home Assistant's ingress proxy, 172.30.32.2, which authenticates
+//! users itself); without them, the server listens on loopback only unless the user chose
+//! otherwise.
 
 pub mod clips;
 pub mod frame;
+pub mod streams;
+pub mod webrtc;
 
 pub use clips::clips_path;
+pub use streams::CameraEntry;
 
 use crate::config::ServerConfig;
 use crate::events::store::ClipStore;
 use crate::secret::Secret;
 use crate::snapshot::Snapshotter;
+use crate::webrtc::session::WebrtcCamera;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -28,8 +35,23 @@ use tokio_util::sync::CancellationToken;
 pub struct Api {
     pub cameras: Vec<Arc<Snapshotter>>,
     pub clips: Vec<Arc<ClipStore>>,
+    pub webrtc: Vec<Arc<WebrtcCamera>>,
+    pub streams: Vec<CameraEntry>,
     credentials: Option<(String, Secret)>,
 }
+
+/// Everything the API serves, per camera.
+pub struct Sources {
+    pub snapshotters: Vec<Arc<Snapshotter>>,
+    pub clips: Vec<Arc<ClipStore>>,
+    pub webrtc: Vec<Arc<WebrtcCamera>>,
+    pub streams: Vec<CameraEntry>,
+}
+
+/// Home Assistant's ingress proxy: it authenticates users itself.
+const HA_INGRESS: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(172, 30, 32, 2));
+
+const VIEWER_PAGE: &str = include_str!("viewer.html");
 
 pub struct HttpServer {
     pub local_addr: SocketAddr,
@@ -39,13 +61,14 @@ pub struct HttpServer {
 impl HttpServer {
     pub async fn start(
         config: &ServerConfig,
-        cameras: Vec<Arc<Snapshotter>>,
-        clips: Vec<Arc<ClipStore>>,
+        sources: Sources,
         cancel: CancellationToken,
     ) -> anyhow::Result<HttpServer> {
         let api = Arc::new(Api {
-            cameras,
-            clips,
+            cameras: sources.snapshotters,
+            clips: sources.clips,
+            webrtc: sources.webrtc,
+            streams: sources.streams,
             credentials: config
                 .credentials()
                 .map(|(user, password)| (user.to_string(), password.clone())),
@@ -53,6 +76,23 @@ impl HttpServer {
         let app = Router::new()
             .route("/api/frame.jpeg", get(frame::handler))
             .route("/api/clips/{camera}/{file}", get(clips::handler))
+            .route(
+                "/api/webrtc",
+                axum::routing::post(webrtc::offer)
+                    .layer(axum::extract::DefaultBodyLimit::max(webrtc::MAX_OFFER)),
+            )
+            .route("/api/webrtc/{id}", axum::routing::delete(webrtc::close))
+            .route("/api/streams", get(streams::streams))
+            .route("/api", get(streams::about))
+            .route(
+                "/",
+                get(|| async {
+                    (
+                        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                        VIEWER_PAGE,
+                    )
+                }),
+            )
             .fallback(|| async {
                 plain(
                     StatusCode::NOT_FOUND,
@@ -72,6 +112,7 @@ impl HttpServer {
         })?;
         let local_addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { cancel.cancelled().await })
                 .await;
@@ -95,8 +136,14 @@ pub fn plain(status: StatusCode, message: impl Into<String>) -> Response {
         .into_response()
 }
 
-async fn authenticate(State(api): State<Arc<Api>>, request: Request, next: Next) -> Response {
+async fn authenticate(
+    State(api): State<Arc<Api>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
     match &api.credentials {
+        Some(_) if peer.ip() == HA_INGRESS => next.run(request).await,
         Some((user, password)) if !is_authorized(request.headers(), user, password) => {
             let mut response = plain(
                 StatusCode::UNAUTHORIZED,

@@ -62,6 +62,12 @@ const PLUGIN_PACKAGES: &[(&str, &str)] = &[
     ("jpegenc", "gstreamer1.0-plugins-good"),
     ("videoconvert", "gstreamer1.0-plugins-base"),
     ("videoscale", "gstreamer1.0-plugins-base"),
+    ("webrtcbin", "gstreamer1.0-plugins-bad"),
+    ("nicesrc", "gstreamer1.0-nice"),
+    ("opusenc", "gstreamer1.0-plugins-base"),
+    ("rtpopuspay", "gstreamer1.0-plugins-good"),
+    ("mp4mux", "gstreamer1.0-plugins-good"),
+    ("qtdemux", "gstreamer1.0-plugins-good"),
 ];
 
 /// Checks at start-up that every element we may need exists, naming the package of each missing one.

@@ -99,6 +99,11 @@ fn held_by(state: &CameraState) -> Vec<String> {
         1 => reasons.push("1 viewer".to_string()),
         n => reasons.push(format!("{n} viewers")),
     }
+    match state.webrtc_viewers {
+        0 => {}
+        1 => reasons.push("1 WebRTC viewer".to_string()),
+        n => reasons.push(format!("{n} WebRTC viewers")),
+    }
     if state.held {
         reasons.push("mqtt".into());
     }

@@ -1,0 +1,88 @@
+//! WebRTC signalling, as go2rtc has it: `POST /api/webrtc?src=<camera>` with the browser's offer
+//! (raw SDP as in WHEP, answered `201` with `application/sdp` and a `Location` to `DELETE`; or
+//! go2rtc's JSON `{"type":"offer","sdp":…}`, answered with `{"type":"answer","sdp":…}`).
+
+use super::{Api, plain};
+use crate::webrtc::session::SignalError;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Offers are a few kB; this bounds a hostile body.
+pub const MAX_OFFER: usize = 64 * 1024;
+
+pub async fn offer(
+    State(api): State<Arc<Api>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let Some(src) = query.get("src") else {
+        return plain(StatusCode::BAD_REQUEST, "missing src=<camera>");
+    };
+    let Some(camera) = api.webrtc.iter().find(|c| &c.camera == src).cloned() else {
+        return plain(StatusCode::NOT_FOUND, format!("no camera \"{src}\""));
+    };
+    if body.len() > MAX_OFFER {
+        return plain(StatusCode::PAYLOAD_TOO_LARGE, "the offer is too large");
+    }
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let sdp = if json {
+        match serde_json::from_str::<serde_json::Value>(&body) {
+            Ok(value) if value["type"] == "offer" && value["sdp"].is_string() => {
+                value["sdp"].as_str().unwrap_or_default().to_string()
+            }
+            _ => {
+                return plain(
+                    StatusCode::BAD_REQUEST,
+                    "expected {\"type\":\"offer\",\"sdp\":\"…\"}",
+                );
+            }
+        }
+    } else {
+        body
+    };
+    let answered = tokio::task::spawn_blocking(move || camera.answer(&sdp)).await;
+    match answered {
+        Ok(Ok((answer, _))) if json => {
+            axum::Json(serde_json::json!({"type": "answer", "sdp": answer})).into_response()
+        }
+        Ok(Ok((answer, id))) => (
+            StatusCode::CREATED,
+            [
+                (header::CONTENT_TYPE, "application/sdp".to_string()),
+                (header::LOCATION, format!("webrtc/{id}")),
+            ],
+            answer,
+        )
+            .into_response(),
+        Ok(Err(e)) => {
+            let status = match e {
+                SignalError::BadOffer(_) => StatusCode::BAD_REQUEST,
+                SignalError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                SignalError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                SignalError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            tracing::warn!(camera = %src, "WebRTC offer not answered: {e}");
+            plain(status, e.to_string())
+        }
+        Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// WHEP's `DELETE` on the session URL.
+pub async fn close(State(api): State<Arc<Api>>, Path(id): Path<u64>) -> Response {
+    let closed = tokio::task::spawn_blocking(move || api.webrtc.iter().any(|c| c.close(id)))
+        .await
+        .unwrap_or(false);
+    if closed {
+        StatusCode::OK.into_response()
+    } else {
+        plain(StatusCode::NOT_FOUND, format!("no WebRTC session {id}"))
+    }
+}

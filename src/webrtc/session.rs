@@ -1,0 +1,313 @@
+//! One WebRTC viewer: its own `appsrc ! rtph264pay ! webrtcbin` pipeline fed by the hub (video
+//! passed through) and by the camera's shared Opus feed, so a slow viewer never stalls the
+//! camera or the other viewers.
+//!
+//! Signalling is one round trip (WHEP and go2rtc's `/api/webrtc`): the browser's offer in, an
+//! answer with every local candidate out. The session ends when the peer connection fails or
+//! closes, or on `DELETE`.
+
+use super::opus::{FeedSeat, OpusFeed};
+use super::sdp::OfferChoice;
+use crate::camera::demand::{Demand, Lease, Purpose};
+use crate::config::WebrtcConfig;
+use crate::media::fanout::{ConsumerId, Hub};
+use crate::media::pipeline::{MediaClock, PipelineGuard};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_sdp as gst_sdp;
+use gstreamer_webrtc as gst_webrtc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+/// Host candidates gather in milliseconds; STUN may take a moment.
+const GATHER_WAIT: Duration = Duration::from_secs(3);
+const SIGNAL_WAIT: Duration = Duration::from_secs(5);
+
+/// Why an offer got no answer; the HTTP layer maps it to a status.
+#[derive(Debug, thiserror::Error)]
+pub enum SignalError {
+    #[error("{0}")]
+    BadOffer(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// A camera's WebRTC side: its viewers' sessions and its Opus feed.
+pub struct WebrtcCamera {
+    pub camera: String,
+    hub: Arc<Hub>,
+    demand: Demand,
+    clock: MediaClock,
+    start_timeout: Duration,
+    config: WebrtcConfig,
+    opus: Arc<OpusFeed>,
+    sessions: Mutex<HashMap<u64, Session>>,
+}
+
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
+/// Everything one viewer holds; dropping it ends the viewer.
+struct Session {
+    hub: Arc<Hub>,
+    consumer: ConsumerId,
+    _seat: Option<FeedSeat>,
+    _lease: Lease,
+    guard: Option<PipelineGuard>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.hub.remove_consumer(self.consumer);
+        // Null is set here, on our own thread, never from a streaming thread.
+        self.guard.take();
+    }
+}
+
+impl WebrtcCamera {
+    pub fn new(
+        camera: &str,
+        hub: Arc<Hub>,
+        demand: Demand,
+        clock: MediaClock,
+        start_timeout: Duration,
+        config: WebrtcConfig,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            camera: camera.to_string(),
+            opus: OpusFeed::new(hub.clone()),
+            hub,
+            demand,
+            clock,
+            start_timeout,
+            config,
+            sessions: Mutex::default(),
+        })
+    }
+
+    pub fn viewers(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Answers a browser's offer (blocking: run it off the async runtime). Returns the answer
+    /// SDP and the session id.
+    pub fn answer(self: &Arc<Self>, offer: &str) -> Result<(String, u64), SignalError> {
+        let offer = gst_sdp::SDPMessage::parse_buffer(offer.as_bytes())
+            .map_err(|_| SignalError::BadOffer("the offer is not SDP".into()))?;
+        let choice = OfferChoice::from_offer(&offer).map_err(SignalError::BadOffer)?;
+        let lease = self.demand.lease(Purpose::WebrtcViewer);
+        let layout = self
+            .hub
+            .wait_ready(self.start_timeout)
+            .map_err(SignalError::Unavailable)?;
+        if layout.video.structure(0).map(|s| s.name().as_str()) != Some("video/x-h264") {
+            return Err(SignalError::Unsupported(
+                "this camera sends H.265, which browsers cannot play over WebRTC; use the RTSP stream"
+                    .into(),
+            ));
+        }
+        let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+        let (pipeline, webrtc, video, audio) = self
+            .viewer_pipeline(&choice, layout.audio.is_some())
+            .map_err(SignalError::Internal)?;
+        self.clock.apply(&pipeline);
+        let guard = PipelineGuard::new(pipeline);
+        guard
+            .pipeline()
+            .set_state(gst::State::Playing)
+            .map_err(|_| SignalError::Internal("cannot start the WebRTC pipeline".into()))?;
+        let answer =
+            negotiate(guard.pipeline(), &webrtc, offer, &choice).map_err(SignalError::Internal)?;
+        let seat = match &audio {
+            Some(audio) => Some(self.opus.join(audio).map_err(SignalError::Internal)?),
+            None => None,
+        };
+        let consumer = self.hub.add_consumer(&video, None);
+        let session = Session {
+            hub: self.hub.clone(),
+            consumer,
+            _seat: seat,
+            _lease: lease,
+            guard: Some(guard),
+        };
+        self.watch_connection(&webrtc, id);
+        self.lock().insert(id, session);
+        tracing::info!(camera = %self.camera, "WebRTC viewer {id} connected ({} now)", self.viewers());
+        Ok((answer, id))
+    }
+
+    /// Ends a session (WHEP `DELETE`); false if there was none.
+    pub fn close(&self, id: u64) -> bool {
+        let session = self.lock().remove(&id);
+        let found = session.is_some();
+        drop(session);
+        if found {
+            tracing::info!(camera = %self.camera, "WebRTC viewer {id} left ({} now)", self.viewers());
+        }
+        found
+    }
+
+    fn watch_connection(self: &Arc<Self>, webrtc: &gst::Element, id: u64) {
+        let camera: Weak<Self> = Arc::downgrade(self);
+        webrtc.connect_notify(Some("connection-state"), move |webrtc, _| {
+            let state =
+                webrtc.property::<gst_webrtc::WebRTCPeerConnectionState>("connection-state");
+            if matches!(
+                state,
+                gst_webrtc::WebRTCPeerConnectionState::Failed
+                    | gst_webrtc::WebRTCPeerConnectionState::Closed
+                    | gst_webrtc::WebRTCPeerConnectionState::Disconnected
+            ) {
+                let camera = camera.clone();
+                // Tearing down from webrtcbin's own thread would deadlock.
+                std::thread::spawn(move || {
+                    if let Some(camera) = camera.upgrade() {
+                        camera.close(id);
+                    }
+                });
+            }
+        });
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn viewer_pipeline(
+        &self,
+        choice: &OfferChoice,
+        camera_has_audio: bool,
+    ) -> Result<
+        (
+            gst::Pipeline,
+            gst::Element,
+            gst_app::AppSrc,
+            Option<gst_app::AppSrc>,
+        ),
+        String,
+    > {
+        // The payloaders end in named capsfilters; they are linked to webrtcbin once the offer
+        // has made its transceivers (see `negotiate`).
+        let audio = match (camera_has_audio, choice.opus_payload) {
+            (true, Some(pt)) => format!(
+                "appsrc name=a format=time is-live=true ! rtpopuspay pt={pt} ! \
+                 capsfilter name=apay caps=application/x-rtp,media=audio,encoding-name=OPUS,payload={pt},clock-rate=48000"
+            ),
+            _ => String::new(),
+        };
+        let description = format!(
+            "webrtcbin name=w bundle-policy=max-bundle latency=0 \
+             appsrc name=v format=time is-live=true ! rtph264pay pt={pt} config-interval=-1 aggregate-mode=zero-latency \
+             ! capsfilter name=vpay caps=application/x-rtp,media=video,encoding-name=H264,payload={pt},clock-rate=90000 {audio}",
+            pt = choice.h264_payload
+        );
+        let pipeline = gst::parse::launch(&description)
+            .map_err(|e| format!("cannot build the WebRTC pipeline: {e}"))?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| "the WebRTC pipeline is not a pipeline".to_string())?;
+        let webrtc = pipeline.by_name("w").expect("named in the description");
+        if let Some(stun) = &self.config.stun_server {
+            webrtc.set_property("stun-server", stun);
+        }
+        for turn in &self.config.turn_servers {
+            let _: bool = webrtc.emit_by_name("add-turn-server", &[&turn.expose()]);
+        }
+        let appsrc = |name: &str| pipeline.by_name(name).and_downcast::<gst_app::AppSrc>();
+        let video = appsrc("v").expect("named in the description");
+        Ok((pipeline.clone(), webrtc, video, appsrc("a")))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Session>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Offer in, answer out, with ICE gathering complete so the answer carries every candidate.
+fn negotiate(
+    pipeline: &gst::Pipeline,
+    webrtc: &gst::Element,
+    offer: gst_sdp::SDPMessage,
+    choice: &OfferChoice,
+) -> Result<String, String> {
+    let offer = gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Offer, offer);
+    wait(|promise| {
+        webrtc.emit_by_name::<()>("set-remote-description", &[&offer, promise]);
+    })
+    .map_err(|e| format!("the offer was refused: {e}"))?;
+    // The offer made one transceiver per m-line; ours send on the video and audio ones.
+    for (name, mline) in [
+        ("vpay", Some(choice.video_mline)),
+        ("apay", choice.audio_mline),
+    ] {
+        let (Some(payloader), Some(mline)) = (pipeline.by_name(name), mline) else {
+            continue;
+        };
+        let sink = webrtc
+            .request_pad_simple(&format!("sink_{mline}"))
+            .ok_or_else(|| format!("webrtcbin has no input for m-line {mline}"))?;
+        payloader
+            .static_pad("src")
+            .expect("a capsfilter has a src pad")
+            .link(&sink)
+            .map_err(|e| format!("cannot feed m-line {mline}: {e:?}"))?;
+    }
+    let reply = wait(|promise| {
+        webrtc.emit_by_name::<()>("create-answer", &[&None::<gst::Structure>, promise]);
+    })
+    .map_err(|e| format!("no answer: {e}"))?;
+    let answer = reply
+        .and_then(|s| {
+            s.value("answer")
+                .ok()
+                .and_then(|v| v.get::<gst_webrtc::WebRTCSessionDescription>().ok())
+        })
+        .ok_or("webrtcbin made no answer (no codec in common?)")?;
+    wait(|promise| {
+        webrtc.emit_by_name::<()>("set-local-description", &[&answer, promise]);
+    })
+    .map_err(|e| format!("the answer was refused: {e}"))?;
+    let deadline = std::time::Instant::now() + GATHER_WAIT;
+    while webrtc.property::<gst_webrtc::WebRTCICEGatheringState>("ice-gathering-state")
+        != gst_webrtc::WebRTCICEGatheringState::Complete
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let local = webrtc
+        .property::<Option<gst_webrtc::WebRTCSessionDescription>>("local-description")
+        .ok_or("no local description")?;
+    local
+        .sdp()
+        .as_text()
+        .map_err(|e| format!("cannot write the answer: {e}"))
+}
+
+/// Runs `emit` with a promise and waits for its reply.
+fn wait(emit: impl FnOnce(&gst::Promise)) -> Result<Option<gst::Structure>, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let promise = gst::Promise::with_change_func(move |reply| {
+        let reply = match reply {
+            Ok(reply) => Ok(reply.map(|s| s.to_owned())),
+            Err(e) => Err(format!("{e:?}")),
+        };
+        let _ = tx.send(reply);
+    });
+    emit(&promise);
+    let reply = rx
+        .recv_timeout(SIGNAL_WAIT)
+        .map_err(|_| "webrtcbin did not answer in time".to_string())??;
+    if let Some(error) = reply
+        .as_ref()
+        .and_then(|s| s.get::<glib_error::Error>("error").ok())
+    {
+        return Err(error.to_string());
+    }
+    Ok(reply)
+}
+
+mod glib_error {
+    pub use gstreamer::glib::Error;
+}

@@ -1,0 +1,235 @@
+//! The viewer page in a real headless Chromium (Debian's), driven over the DevTools protocol:
+//! live WebRTC video from a camera stand-in plays, and a screenshot shows it. WHEP answers and
+//! auth are checked with plain HTTP.
+mod common;
+use common::*;
+use std::io::Read;
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A headless Chromium with its DevTools socket; killed when dropped.
+struct Chromium {
+    _proc: Proc,
+    _profile: tempfile::TempDir,
+    socket: tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>,
+    next_id: u64,
+}
+
+impl Chromium {
+    fn start() -> Option<Chromium> {
+        if Command::new("chromium").arg("--version").output().is_err() {
+            eprintln!("SKIP: chromium is not installed (scripts/setup.sh installs it)");
+            return None;
+        }
+        let port = free_port();
+        let profile = tempfile::tempdir().unwrap();
+        let proc = Proc::spawn(Command::new("chromium").args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--autoplay-policy=no-user-gesture-required",
+            "--window-size=1280,720",
+            &format!("--remote-debugging-port={port}"),
+            &format!("--user-data-dir={}", profile.path().display()),
+            "about:blank",
+        ]));
+        let mut page = None;
+        wait_until("Chromium's DevTools", Duration::from_secs(20), || {
+            let (status, body) = http_get(&format!("http://127.0.0.1:{port}/json/list"));
+            page = (status == 200)
+                .then(|| serde_json::from_slice::<serde_json::Value>(&body).ok())
+                .flatten()
+                .and_then(|list| {
+                    list.as_array()?.iter().find(|t| t["type"] == "page")?["webSocketDebuggerUrl"]
+                        .as_str()
+                        .map(str::to_string)
+                });
+            page.is_some()
+        });
+        let (socket, _) = tungstenite::connect(page.unwrap()).unwrap();
+        Some(Chromium {
+            _proc: proc,
+            _profile: profile,
+            socket,
+            next_id: 0,
+        })
+    }
+
+    /// Sends a DevTools command and returns its result.
+    fn call(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let message = serde_json::json!({"id": id, "method": method, "params": params});
+        self.socket
+            .send(tungstenite::Message::Text(message.to_string()))
+            .unwrap();
+        loop {
+            let reply = self.socket.read().unwrap();
+            let Ok(text) = reply.to_text() else { continue };
+            let value: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+            if value["id"] == id {
+                assert!(value["error"].is_null(), "{method}: {value}");
+                return value["result"].clone();
+            }
+        }
+    }
+
+    fn evaluate(&mut self, expression: &str) -> serde_json::Value {
+        let result = self.call(
+            "Runtime.evaluate",
+            serde_json::json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
+        );
+        result["result"]["value"].clone()
+    }
+}
+
+/// The video elements' playback: (currentTime, decoded frames, width).
+fn videos(chromium: &mut Chromium) -> Vec<(f64, u64, u64)> {
+    let value = chromium.evaluate(
+        "JSON.stringify([...document.querySelectorAll('video')].map(v => \
+         [v.currentTime, v.getVideoPlaybackQuality().totalVideoFrames, v.videoWidth]))",
+    );
+    let list: Vec<(f64, u64, u64)> =
+        serde_json::from_str(value.as_str().unwrap_or("[]")).unwrap_or_default();
+    list
+}
+
+/// Standard deviation of a PNG's grey levels: 0 for a blank page.
+fn grey_spread(png: &[u8]) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shot.png");
+    std::fs::write(&path, png).unwrap();
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i", path.to_str().unwrap()])
+        .args(["-f", "rawvideo", "-pix_fmt", "gray", "-"])
+        .output()
+        .unwrap();
+    let pixels = &out.stdout;
+    let mean = pixels.iter().map(|p| f64::from(*p)).sum::<f64>() / pixels.len() as f64;
+    (pixels
+        .iter()
+        .map(|p| (f64::from(*p) - mean).powi(2))
+        .sum::<f64>()
+        / pixels.len() as f64)
+        .sqrt()
+}
+
+#[test]
+fn the_viewer_page_plays_live_webrtc_video_in_chromium() {
+    let Some(mut chromium) = Chromium::start() else {
+        return;
+    };
+    let rig = Rig::start(&[], "");
+    let page = format!("http://127.0.0.1:{}/", rig.addon.http_port);
+    chromium.call("Page.navigate", serde_json::json!({"url": page}));
+    let started = Instant::now();
+    let mut first = None;
+    wait_until("the video to play", Duration::from_secs(20), || {
+        let playing = videos(&mut chromium);
+        if first.is_none() && playing.first().is_some_and(|v| v.1 > 0) {
+            first = Some(started.elapsed());
+        }
+        playing.first().is_some_and(|v| v.0 > 1.0 && v.1 > 10)
+    });
+    let before = videos(&mut chromium)[0];
+    std::thread::sleep(Duration::from_secs(2));
+    let after = videos(&mut chromium)[0];
+    assert!(
+        after.0 > before.0 + 1.0,
+        "currentTime advances: {before:?} → {after:?}"
+    );
+    assert!(
+        after.1 > before.1 + 20,
+        "frames are decoded: {before:?} → {after:?}"
+    );
+    assert_eq!(after.2, 320, "the camera's width");
+    eprintln!("first frame in the browser after {:?}", first.unwrap());
+
+    let shot = chromium.call(
+        "Page.captureScreenshot",
+        serde_json::json!({"format": "png"}),
+    );
+    let png = base64_decode(shot["data"].as_str().unwrap());
+    let spread = grey_spread(&png);
+    assert!(
+        spread > 10.0,
+        "the screenshot is not blank (grey spread {spread:.1})"
+    );
+
+    let streams: serde_json::Value = serde_json::from_slice(
+        &http_get(&format!(
+            "http://127.0.0.1:{}/api/streams",
+            rig.addon.http_port
+        ))
+        .1,
+    )
+    .unwrap();
+    assert_eq!(streams["cam"]["viewers"]["webrtc"], 1, "{streams}");
+    assert_eq!(streams["cam"]["status"], "active");
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut child = Command::new("base64")
+        .arg("-d")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+    child.wait().unwrap();
+    out
+}
+
+#[test]
+fn signalling_answers_clearly_and_needs_credentials_when_set() {
+    let broker = Mosquitto::start();
+    let camera = Camera::start(&[]);
+    let yaml = config(broker.port, free_port(), &[("cam", &camera.url(), "")]).replacen(
+        "http:\n  port:",
+        "http:\n  username: viewer\n  password: s3cret\n  port:",
+        1,
+    );
+    let addon = AddOn::start(&yaml);
+    let base = format!("http://127.0.0.1:{}", addon.http_port);
+    let post = |path: &str, body: &str, auth: bool| {
+        let mut args = vec![
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/sdp",
+            "--data-binary",
+            body,
+        ];
+        if auth {
+            args.extend(["-u", "viewer:s3cret"]);
+        }
+        http_get_with(&format!("{base}{path}"), &args)
+    };
+    assert_eq!(post("/api/webrtc?src=cam", "v=0", false).0, 401);
+    assert_eq!(http_get(&format!("{base}/")).0, 401, "the viewer page too");
+    assert_eq!(http_get(&format!("{base}/api/streams")).0, 401);
+    let (status, body) = post("/api/webrtc?src=cam", "hello", true);
+    assert_eq!(
+        (status, String::from_utf8_lossy(&body).trim()),
+        (400, "the offer is not SDP")
+    );
+    assert_eq!(post("/api/webrtc?src=nope", "v=0", true).0, 404);
+    let (status, about) = http_get_with(&format!("{base}/api"), &["-u", "viewer:s3cret"]);
+    assert_eq!(status, 200);
+    let about: serde_json::Value = serde_json::from_slice(&about).unwrap();
+    assert_eq!(about["name"], "ipcam-mqtt");
+    let (status, _) = http_get_with(&format!("{base}/"), &["-I", "-u", "viewer:s3cret"]);
+    assert_eq!(status, 200, "HEAD / answers, for clients that probe");
+}
