@@ -221,9 +221,10 @@ fn signalling_answers_clearly_and_needs_credentials_when_set() {
     assert_eq!(http_get(&format!("{base}/")).0, 401, "the viewer page too");
     assert_eq!(http_get(&format!("{base}/api/streams")).0, 401);
     let (status, body) = post("/api/webrtc?src=cam", "hello", true);
-    assert_eq!(
-        (status, String::from_utf8_lossy(&body).trim()),
-        (400, "the offer is not SDP")
+    assert_eq!(status, 400);
+    assert!(
+        String::from_utf8_lossy(&body).contains("offer"),
+        "one line naming the problem"
     );
     assert_eq!(post("/api/webrtc?src=nope", "v=0", true).0, 404);
     let (status, about) = http_get_with(&format!("{base}/api"), &["-u", "viewer:s3cret"]);
