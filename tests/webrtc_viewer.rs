@@ -6,6 +6,7 @@ use common::*;
 use std::io::Read;
 use std::net::TcpStream;
 use std::process::Command;
+use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 /// A headless Chromium with its DevTools socket; killed when dropped.
@@ -233,4 +234,209 @@ fn signalling_answers_clearly_and_needs_credentials_when_set() {
     assert_eq!(about["name"], "ipcam-mqtt");
     let (status, _) = http_get_with(&format!("{base}/"), &["-I", "-u", "viewer:s3cret"]);
     assert_eq!(status, 200, "HEAD / answers, for clients that probe");
+}
+
+/// A WHEP peer that is not a browser: webrtcbin receiving H.264 + Opus and decoding the video.
+struct WhepClient {
+    pipeline: gstreamer::Pipeline,
+    frames: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    location: String,
+}
+
+impl WhepClient {
+    fn connect(url: &str) -> Result<WhepClient, String> {
+        use gstreamer as gst;
+        use gstreamer::prelude::*;
+        use gstreamer_webrtc as gst_webrtc;
+        gst::init().unwrap();
+        let pipeline = gst::Pipeline::new();
+        let webrtc = gst::ElementFactory::make("webrtcbin")
+            .property_from_str("bundle-policy", "max-bundle")
+            .build()
+            .unwrap();
+        pipeline.add(&webrtc).unwrap();
+        let frames = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = frames.clone();
+        let weak = pipeline.downgrade();
+        webrtc.connect_pad_added(move |_, pad| {
+            let Some(pipeline) = weak.upgrade() else {
+                return;
+            };
+            let decode = gst::ElementFactory::make("decodebin").build().unwrap();
+            pipeline.add(&decode).unwrap();
+            decode.sync_state_with_parent().unwrap();
+            pad.link(&decode.static_pad("sink").unwrap()).unwrap();
+            let counted = counted.clone();
+            let weak = pipeline.downgrade();
+            decode.connect_pad_added(move |_, pad| {
+                let Some(pipeline) = weak.upgrade() else {
+                    return;
+                };
+                let video = pad.current_caps().is_some_and(|c| {
+                    c.structure(0)
+                        .is_some_and(|s| s.name().starts_with("video/"))
+                });
+                let sink = gst::ElementFactory::make("fakesink")
+                    .property("sync", false)
+                    .build()
+                    .unwrap();
+                pipeline.add(&sink).unwrap();
+                sink.sync_state_with_parent().unwrap();
+                pad.link(&sink.static_pad("sink").unwrap()).unwrap();
+                if video {
+                    let counted = counted.clone();
+                    pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        gst::PadProbeReturn::Ok
+                    });
+                }
+            });
+        });
+        pipeline.set_state(gst::State::Playing).unwrap();
+        for caps in [
+            "application/x-rtp,media=video,encoding-name=H264,payload=102,clock-rate=90000,packetization-mode=(string)1,profile-level-id=(string)42e01f",
+            "application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000",
+        ] {
+            let caps = gst::Caps::from_str(caps).unwrap();
+            let _: gst_webrtc::WebRTCRTPTransceiver = webrtc.emit_by_name(
+                "add-transceiver",
+                &[&gst_webrtc::WebRTCRTPTransceiverDirection::Recvonly, &caps],
+            );
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let promise = gst::Promise::with_change_func(move |reply| {
+            let offer = reply.ok().flatten().and_then(|s| {
+                s.value("offer")
+                    .ok()?
+                    .get::<gst_webrtc::WebRTCSessionDescription>()
+                    .ok()
+            });
+            let _ = tx.send(offer);
+        });
+        webrtc.emit_by_name::<()>("create-offer", &[&None::<gst::Structure>, &promise]);
+        let offer = rx.recv_timeout(Duration::from_secs(5)).unwrap().unwrap();
+        webrtc.emit_by_name::<()>("set-local-description", &[&offer, &None::<gst::Promise>]);
+        wait_until("ICE gathering", Duration::from_secs(5), || {
+            webrtc.property::<gst_webrtc::WebRTCICEGatheringState>("ice-gathering-state")
+                == gst_webrtc::WebRTCICEGatheringState::Complete
+        });
+        let offer = webrtc
+            .property::<gst_webrtc::WebRTCSessionDescription>("local-description")
+            .sdp()
+            .as_text()
+            .unwrap();
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-D",
+                "-",
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/sdp",
+            ])
+            .args(["--data-binary", &offer, url])
+            .output()
+            .unwrap();
+        let reply = String::from_utf8_lossy(&out.stdout).to_string();
+        let (head, answer) = reply.split_once("\r\n\r\n").ok_or("no HTTP reply")?;
+        if !head.starts_with("HTTP/1.1 201") {
+            return Err(reply);
+        }
+        let location = head
+            .lines()
+            .find_map(|l| l.strip_prefix("location: "))
+            .ok_or("no Location")?
+            .to_string();
+        let answer = gstreamer_sdp::SDPMessage::parse_buffer(answer.as_bytes()).unwrap();
+        let answer =
+            gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Answer, answer);
+        webrtc.emit_by_name::<()>("set-remote-description", &[&answer, &None::<gst::Promise>]);
+        Ok(WhepClient {
+            pipeline,
+            frames,
+            location,
+        })
+    }
+
+    fn frames(&self) -> u64 {
+        self.frames.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for WhepClient {
+    fn drop(&mut self) {
+        use gstreamer::prelude::*;
+        let _ = self.pipeline.set_state(gstreamer::State::Null);
+    }
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn whep_peers_decode_video_and_ten_joining_and_leaving_leak_nothing() {
+    let rig = Rig::start(&[], "");
+    let url = format!(
+        "http://127.0.0.1:{}/api/webrtc?src=cam",
+        rig.addon.http_port
+    );
+    let first = WhepClient::connect(&url).unwrap();
+    wait_until("decoded frames over WHEP", Duration::from_secs(15), || {
+        first.frames() > 25
+    });
+    // WHEP's DELETE ends the session.
+    let session = format!(
+        "http://127.0.0.1:{}/api/{}",
+        rig.addon.http_port, first.location
+    );
+    assert_eq!(http_get_with(&session, &["-X", "DELETE"]).0, 200);
+    drop(first);
+
+    let pid = rig.addon.proc.child.id();
+    let mut samples = Vec::new();
+    for round in 0..4 {
+        let viewers: Vec<WhepClient> = (0..10)
+            .map(|_| WhepClient::connect(&url).unwrap())
+            .collect();
+        wait_until("ten viewers decoding", Duration::from_secs(20), || {
+            viewers.iter().all(|v| v.frames() > 5)
+        });
+        drop(viewers);
+        // Leaving viewers are noticed by their connection state; let the sessions go.
+        wait_until("the viewers to be gone", Duration::from_secs(40), || {
+            let streams: serde_json::Value = serde_json::from_slice(
+                &http_get(&format!(
+                    "http://127.0.0.1:{}/api/streams",
+                    rig.addon.http_port
+                ))
+                .1,
+            )
+            .unwrap_or_default();
+            streams["cam"]["viewers"]["webrtc"] == 0
+        });
+        std::thread::sleep(Duration::from_secs(1));
+        samples.push((open_fds(pid), rss_kb(pid)));
+        eprintln!(
+            "round {round}: {} fds, {} kB RSS",
+            samples[round].0, samples[round].1
+        );
+    }
+    // After the first round has warmed everything up, nothing grows.
+    let (fds, rss) = (samples[1], samples[3]);
+    assert!(rss.0 <= fds.0 + 2, "fds grew: {samples:?}");
+    assert!(
+        rss.1 <= fds.1 + 8 * 1024,
+        "RSS grew more than 8 MB over two rounds: {samples:?}"
+    );
 }

@@ -22,6 +22,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+/// A peer that sent no RTCP for this long is gone (a closed tab sends no BYE).
+const PEER_SILENCE: Duration = Duration::from_secs(8);
 /// Host candidates gather in milliseconds; STUN may take a moment.
 const GATHER_WAIT: Duration = Duration::from_secs(3);
 const SIGNAL_WAIT: Duration = Duration::from_secs(5);
@@ -137,6 +139,7 @@ impl WebrtcCamera {
             guard: Some(guard),
         };
         self.watch_connection(&webrtc, id);
+        self.watch_peer(&webrtc, id);
         self.lock().insert(id, session);
         tracing::info!(camera = %self.camera, "WebRTC viewer {id} connected ({} now)", self.viewers());
         Ok((answer, id))
@@ -171,6 +174,52 @@ impl WebrtcCamera {
                         camera.close(id);
                     }
                 });
+            }
+        });
+    }
+
+    /// Ends the session when the peer stops sending RTCP receiver reports or says BYE.
+    fn watch_peer(self: &Arc<Self>, webrtc: &gst::Element, id: u64) {
+        let Some(rtpbin) = webrtc
+            .downcast_ref::<gst::Bin>()
+            .and_then(|bin| bin.by_name("rtpbin"))
+        else {
+            return;
+        };
+        let heard = Arc::new(Mutex::new(Some(std::time::Instant::now())));
+        let on_report = heard.clone();
+        rtpbin.connect("on-ssrc-active", false, move |_| {
+            if let Ok(mut heard) = on_report.lock() {
+                *heard = Some(std::time::Instant::now());
+            }
+            None
+        });
+        let on_bye = heard.clone();
+        rtpbin.connect("on-bye-ssrc", false, move |_| {
+            if let Ok(mut heard) = on_bye.lock() {
+                *heard = None;
+            }
+            None
+        });
+        let camera: Weak<Self> = Arc::downgrade(self);
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+                let Some(camera) = camera.upgrade() else {
+                    return;
+                };
+                if !camera.lock().contains_key(&id) {
+                    return;
+                }
+                let silent = heard
+                    .lock()
+                    .map(|h| h.is_none_or(|at| at.elapsed() > PEER_SILENCE))
+                    .unwrap_or(true);
+                if silent {
+                    tracing::debug!(camera = %camera.camera, "WebRTC viewer {id} went silent");
+                    camera.close(id);
+                    return;
+                }
             }
         });
     }
