@@ -244,7 +244,70 @@ struct WhepClient {
 }
 
 impl WhepClient {
+    /// WHEP: the offer is POSTed as SDP; the answer comes back with a `Location`.
     fn connect(url: &str) -> Result<WhepClient, String> {
+        Self::signal(|offer| {
+            let out = Command::new("curl")
+                .args([
+                    "-s",
+                    "-D",
+                    "-",
+                    "-X",
+                    "POST",
+                    "-H",
+                    "Content-Type: application/sdp",
+                ])
+                .args(["--data-binary", offer, url])
+                .output()
+                .unwrap();
+            let reply = String::from_utf8_lossy(&out.stdout).to_string();
+            let (head, answer) = reply.split_once("\r\n\r\n").ok_or("no HTTP reply")?;
+            if !head.starts_with("HTTP/1.1 201") {
+                return Err(reply);
+            }
+            let location = head
+                .lines()
+                .find_map(|l| l.strip_prefix("location: "))
+                .ok_or("no Location")?
+                .to_string();
+            Ok((answer.to_string(), location))
+        })
+    }
+
+    /// go2rtc's WebSocket API; the socket closes when the returned guard drops.
+    fn connect_ws(url: &str) -> Result<(WhepClient, impl Drop), String> {
+        let (socket, _) = tungstenite::connect(url).map_err(|e| e.to_string())?;
+        let socket = std::cell::RefCell::new(socket);
+        let client = Self::signal(|offer| {
+            let mut socket = socket.borrow_mut();
+            let message = serde_json::json!({"type": "webrtc/offer", "value": offer});
+            socket
+                .send(tungstenite::Message::Text(message.to_string()))
+                .map_err(|e| e.to_string())?;
+            let reply = socket.read().map_err(|e| e.to_string())?;
+            let reply: serde_json::Value =
+                serde_json::from_str(reply.to_text().unwrap_or_default()).unwrap_or_default();
+            if reply["type"] != "webrtc/answer" {
+                return Err(reply.to_string());
+            }
+            Ok((
+                reply["value"].as_str().unwrap_or_default().to_string(),
+                String::new(),
+            ))
+        })?;
+        struct Socket(tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>);
+        impl Drop for Socket {
+            fn drop(&mut self) {
+                let _ = self.0.close(None);
+                let _ = self.0.flush();
+            }
+        }
+        Ok((client, Socket(socket.into_inner())))
+    }
+
+    fn signal(
+        exchange: impl FnOnce(&str) -> Result<(String, String), String>,
+    ) -> Result<WhepClient, String> {
         use gstreamer as gst;
         use gstreamer::prelude::*;
         use gstreamer_webrtc as gst_webrtc;
@@ -325,29 +388,7 @@ impl WhepClient {
             .sdp()
             .as_text()
             .unwrap();
-        let out = Command::new("curl")
-            .args([
-                "-s",
-                "-D",
-                "-",
-                "-X",
-                "POST",
-                "-H",
-                "Content-Type: application/sdp",
-            ])
-            .args(["--data-binary", &offer, url])
-            .output()
-            .unwrap();
-        let reply = String::from_utf8_lossy(&out.stdout).to_string();
-        let (head, answer) = reply.split_once("\r\n\r\n").ok_or("no HTTP reply")?;
-        if !head.starts_with("HTTP/1.1 201") {
-            return Err(reply);
-        }
-        let location = head
-            .lines()
-            .find_map(|l| l.strip_prefix("location: "))
-            .ok_or("no Location")?
-            .to_string();
+        let (answer, location) = exchange(&offer)?;
         let answer = gstreamer_sdp::SDPMessage::parse_buffer(answer.as_bytes()).unwrap();
         let answer =
             gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Answer, answer);
@@ -382,6 +423,31 @@ fn rss_kb(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+#[test]
+fn go2rtc_websocket_signalling_plays_and_closing_the_socket_ends_the_session() {
+    let rig = Rig::start(&[], "");
+    let streams_url = format!("http://127.0.0.1:{}/api/streams", rig.addon.http_port);
+    let webrtc_viewers = || {
+        let streams: serde_json::Value =
+            serde_json::from_slice(&http_get(&streams_url).1).unwrap_or_default();
+        streams["cam"]["viewers"]["webrtc"].as_u64().unwrap_or(99)
+    };
+    let url = format!("ws://127.0.0.1:{}/api/ws?src=cam", rig.addon.http_port);
+    let (client, socket) = WhepClient::connect_ws(&url).unwrap();
+    wait_until(
+        "decoded frames over the WebSocket API",
+        Duration::from_secs(15),
+        || client.frames() > 25,
+    );
+    assert_eq!(webrtc_viewers(), 1);
+    drop(socket);
+    wait_until(
+        "the session to end with its socket",
+        Duration::from_secs(5),
+        || webrtc_viewers() == 0,
+    );
 }
 
 #[test]

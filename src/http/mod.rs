@@ -82,6 +82,7 @@ impl HttpServer {
                     .layer(axum::extract::DefaultBodyLimit::max(webrtc::MAX_OFFER)),
             )
             .route("/api/webrtc/{id}", axum::routing::delete(webrtc::close))
+            .route("/api/ws", get(webrtc::socket))
             .route("/api/streams", get(streams::streams))
             .route("/api", get(streams::about))
             .route(

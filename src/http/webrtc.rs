@@ -86,3 +86,73 @@ pub async fn close(State(api): State<Arc<Api>>, Path(id): Path<u64>) -> Response
         plain(StatusCode::NOT_FOUND, format!("no WebRTC session {id}"))
     }
 }
+
+/// go2rtc's WebSocket API at `/api/ws?src=<camera>`, as the WebRTC Camera card and HA's go2rtc
+/// client use it: `{"type":"webrtc/offer","value":sdp}` in, `{"type":"webrtc/answer",…}` out,
+/// `webrtc/candidate` accepted. Closing the socket ends the session.
+pub async fn socket(
+    State(api): State<Arc<Api>>,
+    Query(query): Query<HashMap<String, String>>,
+    upgrade: axum::extract::ws::WebSocketUpgrade,
+) -> Response {
+    let Some(camera) = query
+        .get("src")
+        .and_then(|src| api.webrtc.iter().find(|c| &c.camera == src).cloned())
+    else {
+        return plain(
+            StatusCode::NOT_FOUND,
+            "no such camera: use /api/ws?src=<camera>",
+        );
+    };
+    upgrade
+        .max_message_size(MAX_OFFER)
+        .on_upgrade(move |socket| serve_socket(socket, camera))
+}
+
+async fn serve_socket(
+    mut socket: axum::extract::ws::WebSocket,
+    camera: Arc<crate::webrtc::session::WebrtcCamera>,
+) {
+    use axum::extract::ws::Message;
+    let mut session = None;
+    while let Some(Ok(message)) = socket.recv().await {
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let request: serde_json::Value = serde_json::from_str(text.as_str()).unwrap_or_default();
+        let value = request["value"].as_str().unwrap_or_default().to_string();
+        let reply = match request["type"].as_str() {
+            Some("webrtc/offer") => {
+                let camera = camera.clone();
+                match tokio::task::spawn_blocking(move || camera.answer(&value)).await {
+                    Ok(Ok((answer, id))) => {
+                        session = Some(id);
+                        serde_json::json!({"type": "webrtc/answer", "value": answer})
+                    }
+                    Ok(Err(e)) => serde_json::json!({"type": "error", "value": e.to_string()}),
+                    Err(e) => serde_json::json!({"type": "error", "value": e.to_string()}),
+                }
+            }
+            Some("webrtc/candidate") => {
+                if let Some(id) = session {
+                    camera.add_candidate(id, &value);
+                }
+                continue;
+            }
+            other => serde_json::json!({
+                "type": "error",
+                "value": format!("unsupported message type {other:?}; this server speaks webrtc/offer and webrtc/candidate"),
+            }),
+        };
+        if socket
+            .send(Message::Text(reply.to_string().into()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    if let Some(id) = session {
+        let _ = tokio::task::spawn_blocking(move || camera.close(id)).await;
+    }
+}

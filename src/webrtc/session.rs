@@ -57,6 +57,7 @@ static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
 /// Everything one viewer holds; dropping it ends the viewer.
 struct Session {
+    webrtc: gst::Element,
     hub: Arc<Hub>,
     consumer: ConsumerId,
     _seat: Option<FeedSeat>,
@@ -132,6 +133,7 @@ impl WebrtcCamera {
         };
         let consumer = self.hub.add_consumer(&video, None);
         let session = Session {
+            webrtc: webrtc.clone(),
             hub: self.hub.clone(),
             consumer,
             _seat: seat,
@@ -143,6 +145,19 @@ impl WebrtcCamera {
         self.lock().insert(id, session);
         tracing::info!(camera = %self.camera, "WebRTC viewer {id} connected ({} now)", self.viewers());
         Ok((answer, id))
+    }
+
+    /// A candidate the browser trickled after its offer (go2rtc's `webrtc/candidate`).
+    pub fn add_candidate(&self, id: u64, candidate: &str) -> bool {
+        let webrtc = self.lock().get(&id).map(|s| s.webrtc.clone());
+        let Some(webrtc) = webrtc else {
+            return false;
+        };
+        let candidate = candidate.trim().trim_start_matches("a=");
+        if !candidate.is_empty() {
+            webrtc.emit_by_name::<()>("add-ice-candidate", &[&0u32, &candidate]);
+        }
+        true
     }
 
     /// Ends a session (WHEP `DELETE`); false if there was none.
