@@ -15,6 +15,8 @@
 //!    interval mode for 8 cameras.
 //! 6. Event clips (`media/events.rs`): the pre-roll's CPU and RSS per camera, and the time from a
 //!    trigger to the clip's file.
+//! 7. WebRTC (`media/webrtc.rs`): glass-to-glass latency and first frame in headless Chromium,
+//!    and CPU per WebRTC viewer against CPU per RTSP viewer.
 //! 5. Cry detection (`media/cry.rs`): inference per patch against Python ONNX Runtime, the CPU it
 //!    adds per camera, and the alert latency from a cry's onset.
 
@@ -26,6 +28,8 @@ mod cry;
 mod events;
 #[path = "media/snapshot.rs"]
 mod snapshot;
+#[path = "media/webrtc.rs"]
+mod webrtc;
 
 use common::{AddOn, Camera, Mosquitto, Proc, free_port};
 use gstreamer as gst;
@@ -400,5 +404,8 @@ fn main() {
     }
     if only.is_empty() || only == "events" {
         events::run(&broker);
+    }
+    if only.is_empty() || only == "webrtc" {
+        webrtc::run(&broker);
     }
 }

@@ -64,6 +64,11 @@ pub struct TestCameraOptions {
     /// from the start). `--audio` names its audio codec: pcma, pcmu, aac or none.
     #[arg(long)]
     pub file: Option<std::path::PathBuf>,
+    /// Stamp each frame with the wall clock as 32 black/white 16×16 blocks along its top edge
+    /// (milliseconds since the epoch, low 32 bits, most significant first), for measuring
+    /// glass-to-glass latency. Needs a width of at least 512.
+    #[arg(long)]
+    pub timecode: bool,
 }
 
 impl Default for TestCameraOptions {
@@ -82,6 +87,7 @@ impl Default for TestCameraOptions {
             username: None,
             password: None,
             file: None,
+            timecode: false,
         }
     }
 }
@@ -102,7 +108,7 @@ impl TestCameraOptions {
             ..
         } = self;
         let raw = format!(
-            "videotestsrc is-live=true pattern={pattern} ! video/x-raw,width={width},height={height},framerate={fps}/1 ! clockoverlay shaded-background=true font-desc=\"Sans 24\""
+            "videotestsrc is-live=true pattern={pattern} ! video/x-raw,format=I420,width={width},height={height},framerate={fps}/1 ! clockoverlay shaded-background=true font-desc=\"Sans 24\" ! identity name=stamp"
         );
         let video = match self.video {
             VideoCodec::H264 => format!(
@@ -173,6 +179,23 @@ impl TestCamera {
         factory.set_launch(&options.launch());
         // A file plays from its start for each client; a live source is shared, like a camera.
         factory.set_shared(options.file.is_none());
+        if options.timecode {
+            let width = options.width as usize;
+            factory.connect_media_configure(move |_, media| {
+                let stamp = media
+                    .element()
+                    .downcast_ref::<gstreamer::Bin>()
+                    .and_then(|bin| bin.by_name_recurse_up("stamp"));
+                if let Some(pad) = stamp.and_then(|s| s.static_pad("src")) {
+                    pad.add_probe(gstreamer::PadProbeType::BUFFER, move |_, info| {
+                        if let Some(buffer) = info.buffer_mut() {
+                            stamp_time(buffer.make_mut(), width);
+                        }
+                        gstreamer::PadProbeReturn::Ok
+                    });
+                }
+            });
+        }
         if let (Some(user), Some(pass)) = (&options.username, &options.password) {
             let auth = gst_rtsp_server::RTSPAuth::new();
             let token = gst_rtsp_server::RTSPToken::builder()
@@ -225,6 +248,30 @@ impl Drop for TestCamera {
     fn drop(&mut self) {
         if let Some(source) = self.source.take() {
             source.remove();
+        }
+    }
+}
+
+/// Writes the wall clock's milliseconds into the luma of an I420 frame (see `--timecode`).
+fn stamp_time(buffer: &mut gstreamer::BufferRef, width: usize) {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u32);
+    let Ok(mut map) = buffer.map_writable() else {
+        return;
+    };
+    let stride = width.next_multiple_of(4);
+    for bit in 0..32usize {
+        let level = if millis >> (31 - bit) & 1 == 1 {
+            235
+        } else {
+            16
+        };
+        for y in 0..16 {
+            let row = y * stride + bit * 16;
+            if let Some(block) = map.get_mut(row..row + 16) {
+                block.fill(level);
+            }
         }
     }
 }

@@ -2,6 +2,9 @@
 //! gst-rtsp-server in their own process, the add-on binary itself, and real RTSP clients.
 #![allow(dead_code)]
 
+pub mod browser;
+pub mod whep;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};

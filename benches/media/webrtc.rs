@@ -1,0 +1,125 @@
+//! WebRTC: glass-to-glass latency in headless Chromium (the test camera stamps its wall clock
+//! into each frame; the page reads it back off the decoded frame), time to first frame in the
+//! browser, and the add-on's CPU per WebRTC viewer against its CPU per RTSP viewer.
+
+use super::common::browser::{Chromium, videos};
+use super::common::whep::WhepClient;
+use super::common::{self, Camera, Mosquitto, Proc, free_port, wait_until};
+use super::{CAMERA_720P, cpu_percent, cpu_ticks};
+use std::time::{Duration, Instant};
+
+const VIEWERS: usize = 5;
+
+/// Installed in the page: on every frame shown, decode the 32-block timecode and keep
+/// `Date.now()` minus it, in ms.
+const READ_TIMECODE: &str = r#"(() => {
+  const video = document.querySelector('video');
+  const canvas = document.createElement('canvas');
+  canvas.width = 512; canvas.height = 16;
+  const g = canvas.getContext('2d', { willReadFrequently: true });
+  window.latencies = [];
+  const tick = () => {
+    if (video.videoWidth >= 512) {
+      g.drawImage(video, 0, 0, 512, 16, 0, 0, 512, 16);
+      const d = g.getImageData(0, 0, 512, 16).data;
+      let stamp = 0;
+      for (let i = 0; i < 32; i++) stamp = stamp * 2 + (d[(8 * 512 + i * 16 + 8) * 4] > 128 ? 1 : 0);
+      let late = Date.now() % 4294967296 - stamp;
+      if (late < 0) late += 4294967296;
+      if (late < 5000) window.latencies.push(late);
+    }
+    video.requestVideoFrameCallback(tick);
+  };
+  video.requestVideoFrameCallback(tick);
+  return true;
+})()"#;
+
+pub fn run(broker: &Mosquitto) {
+    let Some(mut chromium) = Chromium::start() else {
+        println!("WebRTC benchmark skipped: chromium is missing");
+        return;
+    };
+    println!();
+    println!("## WebRTC");
+    println!();
+    println!("| measure | ipcam-mqtt | baseline | baseline value | ratio | goal |");
+    println!("|---|---|---|---|---|---|");
+    let camera = Camera::start(&[&CAMERA_720P[..], &["--timecode"]].concat());
+    let addon = common::AddOn::start(&common::config(
+        broker.port,
+        free_port(),
+        &[("cam0", &camera.url(), "")],
+    ));
+    broker.publish("ipcam/cam0/live_stream/command", "ON", false);
+    std::thread::sleep(Duration::from_secs(3));
+    let page = format!("http://127.0.0.1:{}/", addon.http_port);
+
+    let mut firsts = Vec::new();
+    for _ in 0..3 {
+        chromium.call("Page.navigate", serde_json::json!({"url": "about:blank"}));
+        let asked = Instant::now();
+        chromium.call("Page.navigate", serde_json::json!({"url": page}));
+        wait_until("a frame in the browser", Duration::from_secs(20), || {
+            videos(&mut chromium).first().is_some_and(|v| v.1 > 0)
+        });
+        firsts.push(asked.elapsed().as_secs_f64() * 1000.0);
+    }
+    firsts.sort_by(f64::total_cmp);
+    println!(
+        "| time to first frame in Chromium (page load → first decoded frame, camera streaming) | {:.0} ms median ({:.0}–{:.0}) | — | — | — | — |",
+        firsts[1], firsts[0], firsts[2]
+    );
+
+    chromium.evaluate(READ_TIMECODE);
+    std::thread::sleep(Duration::from_secs(10));
+    let mut latencies: Vec<f64> =
+        serde_json::from_value(chromium.evaluate("window.latencies")).unwrap_or_default();
+    latencies.sort_by(f64::total_cmp);
+    if latencies.is_empty() {
+        println!("| glass-to-glass latency | no timecode read | | | | ≤ 150 ms ✘ |");
+    } else {
+        let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+        println!(
+            "| glass-to-glass latency on loopback, 720p25 ({} frames) | {:.0} ms median (p95 {:.0}) | — | — | — | ≤ 150 ms {} |",
+            latencies.len(),
+            at(0.5),
+            at(0.95),
+            if at(0.5) <= 150.0 { "✔" } else { "✘" }
+        );
+    }
+    drop(chromium);
+
+    let pid = addon.proc.child.id();
+    let window = |warmup| {
+        cpu_percent(
+            &[pid],
+            cpu_ticks,
+            Duration::from_secs(warmup),
+            Duration::from_secs(10),
+        )
+    };
+    let idle = window(2);
+    let url = format!("http://127.0.0.1:{}/api/webrtc?src=cam0", addon.http_port);
+    let webrtc: Vec<WhepClient> = (0..VIEWERS)
+        .map(|_| WhepClient::connect(&url).unwrap())
+        .collect();
+    let with_webrtc = window(4);
+    drop(webrtc);
+    std::thread::sleep(Duration::from_secs(10));
+    let rtsp: Vec<Proc> = (0..VIEWERS)
+        .map(|_| {
+            Proc::spawn(&mut common::ffmpeg_command(
+                &addon.live_url("cam0"),
+                &["-c", "copy", "-f", "null", "-"],
+            ))
+        })
+        .collect();
+    let with_rtsp = window(4);
+    drop(rtsp);
+    let per_webrtc = (with_webrtc - idle) / VIEWERS as f64;
+    let per_rtsp = (with_rtsp - idle) / VIEWERS as f64;
+    println!(
+        "| CPU per WebRTC viewer ({VIEWERS} webrtcbin peers, shared Opus) | {per_webrtc:.2} % of a core | per RTSP viewer ({VIEWERS} × ffmpeg `-c copy`) | {per_rtsp:.2} % | {:.2} | — |",
+        per_webrtc / per_rtsp
+    );
+}
