@@ -231,7 +231,9 @@ fn sigterm_finishes_a_clip_and_sigkill_still_leaves_a_playable_one() {
             panic!("after SIG{signal}, {} is not playable: {e}", clip.display())
         });
         assert_eq!(codecs, ["h264", "aac"], "after SIG{signal}");
-        assert!(duration >= 3.0, "after SIG{signal}: {duration} s");
+        // 4 s were recorded; a kill loses at most the fragment being written (1 s).
+        let least = if signal == "KILL" { 2.0 } else { 3.0 };
+        assert!(duration >= least, "after SIG{signal}: {duration} s");
         let decoded = Command::new("ffmpeg")
             .args([
                 "-v",
