@@ -28,6 +28,7 @@ mod cry;
 mod events;
 #[path = "media/snapshot.rs"]
 mod snapshot;
+#[cfg(feature = "webrtc")]
 #[path = "media/webrtc.rs"]
 mod webrtc;
 
@@ -405,6 +406,7 @@ fn main() {
     if only.is_empty() || only == "events" {
         events::run(&broker);
     }
+    #[cfg(feature = "webrtc")]
     if only.is_empty() || only == "webrtc" {
         webrtc::run(&broker);
     }

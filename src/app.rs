@@ -20,6 +20,7 @@ use crate::rtsp::factory::Mount;
 use crate::rtsp::server::{RtspServer, live_path};
 use crate::settings::Settings;
 use crate::snapshot::{SnapshotTask, Snapshotter};
+#[cfg(feature = "webrtc")]
 use crate::webrtc::session::WebrtcCamera;
 use std::sync::Arc;
 use std::time::Duration;
@@ -141,6 +142,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
             ))
         })
         .collect();
+    #[cfg(feature = "webrtc")]
     let webrtc = cameras
         .iter()
         .map(|(camera, hub, demand)| {
@@ -168,6 +170,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         Sources {
             snapshotters: snapshotters.clone(),
             clips: stores.clone(),
+            #[cfg(feature = "webrtc")]
             webrtc,
             streams,
         },

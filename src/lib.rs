@@ -15,4 +15,5 @@ pub mod secret;
 pub mod settings;
 pub mod snapshot;
 pub mod testcam;
+#[cfg(feature = "webrtc")]
 pub mod webrtc;

@@ -2,6 +2,7 @@
 //! live WebRTC video from a camera stand-in plays, and a screenshot shows it. WHEP answers and
 //! auth are checked with plain HTTP, and a webrtcbin peer checks WHEP, the WebSocket API and
 //! churn.
+#![cfg(feature = "webrtc")]
 mod common;
 use common::browser::{Chromium, base64_decode, grey_spread, videos};
 use common::whep::WhepClient;

@@ -10,6 +10,7 @@
 pub mod clips;
 pub mod frame;
 pub mod streams;
+#[cfg(feature = "webrtc")]
 pub mod webrtc;
 
 pub use clips::clips_path;
@@ -19,6 +20,7 @@ use crate::config::ServerConfig;
 use crate::events::store::ClipStore;
 use crate::secret::Secret;
 use crate::snapshot::Snapshotter;
+#[cfg(feature = "webrtc")]
 use crate::webrtc::session::WebrtcCamera;
 use axum::Router;
 use axum::extract::{Request, State};
@@ -35,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 pub struct Api {
     pub cameras: Vec<Arc<Snapshotter>>,
     pub clips: Vec<Arc<ClipStore>>,
+    #[cfg(feature = "webrtc")]
     pub webrtc: Vec<Arc<WebrtcCamera>>,
     pub streams: Vec<CameraEntry>,
     credentials: Option<(String, Secret)>,
@@ -44,6 +47,7 @@ pub struct Api {
 pub struct Sources {
     pub snapshotters: Vec<Arc<Snapshotter>>,
     pub clips: Vec<Arc<ClipStore>>,
+    #[cfg(feature = "webrtc")]
     pub webrtc: Vec<Arc<WebrtcCamera>>,
     pub streams: Vec<CameraEntry>,
 }
@@ -67,22 +71,16 @@ impl HttpServer {
         let api = Arc::new(Api {
             cameras: sources.snapshotters,
             clips: sources.clips,
+            #[cfg(feature = "webrtc")]
             webrtc: sources.webrtc,
             streams: sources.streams,
             credentials: config
                 .credentials()
                 .map(|(user, password)| (user.to_string(), password.clone())),
         });
-        let app = Router::new()
+        let app = webrtc_routes(Router::new())
             .route("/api/frame.jpeg", get(frame::handler))
             .route("/api/clips/{camera}/{file}", get(clips::handler))
-            .route(
-                "/api/webrtc",
-                axum::routing::post(webrtc::offer)
-                    .layer(axum::extract::DefaultBodyLimit::max(webrtc::MAX_OFFER)),
-            )
-            .route("/api/webrtc/{id}", axum::routing::delete(webrtc::close))
-            .route("/api/ws", get(webrtc::socket))
             .route("/api/streams", get(streams::streams))
             .route("/api", get(streams::about))
             .route(
@@ -123,6 +121,23 @@ impl HttpServer {
         });
         Ok(HttpServer { local_addr, task })
     }
+}
+
+#[cfg(feature = "webrtc")]
+fn webrtc_routes(router: Router<Arc<Api>>) -> Router<Arc<Api>> {
+    router
+        .route(
+            "/api/webrtc",
+            axum::routing::post(webrtc::offer)
+                .layer(axum::extract::DefaultBodyLimit::max(webrtc::MAX_OFFER)),
+        )
+        .route("/api/webrtc/{id}", axum::routing::delete(webrtc::close))
+        .route("/api/ws", get(webrtc::socket))
+}
+
+#[cfg(not(feature = "webrtc"))]
+fn webrtc_routes(router: Router<Arc<Api>>) -> Router<Arc<Api>> {
+    router
 }
 
 /// A one-line plain-text answer: every error body is one clear line.

@@ -22,11 +22,14 @@ pub async fn streams(State(api): State<Arc<Api>>) -> Response {
         .iter()
         .map(|camera| {
             let state = camera.state.borrow().clone();
+            #[cfg(feature = "webrtc")]
             let webrtc = api
                 .webrtc
                 .iter()
                 .find(|w| w.camera == camera.id)
                 .map_or(0, |w| w.viewers());
+            #[cfg(not(feature = "webrtc"))]
+            let webrtc = 0;
             (
                 camera.id.clone(),
                 json!({

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+#[cfg(feature = "webrtc")]
 pub mod whep;
 
 use std::io::{BufRead, BufReader, Write};
