@@ -71,21 +71,17 @@ fn a_cry_clip_starts_before_the_cry_plays_at_the_event_path_and_downloads() {
     let mqtt = broker.watch();
     // Silence from 0 s, a cry from 5 s to 10 s.
     let camera = Camera::start(&["--file", media.to_str().unwrap(), "--audio", "pcma"]);
-    let mut yaml = config(
+    let yaml = cry_config(
         broker.port,
-        free_port(),
         &[(
             "cam",
             &camera.url(),
             "cry_detection: true\ncry_hold: 2\npre_roll: 5\npost_roll: 2",
         )],
+        &model,
     );
-    yaml.push_str(&format!("cry_model: {}\n", model.display()));
     let addon = AddOn::start(&yaml);
-    let (_, empty) = (
-        0,
-        probe(&format!("rtsp://127.0.0.1:{}/cam_event", addon.rtsp_port)),
-    );
+    let empty = probe(&format!("rtsp://127.0.0.1:{}/cam_event", addon.rtsp_port));
     assert!(empty.is_err(), "no clip yet: the event path must refuse");
     mqtt.wait_for_json(EVENT_ATTRIBUTES, Duration::from_secs(5), |a| {
         a["status"] == "no recording"
@@ -185,6 +181,39 @@ fn motion_and_manual_clips_fill_their_slots_and_the_select_chooses_what_plays() 
     assert!(
         (played - motion_s).abs() < 0.5,
         "plays the motion clip: {played} vs {motion_s}"
+    );
+
+    // A playback in progress: the Event stream switch shows it, and OFF or a new selection
+    // stops it long before the clip's end.
+    let event_url = format!("rtsp://127.0.0.1:{}/cam_event", addon.rtsp_port);
+    for stop in [("event_stream", "OFF"), ("event", "Manual 1")] {
+        let started = std::time::Instant::now();
+        let mut viewer = Proc::spawn(&mut ffmpeg_command(&event_url, &["-f", "null", "-"]));
+        mqtt.wait_for("ipcam/cam/event_stream/state", "ON", Duration::from_secs(5));
+        broker.publish(&format!("ipcam/cam/{}/command", stop.0), stop.1, false);
+        mqtt.wait_for(
+            "ipcam/cam/event_stream/state",
+            "OFF",
+            Duration::from_secs(5),
+        );
+        assert!(
+            viewer.wait_exit(Duration::from_secs(5)).is_some(),
+            "{stop:?} ends the playback"
+        );
+        assert!(
+            started.elapsed().as_secs_f64() < motion_s,
+            "{stop:?} stopped it before the clip's end"
+        );
+    }
+    broker.publish("ipcam/cam/event_stream/command", "ON", false);
+    wait_until(
+        "ON to be ignored with a log line",
+        Duration::from_secs(5),
+        || addon.logs().contains("Event stream ON ignored"),
+    );
+    assert_eq!(
+        mqtt.last("ipcam/cam/event_stream/state").as_deref(),
+        Some("OFF")
     );
 
     // An empty slot: no recording, and the event path says so.

@@ -155,6 +155,11 @@ fn whep_peers_decode_video_and_ten_joining_and_leaving_leak_nothing() {
     wait_until("decoded frames over WHEP", Duration::from_secs(15), || {
         first.frames() > 25
     });
+    wait_until(
+        "decoded Opus audio over WHEP",
+        Duration::from_secs(5),
+        || first.audio_frames() > 10,
+    );
     // WHEP's DELETE ends the session.
     let session = format!(
         "http://127.0.0.1:{}/api/{}",

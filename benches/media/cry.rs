@@ -2,7 +2,7 @@
 //! the CPU detection adds per camera (against the same cameras streaming without it), and the
 //! alert latency from the cry's onset in the test media (against the rule's own floor).
 
-use super::common::{self, Camera, Mosquitto, free_port, onnxruntime_library, shared_file};
+use super::common::{self, Camera, Mosquitto, onnxruntime_library, shared_file};
 use super::{cpu_percent, cpu_ticks};
 use ipcam_mqtt::audio::yamnet::Yamnet;
 use ipcam_mqtt::audio::{HOP_SAMPLES, PATCH_SAMPLES};
@@ -107,9 +107,7 @@ fn cry_addon(
     let extra = if cry { "cry_detection: true" } else { "" };
     let ids: Vec<String> = (0..n).map(|i| format!("cam{i}")).collect();
     let entries: Vec<(&str, &str, &str)> = ids.iter().map(|id| (id.as_str(), url, extra)).collect();
-    let mut yaml = common::config(broker.port, free_port(), &entries);
-    yaml.push_str(&format!("cry_model: {}\n", model.display()));
-    common::AddOn::start(&yaml)
+    common::AddOn::start(&common::cry_config(broker.port, &entries, model))
 }
 
 /// Cameras with a steady tone, so the gate never skips a patch: the worst case.

@@ -121,13 +121,7 @@ impl CryTask {
     }
 
     fn run(self, state: &watch::Sender<CryState>, runtime: &tokio::runtime::Handle) {
-        let set_status = |status: CryStatus| {
-            state.send_if_modified(|s| {
-                let changed = s.status != status;
-                s.status = status.clone();
-                changed
-            });
-        };
+        let set_status = |status: CryStatus| set_status(state, status);
         let mut yamnet = match Yamnet::load(&self.model) {
             Ok(yamnet) => yamnet,
             Err(e) => {
@@ -208,13 +202,7 @@ impl CryTask {
         let camera = self.camera_state.borrow().clone();
         let active = camera.status == Status::Active;
         let has_audio = camera.info.audio_codec_out.is_some();
-        let set_status = |status: CryStatus| {
-            state.send_if_modified(|s| {
-                let changed = s.status != status;
-                s.status = status;
-                changed
-            });
-        };
+        let set_status = |status: CryStatus| set_status(state, status);
         match hold {
             // MQTT OFF voids every lease; ours must not restart the camera behind its back.
             Hold::Held { .. } if !self.demand.snapshot().cry_detection => {
@@ -360,6 +348,15 @@ impl CryTask {
             tracing::warn!("a cry event was not published: the MQTT bridge is behind");
         }
     }
+}
+
+/// Publishes a new status only when it changed.
+fn set_status(state: &watch::Sender<CryState>, status: CryStatus) {
+    state.send_if_modified(|s| {
+        let changed = s.status != status;
+        s.status = status;
+        changed
+    });
 }
 
 /// Whether detection keeps the camera up, or why not.

@@ -5,6 +5,7 @@
 //! clip the request fails (503) and the Event select's attributes say `no recording`.
 
 use super::store::{ClipMeta, ClipStore, Pin};
+use crate::rtsp::factory::{hold_for_viewer, release_on_unprepared};
 use gstreamer as gst;
 use gstreamer::glib;
 use gstreamer::prelude::*;
@@ -13,7 +14,7 @@ use gstreamer_rtsp as gst_rtsp;
 use gstreamer_rtsp_server as gst_rtsp_server;
 use gstreamer_rtsp_server::prelude::*;
 use gstreamer_rtsp_server::subclass::prelude::*;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use tokio::sync::watch;
 
 /// What the event factory of one camera needs.
@@ -48,8 +49,6 @@ impl Drop for Playing {
     }
 }
 
-const PLAYING_KEY: &str = "ipcam-event-playing";
-
 mod imp {
     use super::*;
 
@@ -83,9 +82,9 @@ mod imp {
                         _pin: mount.store.pin(&clip.event_id),
                         playing: mount.playing.clone(),
                     };
-                    // SAFETY: the key is only ever used with the Playing type.
-                    unsafe { bin.set_data(PLAYING_KEY, playing) };
-                    Some(bin.upcast())
+                    let bin: gst::Element = bin.upcast();
+                    hold_for_viewer(&bin, playing);
+                    Some(bin)
                 }
                 Err(e) => {
                     tracing::warn!(camera = %mount.camera, "cannot play clip {}: {e}", clip.event_id);
@@ -96,12 +95,7 @@ mod imp {
 
         fn media_configure(&self, media: &gst_rtsp_server::RTSPMedia) {
             self.parent_media_configure(media);
-            // SAFETY: set in create_element with this exact type.
-            let playing: Option<Playing> = unsafe { media.element().steal_data(PLAYING_KEY) };
-            let playing = Mutex::new(playing);
-            media.connect_unprepared(move |_| {
-                playing.lock().unwrap_or_else(|e| e.into_inner()).take();
-            });
+            release_on_unprepared::<Playing>(media);
         }
     }
 }

@@ -1,9 +1,9 @@
 //! The last seconds of a camera's media, kept as the hub's own encoded frames (no decoding), so
 //! a clip can start before the event that made it.
 //!
-//! The buffer always starts at a video keyframe: it keeps the newest keyframe that is at least
-//! `span` old and everything after it, so a clip gets at least `span` of decodable pre-roll and
-//! memory stays about bitrate × (span + one GOP).
+//! The buffer always starts at a video keyframe: at each keyframe it keeps the newest keyframe
+//! that is at least `span` old and everything after it, so a clip gets at least `span` of
+//! decodable pre-roll and memory stays about bitrate × (span + two GOPs at most).
 
 pub use crate::media::fanout::{Frame, Track};
 use gstreamer as gst;
@@ -31,11 +31,24 @@ impl PreRoll {
             return;
         }
         self.bytes += size(&frame);
-        let newest = frame.pts();
+        // Only a keyframe can become the new start, so trimming waits for one: the buffer runs
+        // at most a GOP over, and other frames cost a queue push on the ingest thread.
+        let trim_to = (frame.track == Track::Video && frame.keyframe)
+            .then(|| frame.pts())
+            .flatten();
         self.frames.push_back(frame);
-        if let Some(newest) = newest {
+        if let Some(newest) = trim_to {
             self.trim(newest);
         }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// The oldest buffered frame of `track`.
+    pub fn first(&self, track: Track) -> Option<Frame> {
+        self.frames.iter().find(|f| f.track == track).cloned()
     }
 
     /// Drops what is older than the newest keyframe that is at least `span` old.
@@ -110,7 +123,7 @@ mod tests {
             preroll.push(frame(Track::Video, i % 4 == 0, i * 250));
             preroll.push(frame(Track::Audio, false, i * 250 + 100));
         }
-        // Newest video 5750 ms: the newest keyframe at least 2 s older is 3000 ms.
+        // Last keyframe 5000 ms: the newest keyframe at least 2 s older is 3000 ms.
         let kept = pts_ms(&preroll);
         assert_eq!(kept[0], 3000, "{kept:?}");
         assert!(preroll.frames()[0].keyframe);
@@ -140,5 +153,7 @@ mod tests {
             preroll.push(frame(Track::Video, i % 4 == 0, i * 100));
         }
         assert_eq!(pts_ms(&preroll), [800, 900]);
+        assert_eq!(preroll.first(Track::Video).map(|f| f.keyframe), Some(true));
+        assert!(preroll.first(Track::Audio).is_none());
     }
 }

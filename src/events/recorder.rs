@@ -95,7 +95,7 @@ impl Recorder {
     ) -> Result<Recording, String> {
         let lease = self.demand.lease(Purpose::Recorder);
         let waited = std::time::Instant::now();
-        while self.lock().preroll.frames().is_empty() {
+        while self.lock().preroll.is_empty() {
             if waited.elapsed() > FIRST_FRAME_WAIT {
                 return Err("the camera sent no video to record".into());
             }
@@ -104,18 +104,17 @@ impl Recorder {
         // A camera just started sends its first audio a moment after the first keyframe.
         let video_at = std::time::Instant::now();
         let first_audio = loop {
-            let audio = self
-                .lock()
-                .preroll
-                .frames()
-                .into_iter()
-                .find(|f| f.track == Track::Audio);
+            let audio = self.lock().preroll.first(Track::Audio);
             if audio.is_some() || video_at.elapsed() > FIRST_AUDIO_WAIT {
                 break audio;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        let first_video = self.lock().preroll.frames().remove(0);
+        let first_video = self
+            .lock()
+            .preroll
+            .first(Track::Video)
+            .ok_or("the pre-roll was cleared (the camera reconnected)")?;
         let event_id = event_id(kind, started_at);
         let video_caps = first_video
             .sample

@@ -42,7 +42,23 @@ impl Drop for ViewerLink {
     }
 }
 
-const LINK_KEY: &str = "ipcam-viewer-link";
+/// Attaches what a viewer's media holds (a lease, a hub place, a pinned clip) to its element
+/// in `create_element`; [`release_on_unprepared`] drops it when the media is unprepared, the
+/// reliable "viewer gone" signal.
+pub fn hold_for_viewer<T: Send + 'static>(element: &gst::Element, hold: T) {
+    // SAFETY: the key is the type's name, so it is only ever read back as this same type.
+    unsafe { element.set_data(std::any::type_name::<T>(), hold) };
+}
+
+/// Moves the hold of [`hold_for_viewer`] from the element to the media's unprepare.
+pub fn release_on_unprepared<T: Send + 'static>(media: &gst_rtsp_server::RTSPMedia) {
+    // SAFETY: set by `hold_for_viewer::<T>` under the key of this same type.
+    let hold: Option<T> = unsafe { media.element().steal_data(std::any::type_name::<T>()) };
+    let hold = Mutex::new(hold);
+    media.connect_unprepared(move |_| {
+        hold.lock().unwrap_or_else(|e| e.into_inner()).take();
+    });
+}
 
 /// The element name marks which camera a media belongs to, for disconnecting its viewers.
 pub fn media_element_name(camera: &str) -> String {
@@ -90,9 +106,9 @@ mod imp {
                         hub: mount.hub.clone(),
                         consumer,
                     };
-                    // SAFETY: the key is only ever used with the ViewerLink type.
-                    unsafe { bin.set_data(LINK_KEY, link) };
-                    Some(bin.upcast())
+                    let bin: gst::Element = bin.upcast();
+                    hold_for_viewer(&bin, link);
+                    Some(bin)
                 }
                 Err(e) => {
                     tracing::error!(camera = %mount.camera, "cannot build a viewer media: {e}");
@@ -110,12 +126,7 @@ mod imp {
             if let Some(pipeline) = element.parent().and_downcast::<gst::Pipeline>() {
                 mount.clock.apply(&pipeline);
             }
-            // SAFETY: set in create_element with this exact type.
-            let link: Option<ViewerLink> = unsafe { element.steal_data(LINK_KEY) };
-            let link = Mutex::new(link);
-            media.connect_unprepared(move |_| {
-                link.lock().unwrap_or_else(|e| e.into_inner()).take();
-            });
+            release_on_unprepared::<ViewerLink>(media);
         }
     }
 }

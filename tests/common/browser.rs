@@ -2,7 +2,6 @@
 //! and the WebRTC benchmark.
 
 use super::{Proc, free_port, http_get, wait_until};
-use std::io::Read;
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
@@ -118,21 +117,8 @@ pub fn grey_spread(png: &[u8]) -> f64 {
 }
 
 pub fn base64_decode(text: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut child = Command::new("base64")
-        .arg("-d")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
-    child.wait().unwrap();
-    out
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .expect("DevTools sends valid base64")
 }

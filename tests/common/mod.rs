@@ -518,6 +518,17 @@ pub fn config(mqtt_port: u16, rtsp_port: u16, cameras: &[(&str, &str, &str)]) ->
     yaml
 }
 
+/// [`config`] with the YAMNet model for cry detection set.
+pub fn cry_config(
+    mqtt_port: u16,
+    cameras: &[(&str, &str, &str)],
+    model: impl AsRef<Path>,
+) -> String {
+    let mut yaml = config(mqtt_port, free_port(), cameras);
+    yaml.push_str(&format!("cry_model: {}\n", model.as_ref().display()));
+    yaml
+}
+
 /// The codecs ffprobe sees on an RTSP URL, e.g. `["h264", "aac"]`.
 pub fn ffprobe_codecs(url: &str, transport: &str) -> Result<Vec<String>, String> {
     let out = Command::new("ffprobe")

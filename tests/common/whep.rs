@@ -11,6 +11,7 @@ use std::time::Duration;
 pub struct WhepClient {
     pipeline: gstreamer::Pipeline,
     frames: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    audio_frames: std::sync::Arc<std::sync::atomic::AtomicU64>,
     pub location: String,
 }
 
@@ -90,7 +91,9 @@ impl WhepClient {
             .unwrap();
         pipeline.add(&webrtc).unwrap();
         let frames = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let audio_frames = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counted = frames.clone();
+        let audio_counted = audio_frames.clone();
         let weak = pipeline.downgrade();
         webrtc.connect_pad_added(move |_, pad| {
             let Some(pipeline) = weak.upgrade() else {
@@ -101,6 +104,7 @@ impl WhepClient {
             decode.sync_state_with_parent().unwrap();
             pad.link(&decode.static_pad("sink").unwrap()).unwrap();
             let counted = counted.clone();
+            let audio_counted = audio_counted.clone();
             let weak = pipeline.downgrade();
             decode.connect_pad_added(move |_, pad| {
                 let Some(pipeline) = weak.upgrade() else {
@@ -117,13 +121,11 @@ impl WhepClient {
                 pipeline.add(&sink).unwrap();
                 sink.sync_state_with_parent().unwrap();
                 pad.link(&sink.static_pad("sink").unwrap()).unwrap();
-                if video {
-                    let counted = counted.clone();
-                    pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-                        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        gst::PadProbeReturn::Ok
-                    });
-                }
+                let counted = if video { &counted } else { &audio_counted }.clone();
+                pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    gst::PadProbeReturn::Ok
+                });
             });
         });
         pipeline.set_state(gst::State::Playing).unwrap();
@@ -167,12 +169,19 @@ impl WhepClient {
         Ok(WhepClient {
             pipeline,
             frames,
+            audio_frames,
             location,
         })
     }
 
+    /// Decoded video frames.
     pub fn frames(&self) -> u64 {
         self.frames.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Decoded audio buffers (the camera's audio as Opus).
+    pub fn audio_frames(&self) -> u64 {
+        self.audio_frames.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
