@@ -153,6 +153,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
                 clock.clone(),
                 camera.start_timeout,
                 config.webrtc.clone(),
+                camera.h265_to_h264,
             )
         })
         .collect();

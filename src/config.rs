@@ -173,6 +173,19 @@ pub enum Transport {
     Udp,
 }
 
+/// When an H.265 camera is transcoded to H.264 for a WebRTC viewer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum H265ToH264 {
+    /// Only for a viewer whose browser cannot take H.265, and only while one is watching.
+    #[default]
+    Auto,
+    /// For every WebRTC viewer.
+    Always,
+    /// Never: a browser without H.265 gets a clear refusal.
+    Never,
+}
+
 #[derive(Debug, Clone)]
 pub struct CameraConfig {
     pub id: String,
@@ -182,6 +195,7 @@ pub struct CameraConfig {
     pub username: Option<String>,
     pub password: Option<Secret>,
     pub transport: Transport,
+    pub h265_to_h264: H265ToH264,
     pub close_after: Duration,
     pub start_timeout: Duration,
     pub snapshot: SnapshotConfig,
@@ -196,6 +210,10 @@ pub struct WebrtcConfig {
     pub stun_server: Option<String>,
     /// `turn://user:password@host:port`: it carries a password.
     pub turn_servers: Vec<Secret>,
+    /// Public addresses announced beside the host candidates (a forwarded router port).
+    pub candidates: Vec<String>,
+    /// The UDP ports ICE may use, so they can be forwarded; any port when unset.
+    pub udp_ports: Option<(u16, u16)>,
 }
 
 /// `webrtc:` as written, in the browser's `RTCIceServer` shape.
@@ -203,6 +221,8 @@ pub struct WebrtcConfig {
 #[serde(deny_unknown_fields, default)]
 struct RawWebrtc {
     ice_servers: Vec<RawIceServer>,
+    candidates: Vec<String>,
+    udp_ports: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -248,6 +268,46 @@ fn webrtc(raw: RawWebrtc, problems: &mut Vec<Problem>) -> WebrtcConfig {
                 _ => problem(format!("\"{url}\" is not a stun: or turn: URL")),
             }
         }
+    }
+    let mut problem = |field: &str, message: String| {
+        problems.push(Problem {
+            field: format!("webrtc.{field}"),
+            message,
+        })
+    };
+    if let Some(text) = &raw.udp_ports {
+        let range = text
+            .split_once('-')
+            .and_then(|(low, high)| Some((low.trim().parse().ok()?, high.trim().parse().ok()?)))
+            .filter(|(low, high): &(u16, u16)| *low >= 1024 && low <= high);
+        match range {
+            Some(range) => config.udp_ports = Some(range),
+            None => problem(
+                "udp_ports",
+                format!("\"{text}\" is not a port range like \"50000-50100\" (ports 1024-65535)"),
+            ),
+        }
+    }
+    for (i, candidate) in raw.candidates.iter().enumerate() {
+        let host = candidate.trim();
+        if host.is_empty()
+            || host.contains([':', '/', ' ']) && host.parse::<std::net::IpAddr>().is_err()
+        {
+            problem(
+                &format!("candidates[{i}]"),
+                format!(
+                    "\"{candidate}\" is not an address; write an IP or a host name, without a port"
+                ),
+            );
+        } else {
+            config.candidates.push(host.to_string());
+        }
+    }
+    if !config.candidates.is_empty() && raw.udp_ports.is_none() {
+        problem(
+            "candidates",
+            "needs webrtc.udp_ports: the ports to forward from the router to this host".into(),
+        );
     }
     config
 }
@@ -337,6 +397,8 @@ struct RawCamera {
     password: Option<Secret>,
     #[serde(default)]
     transport: Transport,
+    #[serde(default)]
+    h265_to_h264: H265ToH264,
     #[serde(default = "default_close_after")]
     close_after: f64,
     #[serde(default = "default_start_timeout")]
@@ -424,13 +486,14 @@ impl fmt::Display for Problems {
 
 impl std::error::Error for Problems {}
 
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "mqtt",
     "rtsp",
     "http",
     "data_dir",
     "cry_model",
     "media_dir",
+    "webrtc",
     "cameras",
 ];
 
@@ -745,6 +808,7 @@ fn camera(raw: RawCamera, field: &str, problems: &mut Vec<Problem>) -> Option<Ca
         username,
         password,
         transport: raw.transport,
+        h265_to_h264: raw.h265_to_h264,
         close_after: close_after?,
         start_timeout: start_timeout?,
         snapshot: SnapshotConfig {
@@ -999,5 +1063,43 @@ cameras:
             !debug.contains("mqttpass") && !debug.contains("campass"),
             "{debug}"
         );
+    }
+
+    #[test]
+    fn webrtc_ice_options_are_checked_and_turn_credentials_stay_secret() {
+        let good = Config::parse(
+            "webrtc:\n  ice_servers:\n    - urls: [\"stun:stun.example:3478\", \"turn:turn.example:3478\"]\n      username: u\n      credential: turnpass\n  candidates: [203.0.113.7, home.example.org]\n  udp_ports: 50000-50100\ncameras:\n  - id: a\n    url: rtsp://cam/x\n    h265_to_h264: never\n",
+        )
+        .unwrap();
+        assert_eq!(
+            good.webrtc.stun_server.as_deref(),
+            Some("stun://stun.example:3478")
+        );
+        assert_eq!(good.webrtc.candidates, ["203.0.113.7", "home.example.org"]);
+        assert_eq!(good.webrtc.udp_ports, Some((50000, 50100)));
+        assert_eq!(good.cameras[0].h265_to_h264, H265ToH264::Never);
+        assert!(!format!("{good:?}").contains("turnpass"));
+
+        let Err(Problems(problems)) = Config::parse(
+            "webrtc:\n  candidates: [\"203.0.113.7:8555\"]\n  udp_ports: 9000-10\ncameras:\n  - id: a\n    url: rtsp://cam/x\n    h265_to_h264: sometimes\n",
+        ) else {
+            panic!("bad WebRTC options are refused");
+        };
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "webrtc.udp_ports",
+                "webrtc.candidates[0]",
+                "cameras[0].h265_to_h264"
+            ],
+            "{problems:?}"
+        );
+        let Err(Problems(problems)) =
+            Config::parse("webrtc:\n  candidates: [203.0.113.7]\ncameras: []\n")
+        else {
+            panic!("candidates without forwarded ports are refused");
+        };
+        assert!(problems[0].message.contains("udp_ports"), "{problems:?}");
     }
 }

@@ -62,6 +62,7 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> anyhow::Res
             username: None,
             password: None,
             transport: Transport::Tcp,
+            h265_to_h264: Default::default(),
             close_after: Duration::from_secs(10),
             start_timeout: Duration::from_secs(10),
             snapshot: SnapshotConfig {

@@ -5,16 +5,29 @@
 #![cfg(feature = "webrtc")]
 mod common;
 use common::browser::{Chromium, base64_decode, grey_spread, videos};
-use common::whep::WhepClient;
+use common::whep::{self, WhepClient};
 use common::*;
 use std::time::{Duration, Instant};
 
 #[test]
 fn the_viewer_page_plays_live_webrtc_video_in_chromium() {
-    let Some(mut chromium) = Chromium::start() else {
-        return;
-    };
-    let rig = Rig::start(&[], "");
+    if let Some(chromium) = Chromium::start() {
+        plays_in_chromium(chromium, &Rig::start(&[], ""));
+    }
+}
+
+/// Chromium offers no H.265 for WebRTC: it gets the camera transcoded to H.264.
+#[test]
+fn the_viewer_page_plays_an_h265_camera_in_chromium() {
+    if let Some(chromium) = Chromium::start() {
+        let rig = Rig::start(&["--video", "h265"], "");
+        plays_in_chromium(chromium, &rig);
+        let logs = rig.addon.logs();
+        assert!(logs.contains("H.264 transcoded from H.265"), "{logs}");
+    }
+}
+
+fn plays_in_chromium(mut chromium: Chromium, rig: &Rig) {
     let page = format!("http://127.0.0.1:{}/", rig.addon.http_port);
     chromium.call("Page.navigate", serde_json::json!({"url": page}));
     let started = Instant::now();
@@ -203,5 +216,99 @@ fn whep_peers_decode_video_and_ten_joining_and_leaving_leak_nothing() {
     assert!(
         rss.1 <= fds.1 + 8 * 1024,
         "RSS grew more than 8 MB over two rounds: {samples:?}"
+    );
+}
+
+fn webrtc_viewers(rig: &Rig) -> u64 {
+    let url = format!("http://127.0.0.1:{}/api/streams", rig.addon.http_port);
+    let streams: serde_json::Value = serde_json::from_slice(&http_get(&url).1).unwrap_or_default();
+    streams["cam"]["viewers"]["webrtc"].as_u64().unwrap_or(99)
+}
+
+/// An H.265 camera: a peer that offers H.265 gets it passed through; one that offers only H.264
+/// gets the shared transcoder, which runs only while such a peer watches.
+#[test]
+fn h265_cameras_pass_h265_through_and_transcode_only_for_peers_without_it() {
+    let rig = Rig::start(&["--video", "h265", "--audio", "aac"], "");
+    let url = format!(
+        "http://127.0.0.1:{}/api/webrtc?src=cam",
+        rig.addon.http_port
+    );
+    let h265 = WhepClient::connect_offering(&url, &[whep::H265, whep::OPUS]).unwrap();
+    assert!(h265.answer.contains("H265/90000"), "{}", h265.answer);
+    wait_until("decoded H.265 over WebRTC", Duration::from_secs(15), || {
+        h265.frames() > 25
+    });
+    assert_eq!(rig.addon.logs().matches("transcoding started").count(), 0);
+
+    let h264 = WhepClient::connect_offering(&url, &[whep::H264, whep::OPUS])
+        .unwrap_or_else(|e| panic!("{e}\n{}", rig.addon.logs()));
+    assert!(h264.answer.contains("H264/90000"), "{}", h264.answer);
+    wait_until(
+        "decoded H.264 transcoded from H.265",
+        Duration::from_secs(15),
+        || h264.frames() > 25,
+    );
+    wait_until("Opus from the AAC camera", Duration::from_secs(5), || {
+        h264.audio_frames() > 10
+    });
+    let second = WhepClient::connect_offering(&url, &[whep::H264]).unwrap();
+    wait_until(
+        "a second H.264 peer decoding from the shared transcoder",
+        Duration::from_secs(15),
+        || second.frames() > 10,
+    );
+    let logs = rig.addon.logs();
+    assert_eq!(logs.matches("transcoding started").count(), 1, "{logs}");
+    assert!(logs.contains("H.264 transcoded from H.265"), "{logs}");
+
+    for session in [&h264.location, &second.location] {
+        let session = format!("http://127.0.0.1:{}/api/{session}", rig.addon.http_port);
+        assert_eq!(http_get_with(&session, &["-X", "DELETE"]).0, 200);
+    }
+    drop((h264, second));
+    wait_until(
+        "the transcoder to stop with its last viewer",
+        Duration::from_secs(5),
+        || rig.addon.logs().contains("transcoding stopped"),
+    );
+    assert_eq!(webrtc_viewers(&rig), 1, "the H.265 peer stays");
+    let before = h265.frames();
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(h265.frames() > before, "the H.265 peer still plays");
+}
+
+#[test]
+fn h265_to_h264_never_refuses_a_browser_without_h265_clearly() {
+    let rig = Rig::start(&["--video", "h265"], "    h265_to_h264: never\n");
+    let url = format!(
+        "http://127.0.0.1:{}/api/webrtc?src=cam",
+        rig.addon.http_port
+    );
+    let refused = WhepClient::connect_offering(&url, &[whep::H264])
+        .err()
+        .unwrap();
+    assert!(refused.starts_with("HTTP/1.1 415"), "{refused}");
+    assert!(refused.contains("h265_to_h264 is \"never\""), "{refused}");
+    assert!(!rig.addon.logs().contains("transcoding started"));
+}
+
+/// A G.711 camera's audio goes to a peer that offers PCMA untouched: no Opus encoder runs.
+#[test]
+fn g711_audio_is_passed_through_to_a_peer_that_offers_it() {
+    let rig = Rig::start(&["--audio", "pcma"], "");
+    let url = format!(
+        "http://127.0.0.1:{}/api/webrtc?src=cam",
+        rig.addon.http_port
+    );
+    let peer = WhepClient::connect_offering(&url, &[whep::H264, whep::PCMA, whep::OPUS]).unwrap();
+    assert!(peer.answer.contains("PCMA/8000"), "{}", peer.answer);
+    wait_until("decoded PCMA audio", Duration::from_secs(15), || {
+        peer.audio_frames() > 25 && peer.frames() > 10
+    });
+    assert!(
+        rig.addon.logs().contains("PCMA audio passed through"),
+        "{}",
+        rig.addon.logs()
     );
 }

@@ -1,6 +1,7 @@
 //! WebRTC: glass-to-glass latency in headless Chromium (the test camera stamps its wall clock
 //! into each frame; the page reads it back off the decoded frame), time to first frame in the
-//! browser, and the add-on's CPU per WebRTC viewer against its CPU per RTSP viewer.
+//! browser, and the add-on's CPU per WebRTC viewer against its CPU per RTSP viewer; the same
+//! through the H.265 → H.264 transcoder, whose CPU is set against ffmpeg's libx264.
 
 use super::common::browser::{Chromium, videos};
 use super::common::whep::WhepClient;
@@ -45,65 +46,16 @@ pub fn run(broker: &Mosquitto) {
     println!("| measure | ipcam-mqtt | baseline | baseline value | ratio | goal |");
     println!("|---|---|---|---|---|---|");
     let camera = Camera::start(&[&CAMERA_720P[..], &["--timecode"]].concat());
-    let addon = common::AddOn::start(&common::config(
-        broker.port,
-        free_port(),
-        &[("cam0", &camera.url(), "")],
-    ));
-    broker.publish("ipcam/cam0/live_stream/command", "ON", false);
-    std::thread::sleep(Duration::from_secs(3));
-    let page = format!("http://127.0.0.1:{}/", addon.http_port);
-
-    let mut firsts = Vec::new();
-    for _ in 0..3 {
-        chromium.call("Page.navigate", serde_json::json!({"url": "about:blank"}));
-        let asked = Instant::now();
-        chromium.call("Page.navigate", serde_json::json!({"url": page}));
-        wait_until("a frame in the browser", Duration::from_secs(20), || {
-            videos(&mut chromium).first().is_some_and(|v| v.1 > 0)
-        });
-        firsts.push(asked.elapsed().as_secs_f64() * 1000.0);
-    }
-    firsts.sort_by(f64::total_cmp);
-    println!(
-        "| time to first frame in Chromium (page load → first decoded frame, camera streaming) | {:.0} ms median ({:.0}–{:.0}) | — | — | — | — |",
-        firsts[1], firsts[0], firsts[2]
-    );
-
-    chromium.evaluate(READ_TIMECODE);
-    std::thread::sleep(Duration::from_secs(10));
-    let mut latencies: Vec<f64> =
-        serde_json::from_value(chromium.evaluate("window.latencies")).unwrap_or_default();
-    latencies.sort_by(f64::total_cmp);
-    if latencies.is_empty() {
-        println!("| glass-to-glass latency | no timecode read | | | | ≤ 150 ms ✘ |");
-    } else {
-        let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
-        println!(
-            "| glass-to-glass latency on loopback, 720p25 ({} frames) | {:.0} ms median (p95 {:.0}) | — | — | — | ≤ 150 ms {} |",
-            latencies.len(),
-            at(0.5),
-            at(0.95),
-            if at(0.5) <= 150.0 { "✔" } else { "✘" }
-        );
-    }
-    drop(chromium);
+    let addon = streaming_addon(broker, &camera);
+    in_chromium(&mut chromium, &addon, "H.264 camera, passed through");
 
     let pid = addon.proc.child.id();
-    let window = |warmup| {
-        cpu_percent(
-            &[pid],
-            cpu_ticks,
-            Duration::from_secs(warmup),
-            Duration::from_secs(10),
-        )
-    };
-    let idle = window(2);
+    let idle = window(pid, 2);
     let url = format!("http://127.0.0.1:{}/api/webrtc?src=cam0", addon.http_port);
     let webrtc: Vec<WhepClient> = (0..VIEWERS)
         .map(|_| WhepClient::connect(&url).unwrap())
         .collect();
-    let with_webrtc = window(4);
+    let with_webrtc = window(pid, 4);
     drop(webrtc);
     std::thread::sleep(Duration::from_secs(10));
     let rtsp: Vec<Proc> = (0..VIEWERS)
@@ -114,7 +66,7 @@ pub fn run(broker: &Mosquitto) {
             ))
         })
         .collect();
-    let with_rtsp = window(4);
+    let with_rtsp = window(pid, 4);
     drop(rtsp);
     let per_webrtc = (with_webrtc - idle) / VIEWERS as f64;
     let per_rtsp = (with_rtsp - idle) / VIEWERS as f64;
@@ -122,4 +74,101 @@ pub fn run(broker: &Mosquitto) {
         "| CPU per WebRTC viewer ({VIEWERS} webrtcbin peers, shared Opus) | {per_webrtc:.2} % of a core | per RTSP viewer ({VIEWERS} × ffmpeg `-c copy`) | {per_rtsp:.2} % | {:.2} | — |",
         per_webrtc / per_rtsp
     );
+    drop((addon, camera));
+
+    // An H.265 camera for a browser without H.265: through the shared transcoder.
+    let camera = Camera::start(&[&CAMERA_720P[..], &["--timecode", "--video", "h265"]].concat());
+    let addon = streaming_addon(broker, &camera);
+    in_chromium(&mut chromium, &addon, "H.265 camera, transcoded to H.264");
+    drop(chromium);
+    std::thread::sleep(Duration::from_secs(10));
+    let pid = addon.proc.child.id();
+    let idle = window(pid, 2);
+    let viewer = WhepClient::connect(&format!(
+        "http://127.0.0.1:{}/api/webrtc?src=cam0",
+        addon.http_port
+    ))
+    .unwrap();
+    let transcoding = window(pid, 4) - idle;
+    drop(viewer);
+    std::thread::sleep(Duration::from_secs(10));
+    let ffmpeg = Proc::spawn(&mut common::ffmpeg_command(
+        &addon.live_url("cam0"),
+        &[
+            "-an",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+            "-f",
+            "null",
+            "-",
+        ],
+    ));
+    let baseline = window(ffmpeg.child.id(), 4);
+    println!(
+        "| CPU of H.265 → H.264 for WebRTC, 720p25 (add-on with one viewer, minus idle) | {transcoding:.1} % of a core | ffmpeg `-c:v libx264 -preset ultrafast -tune zerolatency` of the same stream | {baseline:.1} % | {:.2} | — |",
+        transcoding / baseline
+    );
+}
+
+fn window(pid: u32, warmup: u64) -> f64 {
+    cpu_percent(
+        &[pid],
+        cpu_ticks,
+        Duration::from_secs(warmup),
+        Duration::from_secs(10),
+    )
+}
+
+/// The add-on serving `camera` as `cam0`, with the stream already on.
+fn streaming_addon(broker: &Mosquitto, camera: &Camera) -> common::AddOn {
+    let addon = common::AddOn::start(&common::config(
+        broker.port,
+        free_port(),
+        &[("cam0", &camera.url(), "")],
+    ));
+    broker.publish("ipcam/cam0/live_stream/command", "ON", false);
+    std::thread::sleep(Duration::from_secs(3));
+    addon
+}
+
+/// Time to first frame and glass-to-glass latency of the viewer page in Chromium.
+fn in_chromium(chromium: &mut Chromium, addon: &common::AddOn, what: &str) {
+    let page = format!("http://127.0.0.1:{}/", addon.http_port);
+    let mut firsts = Vec::new();
+    for _ in 0..3 {
+        chromium.call("Page.navigate", serde_json::json!({"url": "about:blank"}));
+        let asked = Instant::now();
+        chromium.call("Page.navigate", serde_json::json!({"url": page}));
+        wait_until("a frame in the browser", Duration::from_secs(20), || {
+            videos(chromium).first().is_some_and(|v| v.1 > 0)
+        });
+        firsts.push(asked.elapsed().as_secs_f64() * 1000.0);
+    }
+    firsts.sort_by(f64::total_cmp);
+    println!(
+        "| time to first frame in Chromium, {what} (page load → first decoded frame, camera streaming) | {:.0} ms median ({:.0}–{:.0}) | — | — | — | — |",
+        firsts[1], firsts[0], firsts[2]
+    );
+
+    chromium.evaluate(READ_TIMECODE);
+    std::thread::sleep(Duration::from_secs(10));
+    let mut latencies: Vec<f64> =
+        serde_json::from_value(chromium.evaluate("window.latencies")).unwrap_or_default();
+    latencies.sort_by(f64::total_cmp);
+    if latencies.is_empty() {
+        println!("| glass-to-glass latency, {what} | no timecode read | | | | ≤ 150 ms ✘ |");
+    } else {
+        let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+        println!(
+            "| glass-to-glass latency on loopback, 720p25, {what} ({} frames) | {:.0} ms median (p95 {:.0}) | — | — | — | ≤ 150 ms {} |",
+            latencies.len(),
+            at(0.5),
+            at(0.95),
+            if at(0.5) <= 150.0 { "✔" } else { "✘" }
+        );
+    }
 }

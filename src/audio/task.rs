@@ -13,7 +13,7 @@ use crate::camera::demand::{Demand, Lease, Purpose};
 use crate::camera::state::Status;
 use crate::config::CryConfig;
 use crate::events::task::{EventRequest, EventsHandle};
-use crate::media::fanout::Hub;
+use crate::media::fanout::{AudioForm, Hub};
 use crate::snapshot::policy::Kind;
 use crate::snapshot::{Request, SnapshotHandle};
 use std::path::PathBuf;
@@ -139,7 +139,7 @@ impl CryTask {
             }
         };
         let src = pcm.src().expect("for_frames has an appsrc");
-        let tap = self.hub.add_audio_tap(src);
+        let tap = self.hub.add_audio_tap(src, AudioForm::Aac);
         let mut hold = Hold::Held {
             _lease: self.demand.lease(Purpose::CryDetection),
         };

@@ -100,22 +100,36 @@ struct AudioBranch {
     description: String,
     /// Set when we transcode: the caps are ours, known in advance.
     caps: Option<gst::Caps>,
+    /// G.711 is also kept as it came, for WebRTC viewers whose browser takes it.
+    g711: bool,
 }
+
+/// Where the untouched G.711 frames leave the audio branch.
+const G711_SINK: &str = "g711";
 
 fn audio_branch(encoding: &str) -> Option<AudioBranch> {
     let transcode = |name, decode: &str| AudioBranch {
         name,
         description: format!("{decode} ! {AAC_ENCODE}"),
         caps: Some(transcoded_aac_caps()),
+        g711: false,
+    };
+    let g711 = |name, depay: &str, decode: &str| AudioBranch {
+        g711: true,
+        ..transcode(
+            name,
+            &format!("{depay} ! tee name=t t. ! appsink name={G711_SINK} t. ! {decode}"),
+        )
     };
     let passthrough = |depay: &str| AudioBranch {
         name: "AAC",
         description: format!("{depay} ! aacparse"),
         caps: None,
+        g711: false,
     };
     Some(match encoding {
-        "PCMA" => transcode("PCMA", "rtppcmadepay ! alawdec"),
-        "PCMU" => transcode("PCMU", "rtppcmudepay ! mulawdec"),
+        "PCMA" => g711("PCMA", "rtppcmadepay", "alawdec"),
+        "PCMU" => g711("PCMU", "rtppcmudepay", "mulawdec"),
         "OPUS" => transcode("Opus", "rtpopusdepay ! opusdec"),
         "MPEG4-GENERIC" => passthrough("rtpmp4gdepay"),
         "MP4A-LATM" => passthrough("rtpmp4adepay"),
@@ -322,6 +336,14 @@ fn select_track(caps: &gst::CapsRef, hub: &Hub, generation: u64, tracks: &Mutex<
                 if let Some(caps) = branch.caps {
                     hub.set_audio_caps(generation, caps, silent_aac_frame());
                 }
+                // Browsers take G.711 at 8 kHz only.
+                let rate = caps
+                    .structure(0)
+                    .and_then(|s| s.get::<i32>("clock-rate").ok());
+                hub.set_g711(
+                    generation,
+                    (branch.g711 && rate == Some(8000)).then_some(branch.name),
+                );
                 true
             }
             None => {
@@ -356,13 +378,18 @@ fn link_track(
         .current_caps()
         .ok_or_else(|| Error::new(ErrorKind::Internal, "camera pad without caps"))?;
     let (media, encoding) = media_and_encoding(&caps);
-    let (track, description, passthrough_audio) = match media.as_str() {
+    let (track, description, passthrough_audio, g711) = match media.as_str() {
         "video" => match video_branch(&encoding) {
-            Some(branch) => (Track::Video, branch.to_string(), false),
+            Some(branch) => (Track::Video, branch.to_string(), false, false),
             None => return sink_to_nowhere(pipeline, pad),
         },
         "audio" => match audio_branch(&encoding) {
-            Some(branch) => (Track::Audio, branch.description, branch.caps.is_none()),
+            Some(branch) => (
+                Track::Audio,
+                branch.description,
+                branch.caps.is_none(),
+                branch.g711,
+            ),
             None => return sink_to_nowhere(pipeline, pad),
         },
         _ => return sink_to_nowhere(pipeline, pad),
@@ -374,14 +401,19 @@ fn link_track(
                 format!("cannot build the {media} branch: {e}"),
             )
         })?;
-    let sink = bin
-        .by_name("sink")
-        .and_downcast::<gst_app::AppSink>()
-        .expect("the branch ends in an appsink");
-    sink.set_sync(false);
-    // Added to a running pipeline: an async sink would wait to preroll and hold its first sample.
-    sink.set_async(false);
-    sink.set_drop(false);
+    let sink = branch_sink(&bin, "sink");
+    if g711 {
+        let hub = hub.clone();
+        branch_sink(&bin, G711_SINK).set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    hub.push_g711(generation, sample);
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+    }
     if passthrough_audio {
         // Passed-through AAC: its caps (from the SDP) come with the caps event, ahead of the first frame.
         let hub = hub.clone();
@@ -407,6 +439,18 @@ fn link_track(
             .build(),
     );
     add_and_link(pipeline, pad, bin.upcast())
+}
+
+fn branch_sink(bin: &gst::Bin, name: &str) -> gst_app::AppSink {
+    let sink = bin
+        .by_name(name)
+        .and_downcast::<gst_app::AppSink>()
+        .expect("the branch names its appsinks");
+    sink.set_sync(false);
+    // Added to a running pipeline: an async sink would wait to preroll and hold its first sample.
+    sink.set_async(false);
+    sink.set_drop(false);
+    sink
 }
 
 fn sink_to_nowhere(pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<(), Error> {

@@ -74,6 +74,8 @@ struct Session {
     has_audio: Option<bool>,
     got_keyframe: bool,
     audio_in: Option<String>,
+    /// The camera's own G.711 at 8 kHz, kept beside the AAC for WebRTC passthrough.
+    g711: Option<&'static str>,
 }
 
 impl Session {
@@ -104,12 +106,23 @@ struct State {
     /// wait for the next audio frame before it can start.
     last_audio: Option<gst::Sample>,
     consumers: Vec<Consumer>,
-    /// Audio-only consumers (cry detection): every audio frame, no keyframe wait.
-    audio_taps: Vec<(u64, glib::WeakRef<gst_app::AppSrc>)>,
+    /// Audio-only consumers (cry detection, WebRTC audio): every audio frame, no keyframe wait.
+    audio_taps: Vec<(u64, glib::WeakRef<gst_app::AppSrc>, AudioForm)>,
+    /// Frames in the newest complete GOP: a transcoder keeps the camera's keyframe interval.
+    gop_frames: Option<usize>,
     sample_taps: Vec<Arc<dyn SampleTap>>,
     last_video_at: Option<Instant>,
     last_info: StreamInfo,
     keyframes_seen: u64,
+}
+
+/// Which audio an audio tap gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudioForm {
+    /// The one AAC track every viewer gets.
+    Aac,
+    /// The camera's own G.711, untouched (only when [`Hub::g711`] says there is one).
+    G711,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -361,19 +374,55 @@ impl Hub {
         consumers.len()
     }
 
-    /// Registers an audio-only consumer: it gets every audio frame from now on, across
-    /// reconnects, and drops frames (counted) if it falls [`MAX_QUEUE`] behind.
-    pub fn add_audio_tap(&self, src: &gst_app::AppSrc) -> ConsumerId {
+    /// Registers an audio-only consumer: it gets every audio frame in `form` from now on,
+    /// across reconnects, and drops frames (counted) if it falls [`MAX_QUEUE`] behind.
+    pub fn add_audio_tap(&self, src: &gst_app::AppSrc, form: AudioForm) -> ConsumerId {
         let id = self.next_consumer.fetch_add(1, Ordering::Relaxed);
         prepare_consumer_src(src);
-        self.lock().audio_taps.push((id, src.downgrade()));
+        self.lock().audio_taps.push((id, src.downgrade(), form));
         ConsumerId(id)
     }
 
     pub fn remove_consumer(&self, id: ConsumerId) {
         let mut state = self.lock();
         state.consumers.retain(|c| c.id != id.0);
-        state.audio_taps.retain(|(tap, _)| *tap != id.0);
+        state.audio_taps.retain(|(tap, _, _)| *tap != id.0);
+    }
+
+    /// The camera sends G.711 at 8 kHz (`"PCMA"` or `"PCMU"`), which is also kept as it came.
+    pub fn set_g711(&self, generation: u64, encoding: Option<&'static str>) {
+        let mut state = self.lock();
+        if state.generation == generation {
+            state.session.g711 = encoding;
+        }
+    }
+
+    /// The running session's G.711 encoding, if its audio can be passed through as it came.
+    pub fn g711(&self) -> Option<&'static str> {
+        self.lock().session.g711
+    }
+
+    /// Frames from one keyframe to the next, once a whole GOP has been seen.
+    pub fn gop_frames(&self) -> Option<usize> {
+        self.lock().gop_frames
+    }
+
+    /// Called on the ingest's audio thread with the camera's untouched G.711 frames.
+    pub fn push_g711(&self, generation: u64, sample: gst::Sample) {
+        let state = self.lock();
+        if state.generation != generation {
+            return;
+        }
+        let dropped = feed_taps(
+            &state.audio_taps,
+            AudioForm::G711,
+            &sample,
+            std::iter::empty(),
+        );
+        drop(state);
+        if dropped > 0 {
+            self.dropped.fetch_add(dropped, Ordering::Relaxed);
+        }
     }
 
     /// Called on the ingest's video streaming thread for every frame.
@@ -388,6 +437,9 @@ impl Hub {
         }
         state.last_video_at = Some(Instant::now());
         if is_keyframe {
+            if state.gop_complete && !state.gop.is_empty() {
+                state.gop_frames = Some(state.gop.len());
+            }
             state.gop.clear();
             state.gop_complete = true;
             if !state.session.got_keyframe {
@@ -495,20 +547,12 @@ impl Hub {
                 });
             }
         }
-        let mut dropped = 0;
         let viewers = state
             .consumers
             .iter()
             .filter(|c| c.start == Start::Live)
             .filter_map(|c| c.audio.as_ref());
-        let taps = state.audio_taps.iter().map(|(_, src)| src);
-        for src in viewers.chain(taps).filter_map(|weak| weak.upgrade()) {
-            if src.current_level_time() > MAX_QUEUE {
-                dropped += 1;
-                continue;
-            }
-            let _ = src.push_sample(&sample);
-        }
+        let dropped = feed_taps(&state.audio_taps, AudioForm::Aac, &sample, viewers);
         drop(state);
         if dropped > 0 {
             self.dropped.fetch_add(dropped, Ordering::Relaxed);
@@ -560,6 +604,29 @@ impl Consumer {
             let _ = audio.push_sample(&restamp(first, live_pts));
         }
     }
+}
+
+/// Pushes an audio frame to the taps of `form` and to `viewers`; returns how many were too far
+/// behind to take it.
+fn feed_taps<'a>(
+    taps: &'a [(u64, glib::WeakRef<gst_app::AppSrc>, AudioForm)],
+    form: AudioForm,
+    sample: &gst::Sample,
+    viewers: impl Iterator<Item = &'a glib::WeakRef<gst_app::AppSrc>>,
+) -> u64 {
+    let taps = taps
+        .iter()
+        .filter(|(_, _, f)| *f == form)
+        .map(|(_, src, _)| src);
+    let mut dropped = 0;
+    for src in viewers.chain(taps).filter_map(|weak| weak.upgrade()) {
+        if src.current_level_time() > MAX_QUEUE {
+            dropped += 1;
+            continue;
+        }
+        let _ = src.push_sample(sample);
+    }
+    dropped
 }
 
 fn restamp(sample: &gst::Sample, pts: gst::ClockTime) -> gst::Sample {

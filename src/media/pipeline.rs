@@ -2,6 +2,7 @@
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
 
 /// One clock setup for every pipeline, ingest and viewer media alike: the system clock, no
 /// start time and one process-wide base time. Running times then agree everywhere and survive
@@ -66,6 +67,9 @@ const PLUGIN_PACKAGES: &[(&str, &str)] = &[
     ("nicesrc", "gstreamer1.0-nice"),
     ("opusenc", "gstreamer1.0-plugins-base"),
     ("rtpopuspay", "gstreamer1.0-plugins-good"),
+    ("rtppcmapay", "gstreamer1.0-plugins-good"),
+    ("rtppcmupay", "gstreamer1.0-plugins-good"),
+    ("x264enc", "gstreamer1.0-plugins-ugly"),
     ("mp4mux", "gstreamer1.0-plugins-good"),
     ("qtdemux", "gstreamer1.0-plugins-good"),
 ];
@@ -85,6 +89,27 @@ pub fn check_plugins() -> Result<(), String> {
             missing.join(", ")
         ))
     }
+}
+
+/// Builds `appsrc name=src ! … ! appsink name=sink`, the shape of every pipeline that works on
+/// frames from the hub; `what` names it in the error.
+pub fn app_pipeline(
+    description: &str,
+    what: &str,
+) -> Result<(gst::Pipeline, gst_app::AppSrc, gst_app::AppSink), String> {
+    let pipeline = gst::parse::launch(description)
+        .map_err(|e| format!("cannot build the {what}: {e}"))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| format!("the {what} is not a pipeline"))?;
+    let src = pipeline
+        .by_name("src")
+        .and_downcast::<gst_app::AppSrc>()
+        .ok_or_else(|| format!("the {what} has no appsrc named src"))?;
+    let sink = pipeline
+        .by_name("sink")
+        .and_downcast::<gst_app::AppSink>()
+        .ok_or_else(|| format!("the {what} has no appsink named sink"))?;
+    Ok((pipeline, src, sink))
 }
 
 /// Sets a pipeline to `Null` when dropped, so no error path leaks a running pipeline.

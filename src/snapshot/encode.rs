@@ -4,10 +4,9 @@
 //! keyframe from the hub (or a camera's own JPEG to resize). Building the pipeline costs a few
 //! milliseconds, far less than decoding, and keeps nothing alive between snapshots.
 
-use crate::media::pipeline::PipelineGuard;
+use crate::media::pipeline::{PipelineGuard, app_pipeline};
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use gstreamer_app as gst_app;
 use std::time::Duration;
 
 /// Generous: a 4K keyframe decodes in well under a second on a small machine.
@@ -51,21 +50,13 @@ pub fn to_jpeg(sample: &gst::Sample, size: Size, quality: u8) -> Result<Encoded,
         scaled.push_str(&format!(",height={height}"));
     }
     // Every element here is checked at start-up by `check_plugins`.
-    let pipeline = gst::parse::launch(&format!(
-        "appsrc name=src format=time ! {decoder} ! videoconvert ! videoscale add-borders=false \
-         ! {scaled} ! jpegenc quality={quality} ! appsink name=sink sync=false"
-    ))
-    .ok()
-    .and_then(|p| p.downcast::<gst::Pipeline>().ok())
-    .ok_or("cannot build the snapshot pipeline")?;
-    let src = pipeline
-        .by_name("src")
-        .and_downcast::<gst_app::AppSrc>()
-        .expect("the description names an appsrc src");
-    let sink = pipeline
-        .by_name("sink")
-        .and_downcast::<gst_app::AppSink>()
-        .expect("the description names an appsink sink");
+    let (pipeline, src, sink) = app_pipeline(
+        &format!(
+            "appsrc name=src format=time ! {decoder} ! videoconvert ! videoscale add-borders=false \
+             ! {scaled} ! jpegenc quality={quality} ! appsink name=sink sync=false"
+        ),
+        "snapshot pipeline",
+    )?;
     src.set_caps(Some(&caps.to_owned()));
     let guard = PipelineGuard::new(pipeline);
     guard
@@ -132,7 +123,7 @@ pub(crate) mod tests {
         let sink = pipeline
             .by_name("sink")
             .unwrap()
-            .downcast::<gst_app::AppSink>()
+            .downcast::<gstreamer_app::AppSink>()
             .unwrap();
         let guard = PipelineGuard::new(pipeline);
         guard.pipeline().set_state(gst::State::Playing).unwrap();

@@ -4,8 +4,8 @@
 //! `hub audio (AAC) ! decodebin ! audioconvert ! audioresample ! opusenc ! appsink`, whose
 //! frames go to each viewer's appsrc without waiting (a slow viewer drops, the others do not).
 
-use crate::media::fanout::{ConsumerId, Hub, MAX_QUEUE};
-use crate::media::pipeline::PipelineGuard;
+use crate::media::fanout::{AudioForm, ConsumerId, Hub, MAX_QUEUE};
+use crate::media::pipeline::{PipelineGuard, app_pipeline};
 use gstreamer as gst;
 use gstreamer::glib;
 use gstreamer::prelude::*;
@@ -76,22 +76,12 @@ impl OpusFeed {
     }
 
     fn start(&self) -> Result<(PipelineGuard, ConsumerId), String> {
-        let pipeline = gst::parse::launch(
+        let (pipeline, src, sink) = app_pipeline(
             "appsrc name=src format=time is-live=true ! decodebin ! audioconvert ! audioresample \
              ! audio/x-raw,rate=48000,channels=2 ! opusenc frame-size=20 bitrate=48000 \
              ! appsink name=sink sync=false",
-        )
-        .map_err(|e| format!("cannot build the Opus encoder: {e}"))?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| "the Opus encoder is not a pipeline".to_string())?;
-        let src = pipeline
-            .by_name("src")
-            .and_downcast::<gst_app::AppSrc>()
-            .expect("named in the description");
-        let sink = pipeline
-            .by_name("sink")
-            .and_downcast::<gst_app::AppSink>()
-            .expect("named in the description");
+            "Opus encoder",
+        )?;
         let inner = Arc::downgrade(&self.inner);
         sink.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
@@ -109,7 +99,7 @@ impl OpusFeed {
                 })
                 .build(),
         );
-        let tap = self.hub.add_audio_tap(&src);
+        let tap = self.hub.add_audio_tap(&src, AudioForm::Aac);
         let guard = PipelineGuard::new(pipeline);
         if guard.pipeline().set_state(gst::State::Playing).is_err() {
             self.hub.remove_consumer(tap);

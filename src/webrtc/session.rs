@@ -1,16 +1,18 @@
-//! One WebRTC viewer: its own `appsrc ! rtph264pay ! webrtcbin` pipeline fed by the hub (video
-//! passed through) and by the camera's shared Opus feed, so a slow viewer never stalls the
-//! camera or the other viewers.
+//! One WebRTC viewer: its own `appsrc ! pay ! webrtcbin` pipeline fed by the hub, so a slow
+//! viewer never stalls the camera or the other viewers. Video is passed through (H.264, or H.265
+//! to a browser that takes it) or comes from the camera's shared H.264 transcoder; audio is the
+//! camera's G.711 passed through, or its shared Opus feed.
 //!
 //! Signalling is one round trip (WHEP and go2rtc's `/api/webrtc`): the browser's offer in, an
 //! answer with every local candidate out. The session ends when the peer connection fails or
 //! closes, or on `DELETE`.
 
 use super::opus::{FeedSeat, OpusFeed};
-use super::sdp::OfferChoice;
+use super::sdp::{AudioSend, CameraMedia, OfferChoice, Plan, PlanError, VideoSend};
+use super::transcode::{H264Feed, TranscodeSeat};
 use crate::camera::demand::{Demand, Lease, Purpose};
-use crate::config::WebrtcConfig;
-use crate::media::fanout::{ConsumerId, Hub};
+use crate::config::{H265ToH264, WebrtcConfig};
+use crate::media::fanout::{AudioForm, ConsumerId, Hub};
 use crate::media::pipeline::{MediaClock, PipelineGuard};
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -49,7 +51,9 @@ pub struct WebrtcCamera {
     clock: MediaClock,
     start_timeout: Duration,
     config: WebrtcConfig,
+    h265_to_h264: H265ToH264,
     opus: Arc<OpusFeed>,
+    h264: Arc<H264Feed>,
     sessions: Mutex<HashMap<u64, Session>>,
 }
 
@@ -58,16 +62,21 @@ static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 /// Everything one viewer holds; dropping it ends the viewer.
 struct Session {
     webrtc: gst::Element,
-    hub: Arc<Hub>,
-    consumer: ConsumerId,
-    _seat: Option<FeedSeat>,
+    /// Where the video comes from: the camera's hub, or the transcoder's.
+    video: (Arc<Hub>, ConsumerId),
+    /// The camera's G.711, passed through.
+    g711: Option<(Arc<Hub>, ConsumerId)>,
+    _opus: Option<FeedSeat>,
     _lease: Lease,
     guard: Option<PipelineGuard>,
+    _transcode: Option<TranscodeSeat>,
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
-        self.hub.remove_consumer(self.consumer);
+        for (hub, consumer) in std::iter::once(&self.video).chain(&self.g711) {
+            hub.remove_consumer(*consumer);
+        }
         // Null is set here, on our own thread, never from a streaming thread.
         self.guard.take();
     }
@@ -81,15 +90,18 @@ impl WebrtcCamera {
         clock: MediaClock,
         start_timeout: Duration,
         config: WebrtcConfig,
+        h265_to_h264: H265ToH264,
     ) -> Arc<Self> {
         Arc::new(Self {
             camera: camera.to_string(),
             opus: OpusFeed::new(hub.clone()),
+            h264: H264Feed::new(camera, hub.clone(), clock.clone()),
             hub,
             demand,
             clock,
             start_timeout,
             config,
+            h265_to_h264,
             sessions: Mutex::default(),
         })
     }
@@ -109,41 +121,70 @@ impl WebrtcCamera {
             .hub
             .wait_ready(self.start_timeout)
             .map_err(SignalError::Unavailable)?;
-        if layout.video.structure(0).map(|s| s.name().as_str()) != Some("video/x-h264") {
-            return Err(SignalError::Unsupported(
-                "this camera sends H.265, which browsers cannot play over WebRTC; use the RTSP stream"
-                    .into(),
-            ));
-        }
+        let camera = CameraMedia {
+            h265: layout.video.structure(0).map(|s| s.name().as_str()) == Some("video/x-h265"),
+            has_audio: layout.audio.is_some(),
+            g711: self.hub.g711(),
+        };
+        let plan = super::sdp::plan(&choice, camera, self.h265_to_h264).map_err(|e| match e {
+            PlanError::BadOffer(m) => SignalError::BadOffer(m),
+            PlanError::Unsupported(m) => SignalError::Unsupported(m),
+        })?;
+        let (transcode, video_hub) = match plan.video.0 {
+            VideoSend::H264FromH265 => {
+                let seat = self.h264.join().map_err(SignalError::Internal)?;
+                let output = self.h264.output().clone();
+                output
+                    .wait_ready(self.start_timeout)
+                    .map_err(SignalError::Unavailable)?;
+                (Some(seat), output)
+            }
+            VideoSend::H264 | VideoSend::H265 => (None, self.hub.clone()),
+        };
         let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
-        let (pipeline, webrtc, video, audio) = self
-            .viewer_pipeline(&choice, layout.audio.is_some())
-            .map_err(SignalError::Internal)?;
+        let (pipeline, webrtc, video, audio) =
+            self.viewer_pipeline(&plan).map_err(SignalError::Internal)?;
         self.clock.apply(&pipeline);
         let guard = PipelineGuard::new(pipeline);
         guard
             .pipeline()
             .set_state(gst::State::Playing)
             .map_err(|_| SignalError::Internal("cannot start the WebRTC pipeline".into()))?;
-        let answer =
-            negotiate(guard.pipeline(), &webrtc, offer, &choice).map_err(SignalError::Internal)?;
-        let seat = match &audio {
-            Some(audio) => Some(self.opus.join(audio).map_err(SignalError::Internal)?),
-            None => None,
-        };
-        let consumer = self.hub.add_consumer(&video, None);
+        let answer = negotiate(guard.pipeline(), &webrtc, offer, &plan, &self.config)
+            .map_err(SignalError::Internal)?;
+        let (mut opus, mut g711) = (None, None);
+        if let (Some((send, _)), Some(audio)) = (plan.audio, &audio) {
+            match send {
+                AudioSend::Opus => {
+                    opus = Some(self.opus.join(audio).map_err(SignalError::Internal)?)
+                }
+                AudioSend::Pcma | AudioSend::Pcmu => {
+                    g711 = Some((
+                        self.hub.clone(),
+                        self.hub.add_audio_tap(audio, AudioForm::G711),
+                    ))
+                }
+            }
+        }
+        let consumer = video_hub.add_consumer(&video, None);
         let session = Session {
             webrtc: webrtc.clone(),
-            hub: self.hub.clone(),
-            consumer,
-            _seat: seat,
+            video: (video_hub, consumer),
+            g711,
+            _opus: opus,
             _lease: lease,
             guard: Some(guard),
+            _transcode: transcode,
         };
         self.watch_connection(&webrtc, id);
         self.watch_peer(&webrtc, id);
         self.lock().insert(id, session);
-        tracing::info!(camera = %self.camera, "WebRTC viewer {id} connected ({} now)", self.viewers());
+        tracing::info!(
+            camera = %self.camera,
+            "WebRTC viewer {id} connected ({} now): {}",
+            self.viewers(),
+            describe(&plan)
+        );
         Ok((answer, id))
     }
 
@@ -242,8 +283,7 @@ impl WebrtcCamera {
     #[allow(clippy::type_complexity)]
     fn viewer_pipeline(
         &self,
-        choice: &OfferChoice,
-        camera_has_audio: bool,
+        plan: &Plan,
     ) -> Result<
         (
             gst::Pipeline,
@@ -255,19 +295,32 @@ impl WebrtcCamera {
     > {
         // The payloaders end in named capsfilters; they are linked to webrtcbin once the offer
         // has made its transceivers (see `negotiate`).
-        let audio = match (camera_has_audio, choice.opus_payload) {
-            (true, Some(pt)) => format!(
-                "appsrc name=a format=time is-live=true ! rtpopuspay pt={pt} ! \
-                 capsfilter name=apay caps=application/x-rtp,media=audio,encoding-name=OPUS,payload={pt},clock-rate=48000"
+        let (video, at) = plan.video;
+        let (pay, encoding) = match video {
+            VideoSend::H264 | VideoSend::H264FromH265 => (
+                "rtph264pay config-interval=-1 aggregate-mode=zero-latency",
+                "H264",
             ),
-            _ => String::new(),
+            VideoSend::H265 => ("rtph265pay config-interval=-1", "H265"),
         };
-        let description = format!(
+        let mut description = format!(
             "webrtcbin name=w bundle-policy=max-bundle latency=0 \
-             appsrc name=v format=time is-live=true ! rtph264pay pt={pt} config-interval=-1 aggregate-mode=zero-latency \
-             ! capsfilter name=vpay caps=application/x-rtp,media=video,encoding-name=H264,payload={pt},clock-rate=90000 {audio}",
-            pt = choice.h264_payload
+             appsrc name=v format=time is-live=true ! {pay} pt={pt} \
+             ! capsfilter name=vpay caps=application/x-rtp,media=video,encoding-name={encoding},payload={pt},clock-rate=90000",
+            pt = at.payload
         );
+        if let Some((audio, at)) = plan.audio {
+            let (pay, encoding, rate) = match audio {
+                AudioSend::Opus => ("rtpopuspay", "OPUS", 48000),
+                AudioSend::Pcma => ("rtppcmapay", "PCMA", 8000),
+                AudioSend::Pcmu => ("rtppcmupay", "PCMU", 8000),
+            };
+            description += &format!(
+                " appsrc name=a format=time is-live=true ! {pay} pt={pt} \
+                 ! capsfilter name=apay caps=application/x-rtp,media=audio,encoding-name={encoding},payload={pt},clock-rate={rate}",
+                pt = at.payload
+            );
+        }
         let pipeline = gst::parse::launch(&description)
             .map_err(|e| format!("cannot build the WebRTC pipeline: {e}"))?
             .downcast::<gst::Pipeline>()
@@ -275,6 +328,11 @@ impl WebrtcCamera {
         let webrtc = pipeline.by_name("w").expect("named in the description");
         if let Some(stun) = &self.config.stun_server {
             webrtc.set_property("stun-server", stun);
+        }
+        if let Some((min, max)) = self.config.udp_ports {
+            let ice = webrtc.property::<gst::glib::Object>("ice-agent");
+            ice.set_property("min-rtp-port", u32::from(min));
+            ice.set_property("max-rtp-port", u32::from(max));
         }
         for turn in &self.config.turn_servers {
             let _: bool = webrtc.emit_by_name("add-turn-server", &[&turn.expose()]);
@@ -294,7 +352,8 @@ fn negotiate(
     pipeline: &gst::Pipeline,
     webrtc: &gst::Element,
     offer: gst_sdp::SDPMessage,
-    choice: &OfferChoice,
+    plan: &Plan,
+    config: &WebrtcConfig,
 ) -> Result<String, String> {
     let offer = gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Offer, offer);
     wait(|promise| {
@@ -303,8 +362,8 @@ fn negotiate(
     .map_err(|e| format!("the offer was refused: {e}"))?;
     // The offer made one transceiver per m-line; ours send on the video and audio ones.
     for (name, mline) in [
-        ("vpay", Some(choice.video_mline)),
-        ("apay", choice.audio_mline),
+        ("vpay", Some(plan.video.1.mline)),
+        ("apay", plan.audio.map(|(_, at)| at.mline)),
     ] {
         let (Some(payloader), Some(mline)) = (pipeline.by_name(name), mline) else {
             continue;
@@ -343,10 +402,46 @@ fn negotiate(
     let local = webrtc
         .property::<Option<gst_webrtc::WebRTCSessionDescription>>("local-description")
         .ok_or("no local description")?;
-    local
+    let answer = local
         .sdp()
         .as_text()
-        .map_err(|e| format!("cannot write the answer: {e}"))
+        .map_err(|e| format!("cannot write the answer: {e}"))?;
+    Ok(super::sdp::add_public_candidates(
+        &answer,
+        &public_addresses(&config.candidates),
+    ))
+}
+
+/// The configured public candidates as IP addresses (host names are looked up now, so a
+/// dynamic DNS name follows the router's address).
+fn public_addresses(candidates: &[String]) -> Vec<std::net::IpAddr> {
+    use std::net::ToSocketAddrs;
+    candidates
+        .iter()
+        .flat_map(|host| match (host.as_str(), 0).to_socket_addrs() {
+            Ok(addresses) => addresses.map(|a| a.ip()).collect(),
+            Err(e) => {
+                tracing::warn!("public WebRTC candidate {host} cannot be resolved: {e}");
+                Vec::new()
+            }
+        })
+        .collect()
+}
+
+/// One line for the log: what this viewer is sent.
+fn describe(plan: &Plan) -> String {
+    let video = match plan.video.0 {
+        VideoSend::H264 => "H.264 passed through",
+        VideoSend::H265 => "H.265 passed through",
+        VideoSend::H264FromH265 => "H.264 transcoded from H.265",
+    };
+    let audio = match plan.audio.map(|(send, _)| send) {
+        Some(AudioSend::Opus) => "Opus audio",
+        Some(AudioSend::Pcma) => "PCMA audio passed through",
+        Some(AudioSend::Pcmu) => "PCMU audio passed through",
+        None => "no audio",
+    };
+    format!("{video}, {audio}")
 }
 
 /// Runs `emit` with a promise and waits for its reply.

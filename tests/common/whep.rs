@@ -1,5 +1,5 @@
-//! A WebRTC peer that is not a browser: webrtcbin receiving H.264 + Opus and decoding the
-//! video, signalled over WHEP or go2rtc's WebSocket API.
+//! A WebRTC peer that is not a browser: webrtcbin receiving the codecs it offers (H.264 + Opus
+//! by default) and decoding them, signalled over WHEP or go2rtc's WebSocket API.
 
 use super::wait_until;
 use std::net::TcpStream;
@@ -7,18 +7,33 @@ use std::process::Command;
 use std::str::FromStr;
 use std::time::Duration;
 
-/// A WHEP peer that is not a browser: webrtcbin receiving H.264 + Opus and decoding the video.
+/// What a peer offers to receive, as webrtcbin transceiver caps.
+pub const H264: &str = "application/x-rtp,media=video,encoding-name=H264,payload=102,clock-rate=90000,packetization-mode=(string)1,profile-level-id=(string)42e01f";
+pub const H265: &str =
+    "application/x-rtp,media=video,encoding-name=H265,payload=98,clock-rate=90000";
+pub const OPUS: &str =
+    "application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000";
+pub const PCMA: &str = "application/x-rtp,media=audio,encoding-name=PCMA,payload=8,clock-rate=8000";
+
+/// A WHEP peer that is not a browser: webrtcbin receiving what it offers and decoding it.
 pub struct WhepClient {
     pipeline: gstreamer::Pipeline,
     frames: std::sync::Arc<std::sync::atomic::AtomicU64>,
     audio_frames: std::sync::Arc<std::sync::atomic::AtomicU64>,
     pub location: String,
+    /// The server's answer SDP.
+    pub answer: String,
 }
 
 impl WhepClient {
-    /// WHEP: the offer is POSTed as SDP; the answer comes back with a `Location`.
+    /// WHEP, offering H.264 and Opus as a browser would.
     pub fn connect(url: &str) -> Result<WhepClient, String> {
-        Self::signal(|offer| {
+        Self::connect_offering(url, &[H264, OPUS])
+    }
+
+    /// WHEP: the offer (of `receive`) is POSTed as SDP; the answer comes back with a `Location`.
+    pub fn connect_offering(url: &str, receive: &[&str]) -> Result<WhepClient, String> {
+        Self::signal(receive, |offer| {
             let out = Command::new("curl")
                 .args([
                     "-s",
@@ -50,7 +65,7 @@ impl WhepClient {
     pub fn connect_ws(url: &str) -> Result<(WhepClient, impl Drop), String> {
         let (socket, _) = tungstenite::connect(url).map_err(|e| e.to_string())?;
         let socket = std::cell::RefCell::new(socket);
-        let client = Self::signal(|offer| {
+        let client = Self::signal(&[H264, OPUS], |offer| {
             let mut socket = socket.borrow_mut();
             let message = serde_json::json!({"type": "webrtc/offer", "value": offer});
             socket
@@ -78,6 +93,7 @@ impl WhepClient {
     }
 
     fn signal(
+        receive: &[&str],
         exchange: impl FnOnce(&str) -> Result<(String, String), String>,
     ) -> Result<WhepClient, String> {
         use gstreamer as gst;
@@ -129,10 +145,7 @@ impl WhepClient {
             });
         });
         pipeline.set_state(gst::State::Playing).unwrap();
-        for caps in [
-            "application/x-rtp,media=video,encoding-name=H264,payload=102,clock-rate=90000,packetization-mode=(string)1,profile-level-id=(string)42e01f",
-            "application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000",
-        ] {
+        for caps in receive {
             let caps = gst::Caps::from_str(caps).unwrap();
             let _: gst_webrtc::WebRTCRTPTransceiver = webrtc.emit_by_name(
                 "add-transceiver",
@@ -161,8 +174,8 @@ impl WhepClient {
             .sdp()
             .as_text()
             .unwrap();
-        let (answer, location) = exchange(&offer)?;
-        let answer = gstreamer_sdp::SDPMessage::parse_buffer(answer.as_bytes()).unwrap();
+        let (answer_text, location) = exchange(&offer)?;
+        let answer = gstreamer_sdp::SDPMessage::parse_buffer(answer_text.as_bytes()).unwrap();
         let answer =
             gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Answer, answer);
         webrtc.emit_by_name::<()>("set-remote-description", &[&answer, &None::<gst::Promise>]);
@@ -171,6 +184,7 @@ impl WhepClient {
             frames,
             audio_frames,
             location,
+            answer: answer_text,
         })
     }
 
@@ -179,7 +193,7 @@ impl WhepClient {
         self.frames.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Decoded audio buffers (the camera's audio as Opus).
+    /// Decoded audio buffers.
     pub fn audio_frames(&self) -> u64 {
         self.audio_frames.load(std::sync::atomic::Ordering::Relaxed)
     }

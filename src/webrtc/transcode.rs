@@ -1,0 +1,152 @@
+//! An H.265 camera as H.264, for browsers that cannot take H.265 over WebRTC.
+//!
+//! `camera hub (H.265) ! avdec_h265 ! x264enc ultrafast zerolatency ! hub of its own`: decoded and
+//! encoded once per camera, shared by every viewer that needs it, and running only while one
+//! does. Its output is a [`Hub`], so those viewers join from a cached GOP and drop frames on
+//! their own, exactly as viewers of the camera's hub do.
+
+use crate::media::fanout::{ConsumerId, Hub};
+use crate::media::pipeline::{MediaClock, PipelineGuard, app_pipeline};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use std::sync::{Arc, Mutex};
+
+/// The keyframe interval when the camera's is not known yet (two seconds at 25 fps).
+const DEFAULT_GOP: usize = 50;
+
+pub struct H264Feed {
+    name: String,
+    camera: Arc<Hub>,
+    output: Arc<Hub>,
+    clock: MediaClock,
+    running: Mutex<Running>,
+}
+
+#[derive(Default)]
+struct Running {
+    encoder: Option<(PipelineGuard, ConsumerId)>,
+    seats: usize,
+}
+
+/// A viewer's claim on the transcoder; the last one to leave stops it.
+pub struct TranscodeSeat(Arc<H264Feed>);
+
+impl Drop for TranscodeSeat {
+    fn drop(&mut self) {
+        let stopped = {
+            let mut running = self.0.lock();
+            running.seats -= 1;
+            if running.seats == 0 {
+                running.encoder.take()
+            } else {
+                None
+            }
+        };
+        if let Some((guard, consumer)) = stopped {
+            self.0.camera.remove_consumer(consumer);
+            drop(guard);
+            self.0.output.end_session();
+            tracing::info!(camera = %self.0.name, "H.265 → H.264 transcoding stopped: no viewer needs it");
+        }
+    }
+}
+
+impl H264Feed {
+    pub fn new(name: &str, camera: Arc<Hub>, clock: MediaClock) -> Arc<Self> {
+        Arc::new(Self {
+            name: name.to_string(),
+            camera,
+            output: Arc::new(Hub::new()),
+            clock,
+            running: Mutex::default(),
+        })
+    }
+
+    /// The transcoded stream; viewers are consumers of this hub.
+    pub fn output(&self) -> &Arc<Hub> {
+        &self.output
+    }
+
+    /// Starts the transcoder for the first viewer; the seat keeps it running.
+    pub fn join(self: &Arc<Self>) -> Result<TranscodeSeat, String> {
+        let mut running = self.lock();
+        if running.encoder.is_none() {
+            running.encoder = Some(self.start()?);
+        }
+        running.seats += 1;
+        Ok(TranscodeSeat(self.clone()))
+    }
+
+    fn start(&self) -> Result<(PipelineGuard, ConsumerId), String> {
+        // The camera's own keyframe interval: a joining viewer waits no longer than it would
+        // for the camera, and the bitrate stays close to the camera's.
+        let gop = self.camera.gop_frames().unwrap_or(DEFAULT_GOP).max(1);
+        let (pipeline, src, sink) = app_pipeline(
+            &format!(
+                "appsrc name=src format=time is-live=true ! h265parse ! avdec_h265 thread-type=slice \
+                 ! videoconvert ! x264enc speed-preset=ultrafast tune=zerolatency key-int-max={gop} \
+                 ! video/x-h264,profile=constrained-baseline ! h264parse config-interval=-1 \
+                 ! video/x-h264,stream-format=avc,alignment=au ! appsink name=sink sync=false"
+            ),
+            "H.265 → H.264 transcoder",
+        )?;
+        self.clock.apply(&pipeline);
+        let generation = self.output.begin_session();
+        self.output.set_tracks(generation, false, None);
+        let output = Arc::downgrade(&self.output);
+        sink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    let output = output.upgrade().ok_or(gst::FlowError::Flushing)?;
+                    output.push_video(generation, in_running_time(sample));
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+        let guard = PipelineGuard::new(pipeline);
+        if guard.pipeline().set_state(gst::State::Playing).is_err() {
+            return Err(
+                "cannot start the H.265 → H.264 transcoder (is gstreamer1.0-libav installed?)"
+                    .into(),
+            );
+        }
+        let consumer = self.camera.add_consumer(&src, None);
+        tracing::info!(camera = %self.name, "H.265 → H.264 transcoding started for WebRTC (keyframe every {gop} frames)");
+        Ok((guard, consumer))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Running> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// x264enc shifts its output 1000 hours ahead (room for B-frames' earlier DTS) and its segment
+/// with it. Viewers' appsrcs read timestamps as running time, as the camera's hub gives them, so
+/// the frames are restamped to their running time.
+fn in_running_time(sample: gst::Sample) -> gst::Sample {
+    let (Some(buffer), Some(segment)) = (
+        sample.buffer(),
+        sample
+            .segment()
+            .and_then(|s| s.downcast_ref::<gst::ClockTime>()),
+    ) else {
+        return sample;
+    };
+    let running = |time: Option<gst::ClockTime>| time.and_then(|t| segment.to_running_time(t));
+    let mut buffer = buffer.copy();
+    {
+        let buffer = buffer.make_mut();
+        buffer.set_pts(running(buffer.pts()));
+        buffer.set_dts(running(buffer.dts()));
+    }
+    // A plain time segment: running time is the timestamp, and appsrc measures its queue by it.
+    let plain = gst::FormattedSegment::<gst::ClockTime>::new();
+    let mut restamped = gst::Sample::builder().buffer(&buffer).segment(&plain);
+    let caps = sample.caps_owned();
+    if let Some(caps) = &caps {
+        restamped = restamped.caps(caps);
+    }
+    restamped.build()
+}
