@@ -39,7 +39,8 @@ impl ViewerControl for RtspServer {
     }
 }
 
-pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Result<()> {
+    crate::ha::supervisor::find_broker(&mut config.mqtt).await?;
     let settings = Arc::new(Settings::open(
         &config.data_dir,
         config.cameras.iter().map(|c| c.id.as_str()),

@@ -48,7 +48,8 @@ pub fn default_data_dir() -> PathBuf {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MqttConfig {
-    pub host: String,
+    /// `None`: the broker the Supervisor names (in the add-on), else localhost.
+    pub host: Option<String>,
     pub port: u16,
     pub username: Option<String>,
     pub password: Option<Secret>,
@@ -62,7 +63,7 @@ pub struct MqttConfig {
 impl Default for MqttConfig {
     fn default() -> Self {
         Self {
-            host: "localhost".into(),
+            host: None,
             port: 1883,
             username: None,
             password: None,
@@ -76,6 +77,10 @@ impl Default for MqttConfig {
 impl MqttConfig {
     pub fn topic_prefix(&self) -> &str {
         self.prefix.as_deref().unwrap_or(&self.node_id)
+    }
+
+    pub fn host(&self) -> &str {
+        self.host.as_deref().unwrap_or("localhost")
     }
 }
 
@@ -900,7 +905,7 @@ fn check_mqtt(mqtt: &MqttConfig, problems: &mut Vec<Problem>) {
             message,
         })
     };
-    if mqtt.host.trim().is_empty() {
+    if mqtt.host.as_deref().is_some_and(|h| h.trim().is_empty()) {
         problem("host", "must not be empty".into());
     }
     if mqtt.port == 0 {

@@ -36,7 +36,7 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> anyhow::Res
     let data_dir = std::env::temp_dir().join("ipcam-mqtt-demo");
     let config = Config {
         mqtt: MqttConfig {
-            host: "127.0.0.1".into(),
+            host: Some("127.0.0.1".into()),
             port: mqtt_port,
             ..MqttConfig::default()
         },

@@ -7,6 +7,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod events;
+pub mod ha;
 pub mod http;
 pub mod media;
 pub mod mqtt;

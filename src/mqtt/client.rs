@@ -58,7 +58,7 @@ pub async fn run(
     let topics = Topics::new(config);
     let mut options = MqttOptions::new(
         format!("ipcam-mqtt-{}", config.node_id),
-        config.host.clone(),
+        config.host().to_string(),
         config.port,
     );
     options.set_keep_alive(Duration::from_secs(30));
@@ -75,7 +75,7 @@ pub async fn run(
     }
     let (client, event_loop) = AsyncClient::new(options, 256);
     let (incoming_tx, incoming) = mpsc::channel(256);
-    let broker = format!("{}:{}", config.host, config.port);
+    let broker = format!("{}:{}", config.host(), config.port);
     let poller = tokio::spawn(poll(event_loop, incoming_tx, broker));
     let mut bridge = Bridge {
         client,
