@@ -41,6 +41,12 @@ impl ViewerControl for RtspServer {
 
 pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Result<()> {
     crate::ha::supervisor::find_broker(&mut config.mqtt).await?;
+    if crate::ha::in_addon() {
+        crate::ha::credentials::fill_in(
+            &mut [("rtsp", &mut config.rtsp), ("http", &mut config.http)],
+            &config.data_dir,
+        )?;
+    }
     let settings = Arc::new(Settings::open(
         &config.data_dir,
         config.cameras.iter().map(|c| c.id.as_str()),
@@ -185,6 +191,20 @@ pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Resul
         http.local_addr,
         config.http.access_summary("http")
     );
+    // The URLs Home Assistant reaches each camera by, without credentials.
+    let links = |camera: &str| CameraLinks {
+        stream_source: format!("rtsp://{host}:{}{}", addr.port(), live_path(camera)),
+        still_image_url: format!(
+            "http://{http_host}:{}/api/frame.jpeg?src={camera}",
+            http.local_addr.port(),
+        ),
+        clips_url: format!(
+            "http://{http_host}:{}{}",
+            http.local_addr.port(),
+            clips_path(camera)
+        ),
+        event_source: format!("rtsp://{host}:{}{}", addr.port(), event_path(camera)),
+    };
     let mut bridged = Vec::new();
     // Room for a burst of events from every camera while the bridge reconnects.
     let (cry_notices, cry_notices_rx) = tokio::sync::mpsc::channel(64);
@@ -238,21 +258,40 @@ pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Resul
             cry,
             events,
             name: camera.name.clone(),
-            links: CameraLinks {
-                stream_source: format!("rtsp://{host}:{}{}", addr.port(), live_path(&camera.id)),
-                still_image_url: format!(
-                    "http://{http_host}:{}/api/frame.jpeg?src={}",
-                    http.local_addr.port(),
-                    camera.id
-                ),
-                clips_url: format!(
-                    "http://{http_host}:{}{}",
-                    http.local_addr.port(),
-                    clips_path(&camera.id)
-                ),
-                event_source: format!("rtsp://{host}:{}{}", addr.port(), event_path(&camera.id)),
-            },
+            links: links(&camera.id),
         });
+    }
+    if let Some(api) = crate::ha::cameras::CoreApi::from_env() {
+        let credentials = |server: &crate::config::ServerConfig| {
+            server
+                .credentials()
+                .map(|(user, password)| (user.to_string(), password.clone()))
+        };
+        // Turned off, the list is empty and the entries made before are removed.
+        let wanted = if config.ha_cameras {
+            cameras
+                .iter()
+                .map(|(camera, _, _)| {
+                    let links = links(&camera.id);
+                    crate::ha::cameras::WantedCamera {
+                        id: camera.id.clone(),
+                        name: camera.name.clone(),
+                        stream_source: links.stream_source,
+                        stream_credentials: credentials(&config.rtsp),
+                        still_image_url: links.still_image_url,
+                        still_credentials: credentials(&config.http),
+                    }
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        tasks.push(tokio::spawn(crate::ha::cameras::keep_in_step(
+            api,
+            wanted,
+            config.data_dir.clone(),
+            cancel.clone(),
+        )));
     }
     let mqtt_config = config.mqtt.clone();
     let mqtt_cancel = cancel.clone();

@@ -27,6 +27,8 @@ pub struct Config {
     /// passes `/media/ipcam-mqtt`).
     pub media_dir: PathBuf,
     pub webrtc: WebrtcConfig,
+    /// Create a Generic camera entry in Home Assistant per camera (the add-on).
+    pub ha_cameras: bool,
     pub cameras: Vec<CameraConfig>,
 }
 
@@ -147,12 +149,19 @@ impl ServerConfig {
         }
     }
 
-    /// The host name in the URLs we hand out.
+    /// The host name in the URLs we hand out: as set, else the address we listen on, else (on
+    /// every interface) this machine's host name, which in the add-on is the container's, the
+    /// name Home Assistant reaches it by.
     pub fn public_host(&self) -> String {
-        match (&self.public_host, self.bind) {
-            (Some(host), _) => host.clone(),
-            (None, Some(addr)) if !addr.is_unspecified() => addr.to_string(),
-            _ => "127.0.0.1".into(),
+        let bound = self.bind_address();
+        match &self.public_host {
+            Some(host) => host.clone(),
+            None if bound.is_unspecified() => std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|name| name.trim().to_string())
+                .filter(|name| !name.is_empty())
+                .unwrap_or_else(|| "127.0.0.1".into()),
+            None => bound.to_string(),
         }
     }
 
@@ -226,13 +235,24 @@ pub struct WebrtcConfig {
 #[serde(deny_unknown_fields, default)]
 struct RawWebrtc {
     ice_servers: Vec<RawIceServer>,
+    /// For TURN URLs written as plain strings (the add-on's options cannot nest deeper).
+    turn_username: Option<String>,
+    turn_credential: Option<Secret>,
     candidates: Vec<String>,
     udp_ports: Option<String>,
 }
 
+/// An ICE server as the browser's `RTCIceServer`, or a bare URL.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawIceServer {
+    Url(String),
+    Server(IceServer),
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawIceServer {
+struct IceServer {
     urls: Vec<String>,
     username: Option<String>,
     credential: Option<Secret>,
@@ -240,7 +260,15 @@ struct RawIceServer {
 
 fn webrtc(raw: RawWebrtc, problems: &mut Vec<Problem>) -> WebrtcConfig {
     let mut config = WebrtcConfig::default();
-    for (i, server) in raw.ice_servers.iter().enumerate() {
+    let servers = raw.ice_servers.into_iter().map(|server| match server {
+        RawIceServer::Url(url) => IceServer {
+            urls: vec![url],
+            username: raw.turn_username.clone(),
+            credential: raw.turn_credential.clone(),
+        },
+        RawIceServer::Server(server) => server,
+    });
+    for (i, server) in servers.enumerate() {
         for url in &server.urls {
             let field = format!("webrtc.ice_servers[{i}].urls");
             let mut problem = |message: String| {
@@ -491,7 +519,7 @@ impl fmt::Display for Problems {
 
 impl std::error::Error for Problems {}
 
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 10] = [
     "mqtt",
     "rtsp",
     "http",
@@ -499,6 +527,8 @@ const SECTIONS: [&str; 8] = [
     "cry_model",
     "media_dir",
     "webrtc",
+    "ha_cameras",
+    "log_level",
     "cameras",
 ];
 
@@ -585,6 +615,29 @@ impl Config {
         let webrtc = section::<RawWebrtc>(map.get("webrtc"), "webrtc", &mut problems)
             .map(|raw| webrtc(raw, &mut problems))
             .unwrap_or_default();
+        let ha_cameras = match map.get("ha_cameras") {
+            None | Some(serde_yaml::Value::Null) => true,
+            Some(serde_yaml::Value::Bool(on)) => *on,
+            Some(_) => {
+                problems.push(Problem {
+                    field: "ha_cameras".into(),
+                    message: "must be true or false".into(),
+                });
+                true
+            }
+        };
+        // Read by the add-on's run script (`--log-level`); checked here so a typo is named.
+        if let Some(level) = map.get("log_level")
+            && !matches!(
+                level.as_str(),
+                Some("trace" | "debug" | "info" | "warn" | "error")
+            )
+        {
+            problems.push(Problem {
+                field: "log_level".into(),
+                message: "must be one of trace, debug, info, warn, error".into(),
+            });
+        }
         let cameras = match map.get("cameras") {
             None | Some(serde_yaml::Value::Null) => Vec::new(),
             Some(serde_yaml::Value::Sequence(items)) => items
@@ -634,6 +687,7 @@ impl Config {
                 cry_model,
                 media_dir,
                 webrtc,
+                ha_cameras,
                 cameras: cameras.into_iter().map(|(_, c)| c).collect(),
             })
         } else {

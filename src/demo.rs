@@ -55,6 +55,7 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> anyhow::Res
             .unwrap_or_else(|| data_dir.join(crate::config::CRY_MODEL_FILE)),
         media_dir: data_dir.join("media"),
         webrtc: Default::default(),
+        ha_cameras: false,
         cameras: vec![CameraConfig {
             id: "demo".into(),
             name: "Demo camera".into(),

@@ -12,11 +12,16 @@ struct RealHa {
     token: String,
     mqtt_port: u16,
     pids: Vec<String>,
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
 }
+
+/// real-ha.sh works in one folder (/tmp/ha): one Home Assistant at a time.
+static REAL_HA: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl RealHa {
     fn start() -> Option<RealHa> {
         let script = shared_file("ha/real-ha.sh")?;
+        let one_at_a_time = REAL_HA.lock().unwrap_or_else(|e| e.into_inner());
         let (ha_port, mqtt_port) = (free_port(), free_port());
         let out = Command::new("bash")
             .arg(&script)
@@ -47,6 +52,7 @@ impl RealHa {
             token: session["token"].as_str().unwrap().to_string(),
             mqtt_port,
             pids,
+            _one_at_a_time: one_at_a_time,
         })
     }
 
@@ -230,4 +236,94 @@ fn camera_appears_in_real_home_assistant_with_a_working_switch_and_snapshot_came
         );
         assert!(!ha.state("switch.camera_crib_live_stream").is_null());
     }
+}
+
+/// As the add-on (a Supervisor token, here HA's own, and `HOMEASSISTANT_API` for the core proxy):
+/// the live stream becomes a Generic camera entry once, survives restarts without a duplicate,
+/// shows a still image through HA's camera proxy, and goes when its camera leaves the options.
+#[test]
+fn the_live_stream_becomes_a_home_assistant_camera_by_itself_once() {
+    let Some(ha) = RealHa::start() else {
+        return;
+    };
+    let camera = Camera::start(&[]);
+    let data = tempfile::tempdir().unwrap();
+    let (rtsp_port, http_port) = (free_port(), free_port());
+    let options = |cameras: &str| {
+        format!(
+            "mqtt:\n  host: 127.0.0.1\n  port: {}\nrtsp:\n  port: {rtsp_port}\n  public_host: 127.0.0.1\n\
+             http:\n  port: {http_port}\n  public_host: 127.0.0.1\ndata_dir: {}\ncameras:\n{cameras}",
+            ha.mqtt_port,
+            data.path().display()
+        )
+    };
+    let nursery = format!(
+        "  - id: nursery\n    name: Nursery\n    url: {}\n",
+        camera.url()
+    );
+    let api = format!("{}/api", ha.url);
+    let env = [
+        ("SUPERVISOR_TOKEN", ha.token.as_str()),
+        ("HOMEASSISTANT_API", api.as_str()),
+    ];
+    let ours = || {
+        ha.api(
+            "GET",
+            "/api/config/config_entries/entry?domain=generic",
+            None,
+        )
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    };
+    let in_step = |addon: &AddOn| {
+        addon
+            .logs()
+            .contains("Home Assistant camera entries in step")
+    };
+
+    let addon = AddOn::start_with_env(&options(&nursery), &env);
+    wait_until("the camera entity", Duration::from_secs(60), || {
+        ha.state("camera.nursery_live")["attributes"]["friendly_name"] == "Nursery live"
+    });
+    let (status, jpeg) = ha.camera_image("camera.nursery_live");
+    assert_eq!(
+        status, 200,
+        "HA fetched the still image with the generated credentials"
+    );
+    assert!(jpeg_size(&jpeg).is_ok());
+    let entries = ours();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0]["title"], "Nursery (ipcam-mqtt)");
+    assert!(
+        !addon.logs().contains("credentials.json\n"),
+        "no secret in the log"
+    );
+    let generated = std::fs::read_to_string(data.path().join("credentials.json")).unwrap();
+    let password =
+        serde_json::from_str::<serde_json::Value>(&generated).unwrap()["rtsp"]["password"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    assert!(
+        !addon.logs().contains(&password),
+        "the generated password is never logged"
+    );
+    drop(addon);
+
+    let addon = AddOn::start_with_env(&options(&nursery), &env);
+    wait_until("the entries checked again", Duration::from_secs(30), || {
+        in_step(&addon)
+    });
+    assert_eq!(ours().len(), 1, "a restart makes no duplicate");
+    drop(addon);
+
+    let addon = AddOn::start_with_env(&options("  []\n"), &env);
+    wait_until("the entry removed", Duration::from_secs(30), || {
+        in_step(&addon)
+    });
+    assert!(ours().is_empty());
+    wait_until("the camera entity gone", Duration::from_secs(10), || {
+        ha.state("camera.nursery_live")["state"].is_null()
+    });
 }

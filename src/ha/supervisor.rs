@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// The Supervisor inside an add-on container; `SUPERVISOR_URL` overrides it (tests use a
 /// stand-in server).
-const SUPERVISOR: &str = "http://supervisor";
+pub const SUPERVISOR: &str = "http://supervisor";
 
 /// The broker the Supervisor's MQTT service describes.
 #[derive(Debug, PartialEq)]
