@@ -107,8 +107,15 @@ impl TestCameraOptions {
             pattern,
             ..
         } = self;
+        // The wall clock on the picture, where the pango plugin is installed (the add-on's image
+        // leaves it out: it pulls in X11 and fonts for a demo nicety).
+        let clock = if gstreamer::ElementFactory::find("clockoverlay").is_some() {
+            "clockoverlay shaded-background=true font-desc=\"Sans 24\" !"
+        } else {
+            ""
+        };
         let raw = format!(
-            "videotestsrc is-live=true pattern={pattern} ! video/x-raw,format=I420,width={width},height={height},framerate={fps}/1 ! clockoverlay shaded-background=true font-desc=\"Sans 24\" ! identity name=stamp"
+            "videotestsrc is-live=true pattern={pattern} ! video/x-raw,format=I420,width={width},height={height},framerate={fps}/1 ! {clock} identity name=stamp"
         );
         let video = match self.video {
             VideoCodec::H264 => format!(

@@ -84,6 +84,27 @@ impl RealHa {
         )
     }
 
+    /// One command on HA's WebSocket API (the entity registry has no REST API).
+    fn ws(&self, command: serde_json::Value) -> serde_json::Value {
+        use tungstenite::Message;
+        let url = format!("{}/api/websocket", self.url.replacen("http", "ws", 1));
+        let (mut socket, _) = tungstenite::connect(url).unwrap();
+        let _auth_required = socket.read().unwrap();
+        let auth = serde_json::json!({"type": "auth", "access_token": self.token});
+        socket.send(Message::Text(auth.to_string())).unwrap();
+        let mut command = command;
+        command["id"] = 1.into();
+        socket.send(Message::Text(command.to_string())).unwrap();
+        loop {
+            if let Message::Text(text) = socket.read().unwrap() {
+                let reply: serde_json::Value = serde_json::from_str(&text).unwrap();
+                if reply["id"] == 1 {
+                    return reply["result"].clone();
+                }
+            }
+        }
+    }
+
     fn call(&self, service: &str, body: &str) {
         self.api("POST", &format!("/api/services/{service}"), Some(body));
     }
@@ -147,6 +168,49 @@ fn camera_appears_in_real_home_assistant_with_a_working_switch_and_snapshot_came
         ha.state("switch.camera_nursery_live_stream")["state"] == "off"
             && ha.state("sensor.camera_nursery_stream_status")["state"] == "inactive"
     });
+    // Every discovered entity, as HA registered it: our name, one device, category and icon.
+    let mqtt_config = ipcam_mqtt::config::MqttConfig {
+        port: ha.mqtt_port,
+        ..Default::default()
+    };
+    let discovery = serde_json::to_value(ipcam_mqtt::mqtt::discovery::device(
+        &ipcam_mqtt::mqtt::topics::Topics::new(&mqtt_config),
+        "nursery",
+        "Camera nursery",
+        ipcam_mqtt::mqtt::discovery::Features {
+            cry_detection: false,
+        },
+    ))
+    .unwrap();
+    let registry = ha.ws(serde_json::json!({"type": "config/entity_registry/list"}));
+    let mut devices = std::collections::BTreeSet::new();
+    for component in discovery["components"].as_object().unwrap().values() {
+        let Some(unique_id) = component["unique_id"].as_str() else {
+            continue; // a component sent empty, to be removed
+        };
+        let entry = registry
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["unique_id"] == unique_id && e["platform"] == "mqtt")
+            .unwrap_or_else(|| panic!("HA has no entity for {unique_id}"));
+        devices.insert(entry["device_id"].as_str().unwrap().to_string());
+        assert_eq!(
+            entry["entity_category"], component["entity_category"],
+            "{unique_id}: {entry}"
+        );
+        let state = ha.state(entry["entity_id"].as_str().unwrap());
+        let name = component["name"].as_str().unwrap();
+        assert_eq!(
+            state["attributes"]["friendly_name"],
+            format!("Camera nursery {name}"),
+            "{state}"
+        );
+        if !component["icon"].is_null() {
+            assert_eq!(state["attributes"]["icon"], component["icon"], "{state}");
+        }
+    }
+    assert_eq!(devices.len(), 1, "every entity on the camera's one device");
     let info = ha.state("sensor.camera_nursery_info");
     assert!(
         info["attributes"]["stream_source"]
@@ -326,4 +390,15 @@ fn the_live_stream_becomes_a_home_assistant_camera_by_itself_once() {
     wait_until("the camera entity gone", Duration::from_secs(10), || {
         ha.state("camera.nursery_live")["state"].is_null()
     });
+    drop(addon);
+
+    // Turned off, the option makes none.
+    let addon = AddOn::start_with_env(&format!("{}ha_cameras: false\n", options(&nursery)), &env);
+    wait_until("the entries checked", Duration::from_secs(30), || {
+        in_step(&addon)
+    });
+    assert!(
+        ours().is_empty(),
+        "ha_cameras: false makes no camera entity"
+    );
 }
