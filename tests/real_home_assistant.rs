@@ -382,6 +382,19 @@ fn the_live_stream_becomes_a_home_assistant_camera_by_itself_once() {
     assert_eq!(ours().len(), 1, "a restart makes no duplicate");
     drop(addon);
 
+    // A changed stream URL replaces the entry.
+    let moved = options(&nursery).replacen("public_host: 127.0.0.1", "public_host: localhost", 1);
+    assert_ne!(moved, options(&nursery));
+    let addon = AddOn::start_with_env(&moved, &env);
+    wait_until("the entry replaced", Duration::from_secs(60), || {
+        in_step(&addon)
+    });
+    let replaced = ours();
+    assert_eq!(replaced.len(), 1, "{replaced:?}");
+    assert_ne!(replaced[0]["entry_id"], entries[0]["entry_id"]);
+    assert!(ha.state("camera.nursery_live")["state"].is_string());
+    drop(addon);
+
     let addon = AddOn::start_with_env(&options("  []\n"), &env);
     wait_until("the entry removed", Duration::from_secs(30), || {
         in_step(&addon)
