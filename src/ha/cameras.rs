@@ -312,7 +312,7 @@ async fn remove(api: &CoreApi, entry_id: &str) -> Result<(), String> {
     .map(|_| ())
 }
 
-fn save(path: &PathBuf, made: &BTreeMap<String, Made>) -> Result<(), String> {
+fn save(path: &Path, made: &BTreeMap<String, Made>) -> Result<(), String> {
     let bytes = serde_json::to_vec_pretty(made).map_err(|e| e.to_string())?;
     std::fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }

@@ -22,8 +22,7 @@ pub fn fill_in(servers: &mut [(&str, &mut ServerConfig)], data_dir: &Path) -> an
     let wanted: Vec<usize> = (0..servers.len())
         .filter(|&i| {
             let server = &servers[i].1;
-            server.credentials().is_none()
-                && server.username.is_none()
+            server.username.is_none()
                 && server.password.is_none()
                 && !server.allow_anonymous
                 && server.bind.is_none()
