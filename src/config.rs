@@ -35,9 +35,12 @@ pub struct Config {
 /// The model file looked for when `cry_model` is not set.
 pub const CRY_MODEL_FILE: &str = "yamnet.onnx";
 
+/// `/data` in the add-on (the Supervisor keeps and backs it up), else
 /// `$XDG_DATA_HOME/ipcam-mqtt`, else `~/.local/share/ipcam-mqtt`, else `./ipcam-data`.
-/// The add-on passes `/data`.
 pub fn default_data_dir() -> PathBuf {
+    if crate::ha::in_addon() {
+        return PathBuf::from("/data");
+    }
     let xdg = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty());
     let home = std::env::var_os("HOME").filter(|v| !v.is_empty());
     match (xdg, home) {
