@@ -192,6 +192,9 @@ fn build(
     let server = gst_rtsp_server::RTSPServer::new();
     server.set_address(&bind);
     server.set_service(&port.to_string());
+    // gst-rtsp-server's default backlog is 5: a burst of viewers (HA, an NVR and a few phones
+    // reconnecting together) overflows it, and each dropped SYN costs its client a second.
+    server.set_backlog(128);
     if let Some(pool) = server.thread_pool() {
         pool.set_max_threads(-1);
     }
@@ -211,6 +214,7 @@ fn build(
         client.set_drop_backlog(false);
         bound_send_buffer(client);
     });
+    super::limits::ConnectionLimits::install(&server, context);
     let mount_points = server
         .mount_points()
         .ok_or_else(|| anyhow::anyhow!("RTSP server without mount points"))?;
