@@ -323,3 +323,33 @@ fn auto_mode_takes_a_free_snapshot_when_a_viewer_starts_the_stream() {
     assert_eq!(attributes["source"], "live_stream");
     assert_eq!(rig.camera.connections(), 1);
 }
+
+/// Snapshots may decode a frame each: one client asking for one camera faster than 5 a second
+/// (after a burst of 10) gets 429 with Retry-After, and one warning in the log, not one a request.
+#[test]
+fn a_client_asking_too_fast_gets_429_with_retry_after() {
+    let rig = Rig::start(&[], "");
+    let url = format!(
+        "http://127.0.0.1:{}/api/frame.jpeg?src=cam",
+        rig.addon.http_port
+    );
+    let started = std::time::Instant::now();
+    let statuses: Vec<u16> = (0..40).map(|_| http_get(&url).0).collect();
+    let elapsed = started.elapsed().as_secs_f64();
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    eprintln!("40 requests in {elapsed:.1} s: {ok} answered, {refused} refused");
+    assert_eq!(ok + refused, 40, "{statuses:?}");
+    assert!(ok >= 10, "the burst passes: {statuses:?}");
+    assert!(
+        ok as f64 <= 10.0 + 5.0 * elapsed + 1.0,
+        "then 5 a second: {ok} in {elapsed:.1} s"
+    );
+    let (status, headers) = http_get_with(&url, &["-D", "/dev/stdout", "-o", "/dev/null"]);
+    if status == 429 {
+        let headers = String::from_utf8_lossy(&headers).to_lowercase();
+        assert!(headers.contains("retry-after: 1"), "{headers}");
+    }
+    let logs = rig.addon.logs();
+    assert_eq!(logs.matches("faster than 5 a second").count(), 1, "{logs}");
+}

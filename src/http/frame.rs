@@ -3,7 +3,7 @@
 
 use super::{Api, plain};
 use crate::snapshot::encode::Size;
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
@@ -69,7 +69,11 @@ fn side(name: &str, value: &str) -> Result<u32, String> {
         })
 }
 
-pub async fn handler(State(api): State<Arc<Api>>, RawQuery(query): RawQuery) -> Response {
+pub async fn handler(
+    State(api): State<Arc<Api>>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    RawQuery(query): RawQuery,
+) -> Response {
     let request = match parse_query(query.as_deref().unwrap_or("")) {
         Ok(request) => request,
         Err(message) => return plain(StatusCode::BAD_REQUEST, message),
@@ -83,6 +87,12 @@ pub async fn handler(State(api): State<Arc<Api>>, RawQuery(query): RawQuery) -> 
             ),
         );
     };
+    if let Err(wait) =
+        api.snapshot_limit
+            .check(peer.ip(), &request.camera, std::time::Instant::now())
+    {
+        return super::too_many(wait);
+    }
     let result = match request.max_age {
         Some(max_age) => snapshotter.capture_cached(request.size, max_age).await,
         None => snapshotter.capture(request.size).await,

@@ -9,6 +9,7 @@
 
 pub mod clips;
 pub mod frame;
+pub mod limits;
 pub mod streams;
 #[cfg(feature = "webrtc")]
 pub mod webrtc;
@@ -41,6 +42,11 @@ pub struct Api {
     pub webrtc: Vec<Arc<WebrtcCamera>>,
     pub streams: Vec<CameraEntry>,
     credentials: Option<(String, Secret)>,
+    /// HA's proxy fetches at most a couple of stills a second per camera.
+    pub snapshot_limit: limits::RateLimit,
+    /// A page opening a camera makes one offer, a reconnect after a stall another; the burst
+    /// leaves room for a household opening one camera at once through HA's ingress.
+    pub offer_limit: limits::RateLimit,
 }
 
 /// Everything the API serves, per camera.
@@ -77,6 +83,8 @@ impl HttpServer {
             credentials: config
                 .credentials()
                 .map(|(user, password)| (user.to_string(), password.clone())),
+            snapshot_limit: limits::RateLimit::new("snapshots", 5.0, 10),
+            offer_limit: limits::RateLimit::new("WebRTC offers", 2.0, 20),
         });
         let app = webrtc_routes(Router::new())
             .route("/api/frame.jpeg", get(frame::handler))
@@ -150,6 +158,19 @@ pub fn plain(status: StatusCode, message: impl Into<String>) -> Response {
         line,
     )
         .into_response()
+}
+
+/// `429` with the seconds to wait, for a client over its rate limit.
+pub fn too_many(wait: std::time::Duration) -> Response {
+    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+    let mut response = plain(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("too many requests; try again in {seconds} s"),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+    response
 }
 
 async fn authenticate(

@@ -4,17 +4,19 @@
 
 use super::{Api, plain};
 use crate::webrtc::session::SignalError;
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Offers are a few kB; this bounds a hostile body.
 pub const MAX_OFFER: usize = 64 * 1024;
 
 pub async fn offer(
     State(api): State<Arc<Api>>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: String,
@@ -27,6 +29,9 @@ pub async fn offer(
     };
     if body.len() > MAX_OFFER {
         return plain(StatusCode::PAYLOAD_TOO_LARGE, "the offer is too large");
+    }
+    if let Err(wait) = api.offer_limit.check(peer.ip(), src, Instant::now()) {
+        return super::too_many(wait);
     }
     let json = headers
         .get(header::CONTENT_TYPE)
@@ -92,6 +97,7 @@ pub async fn close(State(api): State<Arc<Api>>, Path(id): Path<u64>) -> Response
 /// `webrtc/candidate` accepted. Closing the socket ends the session.
 pub async fn socket(
     State(api): State<Arc<Api>>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     Query(query): Query<HashMap<String, String>>,
     upgrade: axum::extract::ws::WebSocketUpgrade,
 ) -> Response {
@@ -106,12 +112,14 @@ pub async fn socket(
     };
     upgrade
         .max_message_size(MAX_OFFER)
-        .on_upgrade(move |socket| serve_socket(socket, camera))
+        .on_upgrade(move |socket| serve_socket(socket, camera, api, peer.ip()))
 }
 
 async fn serve_socket(
     mut socket: axum::extract::ws::WebSocket,
     camera: Arc<crate::webrtc::session::WebrtcCamera>,
+    api: Arc<Api>,
+    peer: std::net::IpAddr,
 ) {
     use axum::extract::ws::Message;
     let mut session = None;
@@ -122,6 +130,14 @@ async fn serve_socket(
         let request: serde_json::Value = serde_json::from_str(text.as_str()).unwrap_or_default();
         let value = request["value"].as_str().unwrap_or_default().to_string();
         let reply = match request["type"].as_str() {
+            Some("webrtc/offer")
+                if api
+                    .offer_limit
+                    .check(peer, &camera.camera, Instant::now())
+                    .is_err() =>
+            {
+                serde_json::json!({"type": "error", "value": "too many offers; try again in a second"})
+            }
             Some("webrtc/offer") => {
                 let camera = camera.clone();
                 match tokio::task::spawn_blocking(move || camera.answer(&value)).await {
