@@ -35,7 +35,9 @@ pub struct BridgedCamera {
 
 /// Refreshes attributes that move with time (`streaming_for_s`).
 const REFRESH: Duration = Duration::from_secs(30);
-const RECONNECT_MAX: Duration = Duration::from_secs(30);
+/// The longest wait between attempts to reach the broker: a broker back from a restart is found
+/// within this, and trying a home broker every few seconds costs nothing.
+const RECONNECT_MAX: Duration = Duration::from_secs(4);
 /// Our largest message is a snapshot JPEG (a 4K one is ~2 MB); commands are tiny.
 const MAX_OUTGOING: usize = 16 * 1024 * 1024;
 const MAX_INCOMING: usize = 256 * 1024;

@@ -131,7 +131,11 @@ pub struct Mosquitto {
 
 impl Mosquitto {
     pub fn start() -> Mosquitto {
-        let port = free_port();
+        Self::start_on(free_port())
+    }
+
+    /// On a given port, e.g. to restart a broker where the add-on expects it.
+    pub fn start_on(port: u16) -> Mosquitto {
         let proc = Proc::spawn(Command::new("mosquitto").args(["-p", &port.to_string()]));
         wait_until("mosquitto to listen", Duration::from_secs(10), || {
             std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok()
