@@ -119,19 +119,6 @@ fn signalling_answers_clearly_and_needs_credentials_when_set() {
     assert_eq!(status, 200, "HEAD / answers, for clients that probe");
 }
 
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
-}
-
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn go2rtc_websocket_signalling_plays_and_closing_the_socket_ends_the_session() {
     let rig = Rig::start(&[], "");
