@@ -8,7 +8,7 @@ use super::discovery::{self, OFFLINE, ONLINE};
 use super::states::{
     CameraLinks, camera_states, cry_event, cry_states, events_states, snapshot_states,
 };
-use super::topics::Topics;
+use super::topics::{Entity, Leaf, Topics};
 use crate::audio::task::{CryNotice, CryState};
 use crate::camera::CameraHandle;
 use crate::config::MqttConfig;
@@ -44,6 +44,8 @@ const MAX_INCOMING: usize = 256 * 1024;
 
 enum Incoming {
     Connected,
+    /// The broker sent a message over our packet limit, which breaks the connection.
+    Oversized,
     Message {
         topic: String,
         payload: Vec<u8>,
@@ -84,6 +86,7 @@ pub async fn run(
         topics,
         cameras,
         published: HashMap::new(),
+        clear_commands: false,
     };
     bridge.serve(incoming, cry_notices, cancel).await;
     poller.abort();
@@ -112,6 +115,11 @@ async fn poll(mut event_loop: EventLoop, incoming: mpsc::Sender<Incoming>, broke
             }
             Ok(_) => {}
             Err(e) => {
+                if e.to_string().contains("payload size limit exceeded")
+                    && incoming.send(Incoming::Oversized).await.is_err()
+                {
+                    return;
+                }
                 tracing::warn!(
                     "MQTT broker {broker}: {}; reconnecting in {} s",
                     crate::secret::redact_urls(&e.to_string()),
@@ -130,6 +138,8 @@ struct Bridge {
     cameras: Vec<BridgedCamera>,
     /// The last payload per retained topic, to publish only changes and to republish all.
     published: HashMap<String, Bytes>,
+    /// Set when an oversized message broke the connection: cleared before subscribing again.
+    clear_commands: bool,
 }
 
 impl Bridge {
@@ -196,7 +206,11 @@ impl Bridge {
 
     async fn on_incoming(&mut self, message: Incoming) {
         match message {
+            Incoming::Oversized => self.clear_commands = true,
             Incoming::Connected => {
+                if std::mem::take(&mut self.clear_commands) {
+                    self.clear_retained_commands().await;
+                }
                 for filter in [
                     self.topics.command_filter(),
                     self.topics.ha_status(),
@@ -279,6 +293,25 @@ impl Bridge {
                 "ignored MQTT command on {}: {e}",
                 command::shorten(topic, 120)
             ),
+        }
+    }
+
+    /// A message too big for us, retained on a command topic, would come back at every
+    /// subscribe and break every connection. Commands are never meant to be retained: clearing
+    /// them before subscribing ends the loop.
+    async fn clear_retained_commands(&mut self) {
+        tracing::warn!(
+            "a message over {} KiB is retained on one of our topics; clearing retained commands",
+            MAX_INCOMING / 1024
+        );
+        for camera in &self.cameras {
+            for entity in Entity::ALL {
+                let topic = self.topics.entity(&camera.handle.id, entity, Leaf::Command);
+                let _ = self
+                    .client
+                    .publish(topic, QoS::AtLeastOnce, true, Vec::<u8>::new())
+                    .await;
+            }
         }
     }
 
