@@ -70,7 +70,8 @@ fn absurd_commands_get_one_warning_each_and_change_nothing() {
         false,
     );
     wait_until("a warning for each", Duration::from_secs(10), || {
-        rig.addon.logs().matches("ignored MQTT command").count() >= absurd.len() + 1
+        // The eight above and the 64 KiB one.
+        rig.addon.logs().matches("ignored MQTT command").count() > absurd.len()
     });
     // 1 MiB and retained: over the packet limit; it must not make the add-on loop on it.
     publish_big(
