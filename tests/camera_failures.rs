@@ -183,6 +183,12 @@ fn camera_that_stalls_without_disconnecting_is_noticed_and_reconnected() {
         mqtt,
         broker,
     } = Rig::start(&[], "");
+    // Subscribed before the command, which is not retained.
+    mqtt.wait_for(
+        "ipcam/cam/stream_status/state",
+        "inactive",
+        Duration::from_secs(10),
+    );
     broker.publish("ipcam/cam/live_stream/command", "ON", false);
     mqtt.wait_for(
         "ipcam/cam/stream_status/state",

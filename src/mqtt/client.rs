@@ -115,9 +115,13 @@ async fn poll(mut event_loop: EventLoop, incoming: mpsc::Sender<Incoming>, broke
             }
             Ok(_) => {}
             Err(e) => {
-                if e.to_string().contains("payload size limit exceeded")
-                    && incoming.send(Incoming::Oversized).await.is_err()
-                {
+                let oversized = matches!(
+                    e,
+                    rumqttc::ConnectionError::MqttState(rumqttc::StateError::Deserialization(
+                        rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(_)
+                    ))
+                );
+                if oversized && incoming.send(Incoming::Oversized).await.is_err() {
                     return;
                 }
                 tracing::warn!(

@@ -220,11 +220,23 @@ impl MqttWatch {
     }
 
     pub fn wait_for(&self, topic: &str, payload: &str, timeout: Duration) {
-        wait_until(
-            &format!("{topic} = {payload} (last seen: {:?})", self.last(topic)),
-            timeout,
-            || self.last(topic).as_deref() == Some(payload),
-        );
+        let deadline = std::time::Instant::now() + timeout;
+        while self.last(topic).as_deref() != Some(payload) {
+            if std::time::Instant::now() > deadline {
+                let seen = self.messages();
+                panic!(
+                    "timed out after {timeout:?} waiting for {topic} = {payload} (last seen: {:?}; {} messages on {} topics seen, the first: {:?})",
+                    self.last(topic),
+                    seen.len(),
+                    seen.iter()
+                        .map(|(t, _)| t)
+                        .collect::<std::collections::BTreeSet<_>>()
+                        .len(),
+                    seen.first().map(|(t, _)| t)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn wait_for_json(
