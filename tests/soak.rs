@@ -76,10 +76,11 @@ fn camera_killed_and_restored_under_viewers() {
         let before_webrtc = webrtc.frames();
         camera.restore();
         let restored = Instant::now();
+        // Back-to-back drops grow the retry backoff to its 30 s cap (it resets after 60 s up).
         mqtt.wait_for(
             "ipcam/cam/stream_status/state",
             "active",
-            Duration::from_secs(15),
+            Duration::from_secs(45),
         );
         reconnected.push(restored.elapsed().as_secs_f64());
         wait_until(
@@ -108,7 +109,7 @@ fn camera_killed_and_restored_under_viewers() {
     );
     println!("|---|---|---|---|");
     println!(
-        "| camera restored → add-on reconnected, `active` on MQTT (s; retry backoff 1–4 s) | {:.2} | {:.2} | {:.2} |",
+        "| camera restored → add-on reconnected, `active` on MQTT (s; retry backoff 1 s doubling to 30 s) | {:.2} | {:.2} | {:.2} |",
         percentile(&reconnected, 0.5),
         percentile(&reconnected, 0.95),
         percentile(&reconnected, 1.0)
