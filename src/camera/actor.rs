@@ -10,7 +10,7 @@ use crate::media::fanout::Hub;
 use crate::media::pipeline::MediaClock;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -105,7 +105,7 @@ impl CameraActor {
             while let Some(input) = inputs.pop_front() {
                 let before = machine.status();
                 log_input(&input, &machine);
-                for action in machine.step(input, Instant::now()) {
+                for action in machine.step(input) {
                     if let Some(next) = run.execute(action, &failures_tx).await {
                         inputs.push_back(next);
                     }

@@ -5,7 +5,7 @@
 //! cameras, sockets or clocks. The actor in `actor.rs` only carries the actions out.
 
 use crate::error::Error;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What Home Assistant sees as "Stream status".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,16 +71,16 @@ pub enum Action {
 enum Phase {
     Idle,
     Connecting,
-    Streaming {
-        since: Instant,
-    },
+    Streaming,
     /// The source failed and a reconnect is scheduled.
     Retrying,
     /// Retrying cannot help (wrong password, unsupported camera) until the user says ON again.
     Failed,
 }
 
-/// Reconnect delays: 1 s doubling to 30 s, reset after 60 s of healthy streaming.
+/// Reconnect delays: 1 s doubling to 30 s while connecting fails. A session that delivered video
+/// starts the count again, so a camera that drops and comes straight back is reconnected within
+/// a second each time, not at the cap (measured by the soak: 30 s before this rule).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backoff {
     next: Duration,
@@ -89,7 +89,6 @@ pub struct Backoff {
 impl Backoff {
     pub const FIRST: Duration = Duration::from_secs(1);
     pub const MAX: Duration = Duration::from_secs(30);
-    pub const HEALTHY: Duration = Duration::from_secs(60);
 
     fn new() -> Self {
         Self { next: Self::FIRST }
@@ -134,7 +133,7 @@ impl Machine {
 
     pub fn status(&self) -> Status {
         match self.phase {
-            Phase::Streaming { .. } => Status::Active,
+            Phase::Streaming => Status::Active,
             Phase::Failed => Status::Failed,
             // A start that timed out or was abandoned stays visible as failed.
             _ if self.start_failed => Status::Failed,
@@ -162,10 +161,10 @@ impl Machine {
     }
 
     pub fn is_running(&self) -> bool {
-        matches!(self.phase, Phase::Connecting | Phase::Streaming { .. })
+        matches!(self.phase, Phase::Connecting | Phase::Streaming)
     }
 
-    pub fn step(&mut self, input: Input, now: Instant) -> Vec<Action> {
+    pub fn step(&mut self, input: Input) -> Vec<Action> {
         let mut actions = Vec::new();
         match input {
             Input::Demand(n) => self.demand = n,
@@ -188,13 +187,13 @@ impl Machine {
             }
             Input::SourceReady => {
                 if self.phase == Phase::Connecting {
-                    self.phase = Phase::Streaming { since: now };
+                    self.phase = Phase::Streaming;
                     self.last_error = None;
                     self.start_failed = false;
                     actions.push(Action::SetTimer(Timer::StartTimeout, None));
                 }
             }
-            Input::SourceFailed(error) => self.on_failure(error, now, &mut actions),
+            Input::SourceFailed(error) => self.on_failure(error, &mut actions),
             Input::TimerFired(Timer::Close) => {
                 self.close_armed = false;
                 if self.demand == 0 && self.is_running() {
@@ -232,11 +231,11 @@ impl Machine {
                     Some(self.start_timeout),
                 ));
             }
-            (Phase::Connecting | Phase::Streaming { .. }, 0) if !self.close_armed => {
+            (Phase::Connecting | Phase::Streaming, 0) if !self.close_armed => {
                 self.close_armed = true;
                 actions.push(Action::SetTimer(Timer::Close, Some(self.close_after)));
             }
-            (Phase::Connecting | Phase::Streaming { .. }, n) if n > 0 && self.close_armed => {
+            (Phase::Connecting | Phase::Streaming, n) if n > 0 && self.close_armed => {
                 self.close_armed = false;
                 actions.push(Action::SetTimer(Timer::Close, None));
             }
@@ -251,14 +250,12 @@ impl Machine {
         }
     }
 
-    fn on_failure(&mut self, error: Error, now: Instant, actions: &mut Vec<Action>) {
+    fn on_failure(&mut self, error: Error, actions: &mut Vec<Action>) {
         if !self.is_running() {
             return;
         }
-        if let Phase::Streaming { since } = self.phase {
-            if now.duration_since(since) >= Backoff::HEALTHY {
-                self.backoff.reset();
-            }
+        if self.phase == Phase::Streaming {
+            self.backoff.reset();
         }
         actions.push(Action::StopSource);
         let retryable = error.kind().is_retryable();
@@ -296,8 +293,8 @@ mod tests {
 
     const GRACE: Duration = Duration::from_secs(10);
 
-    fn machine() -> (Machine, Instant) {
-        (Machine::new(GRACE, Duration::from_secs(10)), Instant::now())
+    fn machine() -> Machine {
+        Machine::new(GRACE, Duration::from_secs(10))
     }
 
     fn transient() -> Error {
@@ -306,48 +303,48 @@ mod tests {
 
     #[test]
     fn first_viewer_starts_the_camera() {
-        let (mut m, t) = machine();
-        let actions = m.step(Input::Demand(1), t);
+        let mut m = machine();
+        let actions = m.step(Input::Demand(1));
         assert_eq!(actions[0], Action::StartSource);
         assert_eq!(m.status(), Status::Activating);
-        m.step(Input::SourceReady, t);
+        m.step(Input::SourceReady);
         assert_eq!(m.status(), Status::Active);
     }
 
     #[test]
     fn last_viewer_leaving_arms_the_grace_period_and_a_returning_viewer_cancels_it() {
-        let (mut m, t) = machine();
-        m.step(Input::Demand(1), t);
-        m.step(Input::SourceReady, t);
+        let mut m = machine();
+        m.step(Input::Demand(1));
+        m.step(Input::SourceReady);
         assert_eq!(
-            m.step(Input::Demand(0), t),
+            m.step(Input::Demand(0)),
             vec![Action::SetTimer(Timer::Close, Some(GRACE))]
         );
         assert_eq!(
-            m.step(Input::Demand(1), t),
+            m.step(Input::Demand(1)),
             vec![Action::SetTimer(Timer::Close, None)]
         );
-        assert_eq!(m.step(Input::TimerFired(Timer::Close), t), vec![]);
+        assert_eq!(m.step(Input::TimerFired(Timer::Close)), vec![]);
         assert_eq!(m.status(), Status::Active);
     }
 
     #[test]
     fn grace_period_expiry_stops_the_camera() {
-        let (mut m, t) = machine();
-        m.step(Input::Demand(1), t);
-        m.step(Input::SourceReady, t);
-        m.step(Input::Demand(0), t);
-        let actions = m.step(Input::TimerFired(Timer::Close), t);
+        let mut m = machine();
+        m.step(Input::Demand(1));
+        m.step(Input::SourceReady);
+        m.step(Input::Demand(0));
+        let actions = m.step(Input::TimerFired(Timer::Close));
         assert!(actions.contains(&Action::StopSource));
         assert_eq!(m.status(), Status::Inactive);
     }
 
     #[test]
     fn off_stops_at_once_and_kicks_viewers() {
-        let (mut m, t) = machine();
-        m.step(Input::Demand(3), t);
-        m.step(Input::SourceReady, t);
-        let actions = m.step(Input::Off, t);
+        let mut m = machine();
+        m.step(Input::Demand(3));
+        m.step(Input::SourceReady);
+        let actions = m.step(Input::Off);
         assert!(actions.contains(&Action::StopSource));
         assert!(actions.contains(&Action::KickViewers));
         assert_eq!(m.status(), Status::Inactive);
@@ -355,11 +352,11 @@ mod tests {
 
     #[test]
     fn transient_failures_back_off_from_1s_doubling_to_30s() {
-        let (mut m, t) = machine();
-        m.step(Input::Demand(1), t);
+        let mut m = machine();
+        m.step(Input::Demand(1));
         let mut delays = Vec::new();
         for _ in 0..7 {
-            let actions = m.step(Input::SourceFailed(transient()), t);
+            let actions = m.step(Input::SourceFailed(transient()));
             assert_eq!(m.status(), Status::Activating);
             assert!(!m.available());
             for a in actions {
@@ -368,7 +365,7 @@ mod tests {
                 }
             }
             assert_eq!(
-                m.step(Input::TimerFired(Timer::Retry), t),
+                m.step(Input::TimerFired(Timer::Retry)),
                 vec![Action::StartSource]
             );
         }
@@ -376,30 +373,36 @@ mod tests {
     }
 
     #[test]
-    fn backoff_resets_after_a_minute_of_healthy_streaming() {
-        let (mut m, t) = machine();
-        m.step(Input::Demand(1), t);
+    fn backoff_starts_again_once_a_session_delivered_video() {
+        let mut m = machine();
+        m.step(Input::Demand(1));
         for _ in 0..3 {
-            m.step(Input::SourceFailed(transient()), t);
-            m.step(Input::TimerFired(Timer::Retry), t);
+            m.step(Input::SourceFailed(transient()));
+            m.step(Input::TimerFired(Timer::Retry));
         }
-        m.step(Input::SourceReady, t);
-        let later = t + Duration::from_secs(61);
-        let actions = m.step(Input::SourceFailed(transient()), later);
+        m.step(Input::SourceReady);
+        let actions = m.step(Input::SourceFailed(transient()));
         assert!(actions.contains(&Action::SetTimer(
             Timer::Retry,
             Some(Duration::from_secs(1))
+        )));
+        // Failing to connect again still backs off.
+        m.step(Input::TimerFired(Timer::Retry));
+        let actions = m.step(Input::SourceFailed(transient()));
+        assert!(actions.contains(&Action::SetTimer(
+            Timer::Retry,
+            Some(Duration::from_secs(2))
         )));
     }
 
     #[test]
     fn wrong_password_fails_for_good_until_on() {
-        let (mut m, t) = machine();
-        m.step(Input::Demand(1), t);
-        let actions = m.step(
-            Input::SourceFailed(Error::new(ErrorKind::Auth, "401 Unauthorized")),
-            t,
-        );
+        let mut m = machine();
+        m.step(Input::Demand(1));
+        let actions = m.step(Input::SourceFailed(Error::new(
+            ErrorKind::Auth,
+            "401 Unauthorized",
+        )));
         assert!(
             !actions
                 .iter()
@@ -407,41 +410,41 @@ mod tests {
         );
         assert_eq!(m.status(), Status::Failed);
         // More viewers do not hammer the camera.
-        assert_eq!(m.step(Input::Demand(2), t), vec![]);
+        assert_eq!(m.step(Input::Demand(2)), vec![]);
         assert_eq!(m.status(), Status::Failed);
         // ON is the user's say-so to try again.
-        assert!(m.step(Input::On, t).contains(&Action::StartSource));
+        assert!(m.step(Input::On).contains(&Action::StartSource));
     }
 
     #[test]
     fn start_timeout_shows_failed_while_retrying_continues() {
-        let (mut m, t) = machine();
-        m.step(Input::Demand(1), t);
-        m.step(Input::TimerFired(Timer::StartTimeout), t);
+        let mut m = machine();
+        m.step(Input::Demand(1));
+        m.step(Input::TimerFired(Timer::StartTimeout));
         assert_eq!(m.status(), Status::Failed);
-        m.step(Input::SourceReady, t);
+        m.step(Input::SourceReady);
         assert_eq!(m.status(), Status::Active);
     }
 
     #[test]
     fn a_timed_out_start_stays_failed_after_the_viewer_gives_up() {
-        let (mut m, t) = machine();
-        m.step(Input::Demand(1), t);
-        m.step(Input::SourceFailed(transient()), t);
-        m.step(Input::TimerFired(Timer::StartTimeout), t);
-        m.step(Input::Demand(0), t);
+        let mut m = machine();
+        m.step(Input::Demand(1));
+        m.step(Input::SourceFailed(transient()));
+        m.step(Input::TimerFired(Timer::StartTimeout));
+        m.step(Input::Demand(0));
         assert_eq!(m.status(), Status::Failed);
         assert!(!m.available());
-        m.step(Input::Demand(1), t);
+        m.step(Input::Demand(1));
         assert_eq!(m.status(), Status::Activating);
     }
 
     #[test]
     fn demand_gone_while_retrying_stops_retrying_and_shows_failed() {
-        let (mut m, t) = machine();
-        m.step(Input::Demand(1), t);
-        m.step(Input::SourceFailed(transient()), t);
-        let actions = m.step(Input::Demand(0), t);
+        let mut m = machine();
+        m.step(Input::Demand(1));
+        m.step(Input::SourceFailed(transient()));
+        let actions = m.step(Input::Demand(0));
         assert!(actions.contains(&Action::SetTimer(Timer::Retry, None)));
         // Never came up for this viewer: shown as failed, and unavailable.
         assert_eq!(m.status(), Status::Failed);
