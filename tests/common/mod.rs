@@ -379,6 +379,23 @@ impl AddOn {
             Duration::from_secs(15),
             || std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, rtsp_port)).is_ok(),
         );
+        // Commands are not retained, so a test's first one must not beat the add-on's
+        // subscription: it publishes `online` right after subscribing. Best effort, as some
+        // tests run without a broker.
+        if let Some(port) = parsed["mqtt"]["port"].as_u64() {
+            let mqtt = &parsed["mqtt"];
+            let prefix = mqtt["prefix"]
+                .as_str()
+                .or(mqtt["node_id"].as_str())
+                .unwrap_or("ipcam");
+            let status = MqttWatch::start(port as u16, &[&format!("{prefix}/status")]);
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while status.messages().iter().all(|(_, p)| p != "online")
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         AddOn {
             rtsp_port,
             http_port,
