@@ -374,9 +374,10 @@ impl AddOn {
         }
         command.envs(env.iter().copied());
         let proc = Proc::spawn(&mut command);
+        // Ten add-ons and their cameras starting at once on two cores can take a while.
         wait_until(
             "the add-on's RTSP server to listen",
-            Duration::from_secs(15),
+            Duration::from_secs(30),
             || std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, rtsp_port)).is_ok(),
         );
         // Commands are not retained, so a test's first one must not beat the add-on's
