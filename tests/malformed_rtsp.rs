@@ -41,18 +41,7 @@ fn garbage_huge_headers_and_slow_clients_do_not_hurt_other_viewers() {
         &["-c", "copy", "-f", "null", "-"],
     );
     let viewer = Proc::spawn(viewer.args(["-progress", "pipe:1"]));
-    let frames = || {
-        viewer
-            .output
-            .lines()
-            .iter()
-            .rev()
-            .find_map(|l| {
-                l.strip_prefix("frame=")
-                    .and_then(|n| n.trim().parse::<u64>().ok())
-            })
-            .unwrap_or(0)
-    };
+    let frames = || viewer.decoded_frames();
     wait_until("the viewer to play", Duration::from_secs(15), || {
         frames() > 10
     });

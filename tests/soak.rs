@@ -13,16 +13,6 @@ fn cycles() -> usize {
         .unwrap_or(100)
 }
 
-fn decoded(viewer: &Proc) -> u64 {
-    viewer
-        .output
-        .lines()
-        .iter()
-        .filter_map(|l| l.strip_prefix("frame=")?.trim().parse::<u64>().ok())
-        .next_back()
-        .unwrap_or(0)
-}
-
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
@@ -60,7 +50,7 @@ fn camera_killed_and_restored_under_viewers() {
     ))
     .unwrap();
     wait_until("three viewers playing", Duration::from_secs(20), || {
-        rtsp.iter().all(|v| decoded(v) > 25) && webrtc.frames() > 25
+        rtsp.iter().all(|v| v.decoded_frames() > 25) && webrtc.frames() > 25
     });
     let pid = addon.proc.child.id();
     let start = (threads(pid), open_fds(pid), rss_kb(pid));
@@ -72,7 +62,7 @@ fn camera_killed_and_restored_under_viewers() {
         camera.kill();
         mqtt.wait_for("ipcam/cam/status", "offline", Duration::from_secs(10));
         mqtt_offline.push(killed.elapsed().as_secs_f64());
-        let before: Vec<u64> = rtsp.iter().map(decoded).collect();
+        let before: Vec<u64> = rtsp.iter().map(Proc::decoded_frames).collect();
         let before_webrtc = webrtc.frames();
         camera.restore();
         let restored = Instant::now();
@@ -86,7 +76,9 @@ fn camera_killed_and_restored_under_viewers() {
             &format!("cycle {cycle}: every viewer decoding again"),
             Duration::from_secs(15),
             || {
-                rtsp.iter().zip(&before).all(|(v, b)| decoded(v) > *b)
+                rtsp.iter()
+                    .zip(&before)
+                    .all(|(v, b)| v.decoded_frames() > *b)
                     && webrtc.frames() > before_webrtc
             },
         );

@@ -90,6 +90,16 @@ impl Proc {
         Proc { child, output }
     }
 
+    /// Frames decoded so far by an ffmpeg run with `-progress pipe:1`.
+    pub fn decoded_frames(&self) -> u64 {
+        self.output
+            .lines()
+            .iter()
+            .filter_map(|l| l.strip_prefix("frame=")?.trim().parse::<u64>().ok())
+            .next_back()
+            .unwrap_or(0)
+    }
+
     pub fn signal(&self, signal: &str) {
         let _ = Command::new("kill")
             .args([&format!("-{signal}"), &self.child.id().to_string()])
