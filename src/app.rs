@@ -5,7 +5,7 @@ use crate::audio::task::CryTask;
 use crate::camera::actor::CameraActor;
 use crate::camera::demand::Demand;
 use crate::camera::{CameraHandle, ViewerControl};
-use crate::config::Config;
+use crate::config::{Config, ServerConfig};
 use crate::events::playback::{EventMount, event_path};
 use crate::events::recorder::Recorder;
 use crate::events::store::ClipStore;
@@ -39,14 +39,25 @@ impl ViewerControl for RtspServer {
     }
 }
 
+/// Who may connect, in the start-up log; anonymous access to the network is a warning.
+fn log_listening(what: &str, addr: std::net::SocketAddr, server: &ServerConfig, section: &str) {
+    let access = server.access_summary(section);
+    if server.credentials().is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(
+            "{what} listening on {addr} ({access}): anyone who can reach this port can use it"
+        );
+    } else {
+        tracing::info!("{what} listening on {addr} ({access})");
+    }
+}
+
 pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Result<()> {
     crate::ha::supervisor::find_broker(&mut config.mqtt).await?;
-    if crate::ha::in_addon() {
-        crate::ha::credentials::fill_in(
-            &mut [("rtsp", &mut config.rtsp), ("http", &mut config.http)],
-            &config.data_dir,
-        )?;
-    }
+    crate::credentials::fill_in(
+        &mut [("rtsp", &mut config.rtsp), ("http", &mut config.http)],
+        &config.data_dir,
+        crate::ha::in_addon(),
+    )?;
     let settings = Arc::new(Settings::open(
         &config.data_dir,
         config.cameras.iter().map(|c| c.id.as_str()),
@@ -105,10 +116,7 @@ pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Resul
     let server = Arc::new(RtspServer::start(&config.rtsp, mounts, event_mounts)?);
     let addr = server.local_addr();
     let host = config.rtsp.public_host();
-    tracing::info!(
-        "RTSP server listening on {addr} ({})",
-        config.rtsp.access_summary("rtsp")
-    );
+    log_listening("RTSP server", addr, &config.rtsp, "rtsp");
     for (camera, _, _) in &cameras {
         tracing::info!(
             "  rtsp://{host}:{}{}  ← {} (events: {})",
@@ -186,11 +194,7 @@ pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Resul
     )
     .await?;
     let http_host = config.http.public_host();
-    tracing::info!(
-        "HTTP API listening on {} ({})",
-        http.local_addr,
-        config.http.access_summary("http")
-    );
+    log_listening("HTTP API", http.local_addr, &config.http, "http");
     // The URLs Home Assistant reaches each camera by, without credentials.
     let links = |camera: &str| CameraLinks {
         stream_source: format!("rtsp://{host}:{}{}", addr.port(), live_path(camera)),

@@ -177,7 +177,7 @@ impl ServerConfig {
                 "no credentials set, so loopback only; set {section}.username/password to serve the network"
             )
         } else {
-            "anonymous access, as configured".into()
+            format!("anonymous access: {section}.allow_anonymous is set")
         }
     }
 }

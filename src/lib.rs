@@ -4,6 +4,7 @@ pub mod app;
 pub mod audio;
 pub mod camera;
 pub mod config;
+pub mod credentials;
 pub mod demo;
 pub mod error;
 pub mod events;

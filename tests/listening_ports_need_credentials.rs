@@ -92,3 +92,44 @@ fn with_credentials_the_http_api_needs_them_and_listens_on_every_interface() {
     );
     assert!(!addon.logs().contains("s3cret-http"));
 }
+
+#[test]
+fn bound_to_the_network_without_credentials_gets_generated_ones_and_anonymous_is_a_warning() {
+    let broker = Mosquitto::start();
+    let camera = Camera::start(&[]);
+    let data_dir = tempfile::tempdir().unwrap();
+    let yaml = config(broker.port, free_port(), &[("cam", &camera.url(), "")])
+        .replacen("rtsp:\n", "rtsp:\n  bind: 0.0.0.0\n", 1)
+        .replacen("http:\n", "http:\n  allow_anonymous: true\n", 1)
+        + &format!("data_dir: {}\n", data_dir.path().display());
+    let addon = AddOn::start(&yaml);
+    let url = addon.live_url("cam");
+    let refused = ffprobe_codecs(&url, "tcp").unwrap_err();
+    assert!(refused.contains("401"), "{refused}");
+
+    let file = data_dir.path().join("credentials.json");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "only the add-on's user may read it");
+    let kept: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let user = kept["rtsp"]["username"].as_str().unwrap();
+    let password = kept["rtsp"]["password"].as_str().unwrap();
+    assert!(password.len() >= 32, "a strong password");
+    assert!(kept.get("http").is_none(), "anonymous was chosen for http");
+    let with_credentials = url.replacen("rtsp://", &format!("rtsp://{user}:{password}@"), 1);
+    assert_eq!(ffprobe_codecs(&with_credentials, "tcp").unwrap().len(), 2);
+
+    let logs = addon.logs();
+    assert!(!logs.contains(password), "the password was logged");
+    assert!(logs.contains("credentials.json"), "{logs}");
+    let warning = logs
+        .lines()
+        .find(|l| l.contains("HTTP API listening"))
+        .unwrap();
+    assert!(
+        warning.contains("WARN") && warning.contains("allow_anonymous"),
+        "{warning}"
+    );
+    let (status, _) = http_get(&format!("http://127.0.0.1:{}/api/streams", addon.http_port));
+    assert_eq!(status, 200, "anonymous, as chosen");
+}

@@ -1,8 +1,7 @@
-//! Home Assistant's side of the add-on: the Supervisor's API, generated credentials, and the
-//! Generic camera entries made through Home Assistant's REST API.
+//! Home Assistant's side of the add-on: the Supervisor's API and the Generic camera entries
+//! made through Home Assistant's REST API.
 
 pub mod cameras;
-pub mod credentials;
 pub mod supervisor;
 
 /// Running as a Home Assistant add-on: the Supervisor gave us its token.

@@ -1,6 +1,7 @@
-//! In the add-on, a server the user left without credentials gets generated ones, kept under
-//! `/data`, and listens on every interface: Home Assistant reaches it over the Supervisor's
-//! network, and nothing reaches it anonymously.
+//! A server reachable beyond loopback that the user left without credentials gets generated
+//! ones, kept in the data directory, so nothing reaches it anonymously by accident. In the
+//! add-on every server is reachable (Home Assistant comes over the Supervisor's network);
+//! outside it, one is when the user sets a non-loopback `bind`.
 
 use crate::config::ServerConfig;
 use crate::secret::Secret;
@@ -16,17 +17,15 @@ struct Pair {
     password: String,
 }
 
-/// Gives each named server without credentials (and not left anonymous or bound by the user)
-/// the credentials kept for it, generating them the first time.
-pub fn fill_in(servers: &mut [(&str, &mut ServerConfig)], data_dir: &Path) -> anyhow::Result<()> {
+/// Gives each named server that needs them the credentials kept for it, generating them the
+/// first time. `in_addon`: every server is reachable, whatever its `bind`.
+pub fn fill_in(
+    servers: &mut [(&str, &mut ServerConfig)],
+    data_dir: &Path,
+    in_addon: bool,
+) -> anyhow::Result<()> {
     let wanted: Vec<usize> = (0..servers.len())
-        .filter(|&i| {
-            let server = &servers[i].1;
-            server.username.is_none()
-                && server.password.is_none()
-                && !server.allow_anonymous
-                && server.bind.is_none()
-        })
+        .filter(|&i| needs_generated(servers[i].1, in_addon))
         .collect();
     if wanted.is_empty() {
         return Ok(());
@@ -49,7 +48,8 @@ pub fn fill_in(servers: &mut [(&str, &mut ServerConfig)], data_dir: &Path) -> an
         server.username = Some(pair.username.clone());
         server.password = Some(Secret::new(pair.password.clone()));
         tracing::info!(
-            "{name}: using the credentials generated for Home Assistant (kept in {})",
+            "{name}: no credentials set, so using generated ones (user {}; kept in {})",
+            pair.username,
             path.display()
         );
     }
@@ -58,6 +58,12 @@ pub fn fill_in(servers: &mut [(&str, &mut ServerConfig)], data_dir: &Path) -> an
         write_private(&path, &serde_json::to_vec_pretty(&kept)?)?;
     }
     Ok(())
+}
+
+/// Reachable beyond loopback, no credentials set, and anonymous access not chosen.
+fn needs_generated(server: &ServerConfig, in_addon: bool) -> bool {
+    let reachable = in_addon || server.bind.is_some_and(|addr| !addr.is_loopback());
+    reachable && server.credentials().is_none() && !server.allow_anonymous
 }
 
 /// 24 random bytes from the kernel, URL-safe: 32 characters.
@@ -96,7 +102,12 @@ mod tests {
             password: Some(Secret::new("mine")),
             ..ServerConfig::http()
         };
-        fill_in(&mut [("rtsp", &mut rtsp), ("http", &mut http)], dir.path()).unwrap();
+        fill_in(
+            &mut [("rtsp", &mut rtsp), ("http", &mut http)],
+            dir.path(),
+            true,
+        )
+        .unwrap();
         let (user, password) = rtsp.credentials().unwrap();
         assert_eq!(user, USERNAME);
         assert_eq!(password.expose().len(), 32);
@@ -107,7 +118,7 @@ mod tests {
         );
 
         let mut again = ServerConfig::rtsp();
-        fill_in(&mut [("rtsp", &mut again)], dir.path()).unwrap();
+        fill_in(&mut [("rtsp", &mut again)], dir.path(), true).unwrap();
         assert_eq!(
             again.credentials().unwrap().1,
             password,
@@ -118,7 +129,7 @@ mod tests {
             allow_anonymous: true,
             ..ServerConfig::rtsp()
         };
-        fill_in(&mut [("rtsp", &mut anonymous)], dir.path()).unwrap();
+        fill_in(&mut [("rtsp", &mut anonymous)], dir.path(), true).unwrap();
         assert!(
             anonymous.credentials().is_none(),
             "the user's choice stands"
@@ -126,5 +137,37 @@ mod tests {
         let mode = std::fs::metadata(dir.path().join(FILE)).unwrap();
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(mode.permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn outside_the_add_on_only_a_server_bound_beyond_loopback_gets_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let bound = |addr: [u8; 4]| ServerConfig {
+            bind: Some(addr.into()),
+            ..ServerConfig::rtsp()
+        };
+        let mut default = ServerConfig::rtsp();
+        let mut loopback = bound([127, 0, 0, 1]);
+        let mut lan = bound([0, 0, 0, 0]);
+        let mut open = ServerConfig {
+            allow_anonymous: true,
+            ..bound([0, 0, 0, 0])
+        };
+        fill_in(
+            &mut [
+                ("default", &mut default),
+                ("loopback", &mut loopback),
+                ("lan", &mut lan),
+                ("open", &mut open),
+            ],
+            dir.path(),
+            false,
+        )
+        .unwrap();
+        assert!(default.credentials().is_none());
+        assert!(default.bind_address().is_loopback());
+        assert!(loopback.credentials().is_none());
+        assert!(lan.credentials().is_some());
+        assert!(open.credentials().is_none());
     }
 }
