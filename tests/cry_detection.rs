@@ -168,6 +168,13 @@ fn a_missing_model_or_runtime_turns_detection_off_with_one_clear_error_and_strea
         // The rest of the add-on runs: the live stream plays.
         let codecs = ffprobe_codecs(&addon.live_url("cam"), "tcp").unwrap();
         assert_eq!(codecs, ["h264", "aac"]);
+        // And the camera's MQTT states still follow it (a detector that gave up once froze
+        // them until the 30 s refresh).
+        mqtt.wait_for(
+            "ipcam/cam/stream_status/state",
+            "active",
+            Duration::from_secs(5),
+        );
     }
 }
 

@@ -138,6 +138,36 @@ fn bridge_availability_is_the_last_will_and_goes_offline_on_shutdown_and_on_a_cr
 }
 
 #[test]
+fn a_second_sigterm_exits_at_once_while_the_first_is_still_closing() {
+    let broker = Mosquitto::start();
+    let camera = Camera::start(&[]);
+    let mqtt = broker.watch();
+    let mut addon = nursery(&broker, &camera);
+    broker.publish("ipcam/nursery/live_stream/command", "ON", false);
+    mqtt.wait_for(
+        "ipcam/nursery/stream_status/state",
+        "active",
+        Duration::from_secs(10),
+    );
+    // A frozen camera holds the clean shutdown: its TEARDOWN goes unanswered.
+    camera.signal("STOP");
+    addon.proc.signal("TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    let second = std::time::Instant::now();
+    addon.proc.signal("TERM");
+    let status = addon.proc.wait_exit(Duration::from_secs(1));
+    camera.signal("CONT");
+    let took = second.elapsed();
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(130),
+        "after {took:?}: {}",
+        addon.logs()
+    );
+    assert!(addon.logs().contains("second signal: exiting now"));
+}
+
+#[test]
 fn two_instances_with_different_node_ids_share_one_broker_without_collisions() {
     let broker = Mosquitto::start();
     let mqtt = broker.watch();

@@ -172,7 +172,15 @@ impl Bridge {
                     let changed = tokio::select! {
                         changed = state.changed() => changed,
                         changed = snapshot.changed() => changed,
-                        changed = cry_changed => changed,
+                        changed = cry_changed => match changed {
+                            Ok(()) => Ok(()),
+                            // Cry detection gave up (no model, say); its last state stands,
+                            // and the camera's other changes must still be published.
+                            Err(_) => {
+                                cry = None;
+                                continue;
+                            }
+                        },
                         changed = events.changed() => changed,
                     };
                     if changed.is_err() || changed_tx.send(index).await.is_err() {

@@ -136,7 +136,7 @@ impl Drop for Proc {
 /// A real Mosquitto on a free loopback port.
 pub struct Mosquitto {
     pub port: u16,
-    _proc: Proc,
+    proc: Proc,
 }
 
 impl Mosquitto {
@@ -150,7 +150,12 @@ impl Mosquitto {
         wait_until("mosquitto to listen", Duration::from_secs(10), || {
             std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok()
         });
-        Mosquitto { port, _proc: proc }
+        Mosquitto { port, proc }
+    }
+
+    /// E.g. `STOP` to freeze the broker with its connections open.
+    pub fn signal(&self, signal: &str) {
+        self.proc.signal(signal);
     }
 
     /// A `mosquitto_sub` on everything, to watch what the add-on publishes.
