@@ -15,12 +15,25 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ipcam-mqtt");
 
+/// A port for a test's server, free now and handed out once per test process. Taken below the
+/// kernel's ephemeral range (32768 and up), since under load the outgoing connections of other
+/// tests' clients could take an ephemeral port between this check and the server's bind.
 pub fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 10_000;
+    const COUNT: u32 = 22_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Test binaries (and scripts) that overlap start far apart.
+    let start = std::process::id().wrapping_mul(997);
+    loop {
+        let taken = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (FIRST + start.wrapping_add(taken) % COUNT) as u16;
+        let free = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
+            && std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).is_ok();
+        if free {
+            return port;
+        }
+    }
 }
 
 /// Polls `check` until it holds or `timeout` passes; panics with `what` otherwise.
@@ -388,13 +401,19 @@ impl AddOn {
             command.env("ORT_DYLIB_PATH", library);
         }
         command.envs(env.iter().copied());
-        let proc = Proc::spawn(&mut command);
+        let mut proc = Proc::spawn(&mut command);
         // Ten add-ons and their cameras starting at once on two cores can take a while.
         wait_until(
             "the add-on's RTSP server to listen",
             Duration::from_secs(30),
             || std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, rtsp_port)).is_ok(),
         );
+        if let Some(status) = proc.exited() {
+            panic!(
+                "the add-on exited at start ({status}):\n{}",
+                proc.output.text()
+            );
+        }
         // Commands are not retained, so a test's first one must not beat the add-on's
         // subscription: it publishes `online` right after subscribing. Best effort, as some
         // tests run without a broker.
