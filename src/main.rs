@@ -33,6 +33,7 @@ enum Cmd {
 }
 
 fn main() -> std::process::ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log_level));
@@ -98,6 +99,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     })
+}
+
+/// Every GStreamer and tokio thread that allocates gets a glibc malloc arena of its own, and
+/// memory freed across them is seldom given back: under viewer churn RSS crept by about 40 bytes
+/// per RTSP viewer and jumped 5 MB at a time. Two arenas keep it flat. Called before any thread
+/// starts; `MALLOC_ARENA_MAX` in the environment still wins.
+fn limit_malloc_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets an allocator tunable; no thread is running yet.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
 }
 
 /// The first SIGINT/SIGTERM shuts down cleanly; a second one exits at once.

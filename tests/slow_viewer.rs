@@ -25,27 +25,7 @@ fn stalled_viewer(url: &str, port: u16) -> TcpStream {
         &format!("DESCRIBE {url}"),
         "Accept: application/sdp\r\n",
     );
-    let setup = rtsp_request(
-        &mut stream,
-        2,
-        &format!("SETUP {url}/stream=0"),
-        "Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n",
-    );
-    let session = setup
-        .lines()
-        .find_map(|l| l.strip_prefix("Session: "))
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let session_header = format!("Session: {session}\r\n");
-    rtsp_request(
-        &mut stream,
-        3,
-        &format!("SETUP {url}/stream=1"),
-        &format!("{session_header}Transport: RTP/AVP/TCP;unicast;interleaved=2-3\r\n"),
-    );
+    let session_header = rtsp_setup_both_tracks(&mut stream, url, 2);
     write!(
         stream,
         "PLAY {url} RTSP/1.0\r\nCSeq: 4\r\n{session_header}\r\n"

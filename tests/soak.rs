@@ -127,3 +127,184 @@ fn camera_killed_and_restored_under_viewers() {
     );
     assert!(end.1 <= start.1 + 4, "fds piled up: {start:?} → {end:?}");
 }
+
+fn count_from_env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
+/// One RTSP viewer's life on a raw socket: a DESCRIBE-only probe (as Home Assistant and
+/// Frigate do) every fourth time; else both tracks set up and played until the first media
+/// packet, then a TEARDOWN, or, every other time, just a dropped connection.
+fn rtsp_visit(port: u16, url: &str, visit: usize) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    rtsp_request(&mut stream, 1, &format!("OPTIONS {url}"), "");
+    rtsp_request(
+        &mut stream,
+        2,
+        &format!("DESCRIBE {url}"),
+        "Accept: application/sdp\r\n",
+    );
+    if visit % 4 == 0 {
+        return;
+    }
+    let session = rtsp_setup_both_tracks(&mut stream, url, 3);
+    rtsp_request(&mut stream, 5, &format!("PLAY {url}"), &session);
+    let mut frame_header = [0u8; 4];
+    stream.read_exact(&mut frame_header).unwrap();
+    assert_eq!(frame_header[0], b'$', "visit {visit}: media after PLAY");
+    if visit % 2 == 0 {
+        let teardown = format!("TEARDOWN {url} RTSP/1.0\r\nCSeq: 6\r\n{session}\r\n");
+        let _ = stream.write_all(teardown.as_bytes());
+    }
+}
+
+/// (rss kB, open fds, threads) of the add-on.
+fn footprint(pid: u32) -> (u64, usize, usize) {
+    (rss_kb(pid), open_fds(pid), threads(pid))
+}
+
+/// Samples taken through a churn, printed as a table row each; fails unless RSS and fds end
+/// within ±5% of where they stood after warm-up (the first tenth). `drained`: once every
+/// churned viewer is gone.
+fn report_flat(what: &str, samples: &[(usize, (u64, usize, usize))], drained: (u64, usize, usize)) {
+    let row = |label: String, (rss, fds, threads): (u64, usize, usize)| {
+        println!(
+            "| {label} | {:.1} | {fds} | {threads} |",
+            rss as f64 / 1024.0
+        );
+    };
+    println!("\n| {what}: after | RSS (MB) | open fds | threads |");
+    println!("|---|---|---|---|");
+    for (cycle, footprint) in samples {
+        row(cycle.to_string(), *footprint);
+    }
+    row("all gone".into(), drained);
+    let (_, warm) = samples[1];
+    let (_, end) = samples[samples.len() - 1];
+    let change = |a: f64, b: f64| (b - a) / a * 100.0;
+    let rss = change(warm.0 as f64, end.0 as f64);
+    let fds = change(warm.1 as f64, end.1 as f64);
+    println!("| change after warm-up | {rss:+.1} % | {fds:+.1} % | |");
+    assert!(
+        rss.abs() <= 5.0,
+        "{what}: RSS moved {rss:+.1} % after warm-up"
+    );
+    assert!(
+        fds.abs() <= 5.0,
+        "{what}: fds moved {fds:+.1} % after warm-up"
+    );
+}
+
+/// Waits until only the steady viewer is left, then gives the footprint.
+fn drained(http_port: u16, pid: u32) -> (u64, usize, usize) {
+    let streams = format!("http://127.0.0.1:{http_port}/api/streams");
+    wait_until(
+        "every churned viewer gone, the steady one left",
+        Duration::from_secs(60),
+        || {
+            let (_, body) = http_get(&streams);
+            let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            json["cam"]["viewers"] == serde_json::json!({"rtsp": 1, "webrtc": 0})
+        },
+    );
+    footprint(pid)
+}
+
+/// 10,000 RTSP viewers (a quarter of them DESCRIBE-only probes) and 1,000 WebRTC sessions come
+/// and go past one long-lived viewer; RSS and fds stay flat and no session is left behind.
+/// `CHURN_RTSP` and `CHURN_WEBRTC` set the counts.
+#[test]
+#[ignore = "long: run by scripts/soak.sh"]
+fn churn_of_rtsp_and_webrtc_viewers() {
+    let rig = Rig::start(&[], "");
+    let addon = &rig.addon;
+    let url = addon.live_url("cam");
+    let steady = Proc::spawn(&mut ffmpeg_command(
+        &url,
+        &["-f", "null", "-", "-progress", "pipe:1"],
+    ));
+    wait_until("the steady viewer playing", Duration::from_secs(20), || {
+        steady.decoded_frames() > 25
+    });
+    let pid = addon.proc.child.id();
+
+    let rtsp_cycles = count_from_env("CHURN_RTSP", 10_000);
+    if rtsp_cycles > 0 {
+        let every = (rtsp_cycles / 10).max(1);
+        let mut samples = vec![(0, footprint(pid))];
+        let started = Instant::now();
+        for visit in 1..=rtsp_cycles {
+            rtsp_visit(addon.rtsp_port, &url, visit);
+            if visit % every == 0 {
+                samples.push((visit, footprint(pid)));
+            }
+        }
+        let rtsp_rate = rtsp_cycles as f64 / started.elapsed().as_secs_f64();
+        let gone = drained(addon.http_port, pid);
+        report_flat(&format!("{rtsp_cycles} RTSP viewers"), &samples, gone);
+        println!("| pace | {rtsp_rate:.0} visits/s | | |");
+    }
+
+    let webrtc_sessions = count_from_env("CHURN_WEBRTC", 1_000);
+    if webrtc_sessions > 0 {
+        let every = (webrtc_sessions / 10).max(1);
+        let whep = format!("http://127.0.0.1:{}/api/webrtc?src=cam", addon.http_port);
+        let mut samples = vec![(0, footprint(pid))];
+        let mut refused = 0;
+        let started = Instant::now();
+        let mut session = 0;
+        while session < webrtc_sessions {
+            let client = match common::whep::WhepClient::connect(&whep) {
+                Ok(client) => client,
+                // Offers are rate-limited per client (2/s, burst 20): wait as told.
+                Err(reply) if reply.starts_with("HTTP/1.1 429") => {
+                    refused += 1;
+                    std::thread::sleep(Duration::from_millis(500));
+                    continue;
+                }
+                Err(reply) => panic!("session {session}: {reply}"),
+            };
+            wait_until(
+                &format!("session {session}: pictures"),
+                Duration::from_secs(10),
+                || client.frames() > 0,
+            );
+            // Half leave with WHEP's DELETE, half just vanish (ICE notices).
+            if session % 2 == 0 {
+                let session_url = format!(
+                    "http://127.0.0.1:{}/api/{}",
+                    addon.http_port, client.location
+                );
+                let (status, _) = http_get_with(&session_url, &["-X", "DELETE"]);
+                assert_eq!(status, 200, "DELETE {session_url}");
+            }
+            drop(client);
+            session += 1;
+            if session % every == 0 {
+                samples.push((session, footprint(pid)));
+            }
+        }
+        let pace = webrtc_sessions as f64 / started.elapsed().as_secs_f64();
+        let gone = drained(addon.http_port, pid);
+        report_flat(
+            &format!("{webrtc_sessions} WebRTC sessions"),
+            &samples,
+            gone,
+        );
+        println!("| pace | {pace:.1} sessions/s ({refused} offers rate-limited) | | |");
+    }
+
+    let before = steady.decoded_frames();
+    wait_until(
+        "the steady viewer still decoding",
+        Duration::from_secs(5),
+        || steady.decoded_frames() > before,
+    );
+}

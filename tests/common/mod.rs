@@ -775,7 +775,9 @@ pub fn rtsp_request(
     headers: &str,
 ) -> String {
     use std::io::Read;
-    write!(stream, "{line} RTSP/1.0\r\nCSeq: {cseq}\r\n{headers}\r\n").unwrap();
+    // One write: several small ones would wait on Nagle and the server's delayed ACK (40 ms).
+    let request = format!("{line} RTSP/1.0\r\nCSeq: {cseq}\r\n{headers}\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
     let mut response = Vec::new();
     let mut byte = [0u8; 1];
     while !response.ends_with(b"\r\n\r\n") {
@@ -792,6 +794,30 @@ pub fn rtsp_request(
         stream.read_exact(&mut body).unwrap();
     }
     text
+}
+
+/// SETUPs both tracks of `url` (video, then audio) interleaved on the connection, with CSeq
+/// `cseq` and `cseq + 1`; returns the `Session:` header line for what follows.
+pub fn rtsp_setup_both_tracks(stream: &mut std::net::TcpStream, url: &str, cseq: u32) -> String {
+    let setup = rtsp_request(
+        stream,
+        cseq,
+        &format!("SETUP {url}/stream=0"),
+        "Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n",
+    );
+    let session = setup
+        .lines()
+        .find_map(|l| l.strip_prefix("Session: "))
+        .and_then(|s| s.split(';').next())
+        .unwrap();
+    let session = format!("Session: {session}\r\n");
+    rtsp_request(
+        stream,
+        cseq + 1,
+        &format!("SETUP {url}/stream=1"),
+        &format!("{session}Transport: RTP/AVP/TCP;unicast;interleaved=2-3\r\n"),
+    );
+    session
 }
 
 /// Open file descriptors of a process.
