@@ -165,23 +165,40 @@ fn rtsp_visit(port: u16, url: &str, visit: usize) {
     }
 }
 
-/// (rss kB, open fds, threads) of the add-on.
-fn footprint(pid: u32) -> (u64, usize, usize) {
-    (rss_kb(pid), open_fds(pid), threads(pid))
+/// What the add-on holds at one moment.
+#[derive(Clone, Copy)]
+struct Footprint {
+    rss_kb: u64,
+    heap_kb: u64,
+    fds: usize,
+    threads: usize,
 }
 
-/// Samples taken through a churn, printed as a table row each; fails unless RSS and fds end
-/// within ±5% of where they stood after warm-up (the first tenth). `drained`: once every
-/// churned viewer is gone.
-fn report_flat(what: &str, samples: &[(usize, (u64, usize, usize))], drained: (u64, usize, usize)) {
-    let row = |label: String, (rss, fds, threads): (u64, usize, usize)| {
+fn footprint(pid: u32) -> Footprint {
+    Footprint {
+        rss_kb: rss_kb(pid),
+        heap_kb: heap_kb(pid),
+        fds: open_fds(pid),
+        threads: threads(pid),
+    }
+}
+
+/// Samples taken through a churn, printed as a table row each; fails unless RSS, its
+/// anonymous part (the heap) and fds end within ±5% of where they stood after warm-up (the
+/// first tenth). `drained`: once every churned viewer is gone.
+fn report_flat(what: &str, samples: &[(usize, Footprint)], drained: Footprint) {
+    let mb = |kb: u64| kb as f64 / 1024.0;
+    let row = |label: String, f: Footprint| {
         println!(
-            "| {label} | {:.1} | {fds} | {threads} |",
-            rss as f64 / 1024.0
+            "| {label} | {:.1} | {:.1} | {} | {} |",
+            mb(f.rss_kb),
+            mb(f.heap_kb),
+            f.fds,
+            f.threads
         );
     };
-    println!("\n| {what}: after | RSS (MB) | open fds | threads |");
-    println!("|---|---|---|---|");
+    println!("\n| {what}: after | RSS (MB) | of it heap (MB) | open fds | threads |");
+    println!("|---|---|---|---|---|");
     for (cycle, footprint) in samples {
         row(cycle.to_string(), *footprint);
     }
@@ -189,21 +206,20 @@ fn report_flat(what: &str, samples: &[(usize, (u64, usize, usize))], drained: (u
     let (_, warm) = samples[1];
     let (_, end) = samples[samples.len() - 1];
     let change = |a: f64, b: f64| (b - a) / a * 100.0;
-    let rss = change(warm.0 as f64, end.0 as f64);
-    let fds = change(warm.1 as f64, end.1 as f64);
-    println!("| change after warm-up | {rss:+.1} % | {fds:+.1} % | |");
-    assert!(
-        rss.abs() <= 5.0,
-        "{what}: RSS moved {rss:+.1} % after warm-up"
-    );
-    assert!(
-        fds.abs() <= 5.0,
-        "{what}: fds moved {fds:+.1} % after warm-up"
-    );
+    let rss = change(warm.rss_kb as f64, end.rss_kb as f64);
+    let heap = change(warm.heap_kb as f64, end.heap_kb as f64);
+    let fds = change(warm.fds as f64, end.fds as f64);
+    println!("| change after warm-up | {rss:+.1} % | {heap:+.1} % | {fds:+.1} % | |");
+    for (measure, moved) in [("RSS", rss), ("heap", heap), ("fds", fds)] {
+        assert!(
+            moved.abs() <= 5.0,
+            "{what}: {measure} moved {moved:+.1} % after warm-up"
+        );
+    }
 }
 
 /// Waits until only the steady viewer is left, then gives the footprint.
-fn drained(http_port: u16, pid: u32) -> (u64, usize, usize) {
+fn drained(http_port: u16, pid: u32) -> Footprint {
     let streams = format!("http://127.0.0.1:{http_port}/api/streams");
     wait_until(
         "every churned viewer gone, the steady one left",
@@ -249,7 +265,7 @@ fn churn_of_rtsp_and_webrtc_viewers() {
         let rtsp_rate = rtsp_cycles as f64 / started.elapsed().as_secs_f64();
         let gone = drained(addon.http_port, pid);
         report_flat(&format!("{rtsp_cycles} RTSP viewers"), &samples, gone);
-        println!("| pace | {rtsp_rate:.0} visits/s | | |");
+        println!("| pace | {rtsp_rate:.0} visits/s | | | |");
     }
 
     let webrtc_sessions = count_from_env("CHURN_WEBRTC", 1_000);
@@ -298,7 +314,7 @@ fn churn_of_rtsp_and_webrtc_viewers() {
             &samples,
             gone,
         );
-        println!("| pace | {pace:.1} sessions/s ({refused} offers rate-limited) | | |");
+        println!("| pace | {pace:.1} sessions/s ({refused} offers rate-limited) | | | |");
     }
 
     let before = steady.decoded_frames();

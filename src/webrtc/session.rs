@@ -8,7 +8,7 @@
 //! closes, or on `DELETE`.
 
 use super::opus::{FeedSeat, OpusFeed};
-use super::sdp::{AudioSend, CameraMedia, OfferChoice, Plan, PlanError, VideoSend};
+use super::sdp::{AudioSend, CameraMedia, Plan, PlanError, VideoSend, parse_offer};
 use super::transcode::{H264Feed, TranscodeSeat};
 use crate::camera::demand::{Demand, Lease, Purpose};
 use crate::config::{H265ToH264, WebrtcConfig};
@@ -113,9 +113,7 @@ impl WebrtcCamera {
     /// Answers a browser's offer (blocking: run it off the async runtime). Returns the answer
     /// SDP and the session id.
     pub fn answer(self: &Arc<Self>, offer: &str) -> Result<(String, u64), SignalError> {
-        let offer = gst_sdp::SDPMessage::parse_buffer(offer.as_bytes())
-            .map_err(|_| SignalError::BadOffer("the offer is not SDP".into()))?;
-        let choice = OfferChoice::from_offer(&offer).map_err(SignalError::BadOffer)?;
+        let (offer, choice) = parse_offer(offer).map_err(SignalError::BadOffer)?;
         let lease = self.demand.lease(Purpose::WebrtcViewer);
         let layout = self
             .hub

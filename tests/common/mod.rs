@@ -832,10 +832,20 @@ pub fn threads(pid: u32) -> usize {
 
 /// Resident memory of a process, in kB.
 pub fn rss_kb(pid: u32) -> u64 {
+    status_kb(pid, "VmRSS:")
+}
+
+/// The anonymous part of the resident set (heap and stacks, not mapped libraries): where a
+/// leak shows.
+pub fn heap_kb(pid: u32) -> u64 {
+    status_kb(pid, "RssAnon:")
+}
+
+fn status_kb(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
