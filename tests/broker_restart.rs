@@ -52,12 +52,7 @@ fn after_a_broker_restart_everything_is_republished_and_commands_work() {
         "backoff up to 4 s: {logs}"
     );
 
-    broker.publish("ipcam/cam/live_stream/command", "ON", false);
-    mqtt.wait_for(
-        "ipcam/cam/stream_status/state",
-        "active",
-        Duration::from_secs(15),
-    );
+    switch_on(&broker, &mqtt, "cam");
 
     // The last will: killed without a goodbye, the broker says offline for it.
     addon.proc.signal("KILL");

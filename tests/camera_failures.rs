@@ -80,25 +80,9 @@ fn camera_that_goes_down_is_retried_with_backoff_and_recovers() {
         mqtt,
         broker,
     } = Rig::start(&["--gop", "25"], "");
-    broker.publish("ipcam/cam/live_stream/command", "ON", false);
-    mqtt.wait_for(
-        "ipcam/cam/stream_status/state",
-        "active",
-        Duration::from_secs(10),
-    );
+    switch_on(&broker, &mqtt, "cam");
     // A viewer that reports how many frames it has decoded, twice a second.
-    let mut viewer = Proc::spawn(&mut ffmpeg_command(
-        &addon.live_url("cam"),
-        &[
-            "-f",
-            "null",
-            "-",
-            "-progress",
-            "pipe:1",
-            "-stats_period",
-            "0.5",
-        ],
-    ));
+    let mut viewer = counting_viewer(&addon.live_url("cam"), "0.5");
     mqtt.wait_for_json("ipcam/cam/info/attributes", Duration::from_secs(10), |v| {
         v["viewers"] == 1
     });
@@ -186,12 +170,7 @@ fn camera_that_stalls_without_disconnecting_is_noticed_and_reconnected() {
         "inactive",
         Duration::from_secs(10),
     );
-    broker.publish("ipcam/cam/live_stream/command", "ON", false);
-    mqtt.wait_for(
-        "ipcam/cam/stream_status/state",
-        "active",
-        Duration::from_secs(10),
-    );
+    switch_on(&broker, &mqtt, "cam");
     // Frozen, not dead: the TCP connection stays open but nothing more arrives.
     camera.signal("STOP");
     let frozen = Instant::now();

@@ -188,18 +188,7 @@ fn motion_and_manual_clips_fill_their_slots_and_the_select_chooses_what_plays() 
     let event_url = format!("rtsp://127.0.0.1:{}/cam_event", addon.rtsp_port);
     for stop in [("event_stream", "OFF"), ("event", "Manual 1")] {
         let started = std::time::Instant::now();
-        let mut viewer = Proc::spawn(&mut ffmpeg_command(
-            &event_url,
-            &[
-                "-f",
-                "null",
-                "-",
-                "-progress",
-                "pipe:1",
-                "-stats_period",
-                "0.1",
-            ],
-        ));
+        let mut viewer = counting_viewer(&event_url, "0.1");
         mqtt.wait_for("ipcam/cam/event_stream/state", "ON", Duration::from_secs(5));
         // The switch turns ON at DESCRIBE; a stop that lands before the viewer's SETUP finds no
         // session to end (a window of milliseconds, wider on a loaded CI machine).

@@ -29,20 +29,7 @@ fn camera_killed_and_restored_under_viewers() {
         broker: _broker,
     } = Rig::start(&["--gop", "25"], "");
     let mut rtsp: Vec<Proc> = (0..2)
-        .map(|_| {
-            Proc::spawn(&mut ffmpeg_command(
-                &addon.live_url("cam"),
-                &[
-                    "-f",
-                    "null",
-                    "-",
-                    "-progress",
-                    "pipe:1",
-                    "-stats_period",
-                    "0.2",
-                ],
-            ))
-        })
+        .map(|_| counting_viewer(&addon.live_url("cam"), "0.2"))
         .collect();
     let webrtc = WhepClient::connect(&format!(
         "http://127.0.0.1:{}/api/webrtc?src=cam",
@@ -242,10 +229,7 @@ fn churn_of_rtsp_and_webrtc_viewers() {
     let rig = Rig::start(&[], "");
     let addon = &rig.addon;
     let url = addon.live_url("cam");
-    let steady = Proc::spawn(&mut ffmpeg_command(
-        &url,
-        &["-f", "null", "-", "-progress", "pipe:1"],
-    ));
+    let steady = counting_viewer(&url, "0.5");
     wait_until("the steady viewer playing", Duration::from_secs(20), || {
         steady.decoded_frames() > 25
     });

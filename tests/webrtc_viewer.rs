@@ -110,6 +110,9 @@ fn signalling_answers_clearly_and_needs_credentials_when_set() {
         String::from_utf8_lossy(&body).contains("offer"),
         "one line naming the problem"
     );
+    let (status, body) = post("/api/webrtc?src=cam", "", true);
+    assert_eq!(status, 400);
+    assert_eq!(String::from_utf8_lossy(&body).trim(), "the offer is empty");
     assert_eq!(post("/api/webrtc?src=nope", "v=0", true).0, 404);
     let (status, about) = http_get_with(&format!("{base}/api"), &["-u", "viewer:s3cret"]);
     assert_eq!(status, 200);

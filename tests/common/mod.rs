@@ -663,6 +663,33 @@ fn ffmpeg_output(url: &str, output_args: &[&str]) -> Result<Vec<u8>, String> {
     }
 }
 
+/// An ffmpeg viewer that decodes and reports its progress every `period` seconds, for
+/// [`Proc::decoded_frames`].
+pub fn counting_viewer(url: &str, period: &str) -> Proc {
+    Proc::spawn(&mut ffmpeg_command(
+        url,
+        &[
+            "-f",
+            "null",
+            "-",
+            "-progress",
+            "pipe:1",
+            "-stats_period",
+            period,
+        ],
+    ))
+}
+
+/// Turns a camera's live stream ON over MQTT and waits until it streams.
+pub fn switch_on(broker: &Mosquitto, mqtt: &MqttWatch, camera: &str) {
+    broker.publish(&format!("ipcam/{camera}/live_stream/command"), "ON", false);
+    mqtt.wait_for(
+        &format!("ipcam/{camera}/stream_status/state"),
+        "active",
+        Duration::from_secs(15),
+    );
+}
+
 /// Decodes `frames` video frames with ffmpeg; returns how many it decoded.
 pub fn ffmpeg_decode_frames(url: &str, frames: u32) -> Result<u32, String> {
     let frames = frames.to_string();
