@@ -190,8 +190,7 @@ fn motion_and_manual_clips_fill_their_slots_and_the_select_chooses_what_plays() 
         let started = std::time::Instant::now();
         let mut viewer = counting_viewer(&event_url, "0.1");
         mqtt.wait_for("ipcam/cam/event_stream/state", "ON", Duration::from_secs(5));
-        // The switch turns ON at DESCRIBE; a stop that lands before the viewer's SETUP finds no
-        // session to end (a window of milliseconds, wider on a loaded CI machine).
+        // A viewer that plays; one still negotiating is checked below.
         wait_until("the event viewer playing", Duration::from_secs(5), || {
             viewer.decoded_frames() > 0
         });
@@ -211,6 +210,34 @@ fn motion_and_manual_clips_fill_their_slots_and_the_select_chooses_what_plays() 
             "{stop:?} stopped it before the clip's end"
         );
     }
+    // A viewer between DESCRIBE and SETUP has no session yet, but the switch already shows it:
+    // a stop in that window closes its connection too.
+    for stop in [("event_stream", "OFF"), ("event", "Motion 1")] {
+        use std::io::Read;
+        let mut socket = std::net::TcpStream::connect(("127.0.0.1", addon.rtsp_port)).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        rtsp_request(
+            &mut socket,
+            1,
+            &format!("DESCRIBE {event_url}"),
+            "Accept: application/sdp\r\n",
+        );
+        mqtt.wait_for("ipcam/cam/event_stream/state", "ON", Duration::from_secs(5));
+        broker.publish(&format!("ipcam/cam/{}/command", stop.0), stop.1, false);
+        mqtt.wait_for(
+            "ipcam/cam/event_stream/state",
+            "OFF",
+            Duration::from_secs(5),
+        );
+        let read = socket.read(&mut [0u8; 1]).map_err(|e| e.kind());
+        assert!(
+            matches!(read, Ok(0) | Err(std::io::ErrorKind::ConnectionReset)),
+            "{stop:?} closes a viewer that has not set up yet: {read:?}"
+        );
+    }
+
     broker.publish("ipcam/cam/event_stream/command", "ON", false);
     wait_until(
         "ON to be ignored with a log line",

@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::lock;
+
 /// Every real client (ffmpeg, VLC, HA, Frigate) sends OPTIONS or DESCRIBE at once.
 pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Far above what one host needs: HA, an NVR recording every camera and players behind one
@@ -132,10 +134,6 @@ impl ConnectionLimits {
         );
         gst_rtsp_server::RTSPFilterResult::Remove
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The client's remote IP address.

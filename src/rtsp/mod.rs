@@ -1,5 +1,11 @@
 //! The RTSP edge: a thin payloader media per viewer over the camera hubs.
 
+pub mod asked_paths;
 pub mod factory;
 pub mod limits;
 pub mod server;
+
+/// The server's callbacks must go on after a panic elsewhere, so a poisoned lock is still used.
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -4,6 +4,7 @@
 //! warms up. The thread pool is unbounded because the default single thread lets one slow
 //! DESCRIBE (a camera that never answers) block every other client for 20 s.
 
+use super::asked_paths::AskedPaths;
 use super::factory::{Mount, ViewerFactory, media_element_name};
 use crate::config::ServerConfig;
 use crate::events::playback::{EventFactory, EventMount, event_element_name, event_path};
@@ -11,6 +12,7 @@ use gstreamer::glib;
 use gstreamer_rtsp_server as gst_rtsp_server;
 use gstreamer_rtsp_server::prelude::*;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
@@ -23,6 +25,7 @@ pub struct RtspServer {
     main_loop: glib::MainLoop,
     thread: Option<std::thread::JoinHandle<()>>,
     local_addr: SocketAddr,
+    asked: Arc<AskedPaths>,
 }
 
 /// `/nursery_live` for camera `nursery`.
@@ -41,6 +44,8 @@ impl RtspServer {
         let credentials = config
             .credentials()
             .map(|(user, pass)| (user.to_string(), pass.expose().to_string()));
+        let asked = Arc::new(AskedPaths::default());
+        let asked_in_server = asked.clone();
         let (ready_tx, ready_rx) = std_mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("rtsp-server".into())
@@ -54,6 +59,7 @@ impl RtspServer {
                         credentials,
                         mounts,
                         event_mounts,
+                        &asked_in_server,
                         &context,
                     ) {
                         Ok(server) => {
@@ -78,6 +84,7 @@ impl RtspServer {
             main_loop,
             thread: Some(thread),
             local_addr,
+            asked,
         })
     }
 
@@ -87,15 +94,17 @@ impl RtspServer {
 
     /// Disconnects every viewer of one camera (MQTT OFF). Returns how many were disconnected.
     pub fn disconnect_viewers(&self, camera: &str) -> usize {
-        self.disconnect_media(&media_element_name(camera))
+        self.disconnect_media(&media_element_name(camera), &live_path(camera))
     }
 
     /// Stops every playback of a camera's event stream.
     pub fn stop_event_playback(&self, camera: &str) -> usize {
-        self.disconnect_media(&event_element_name(camera))
+        self.disconnect_media(&event_element_name(camera), &event_path(camera))
     }
 
-    fn disconnect_media(&self, name: &str) -> usize {
+    /// Closes the clients playing the media named `name`, and those that asked for its `path`
+    /// and have no session yet.
+    fn disconnect_media(&self, name: &str, path: &str) -> usize {
         let belongs = |session: &gst_rtsp_server::RTSPSession| {
             !session
                 .filter(Some(
@@ -118,7 +127,7 @@ impl RtspServer {
                     gst_rtsp_server::RTSPFilterResult::Keep
                 }
             }));
-            if sessions.is_empty() {
+            if sessions.is_empty() && !self.asked.asked_for(client, path) {
                 gst_rtsp_server::RTSPFilterResult::Keep
             } else {
                 gst_rtsp_server::RTSPFilterResult::Ref
@@ -187,6 +196,7 @@ fn build(
     credentials: Option<(String, String)>,
     mounts: Vec<Mount>,
     event_mounts: Vec<EventMount>,
+    asked: &Arc<AskedPaths>,
     context: &glib::MainContext,
 ) -> anyhow::Result<gst_rtsp_server::RTSPServer> {
     let server = gst_rtsp_server::RTSPServer::new();
@@ -215,6 +225,7 @@ fn build(
         bound_send_buffer(client);
     });
     super::limits::ConnectionLimits::install(&server, context);
+    asked.install(&server);
     let mount_points = server
         .mount_points()
         .ok_or_else(|| anyhow::anyhow!("RTSP server without mount points"))?;
