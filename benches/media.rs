@@ -3,36 +3,44 @@
 //! `cargo bench --bench media` (or `scripts/bench.sh`). Needs ffmpeg and mosquitto.
 //! Figures are ratios against baselines measured in the same run, because these machines are noisy.
 //!
-//! 1. CPU and RSS for 1, 8 and 32 passthrough streams with one viewer each, against one ffmpeg per
-//!    stream pulling the camera with `-c:v copy -c:a aac` (ring-mqtt's per-stream relay work) and
-//!    `-c copy` to null (the floor of any relay).
-//! 2. Time to first frame for a viewer joining a running 4 s-GOP stream, against the same client
-//!    on an all-intra camera; and that viewer's delay behind live 2 s after joining, against a
-//!    viewer that has been watching for a while.
-//! 3. Cold-start overhead: first frame through the add-on with the camera idle, minus first frame
-//!    straight from the camera.
-//! 4. Snapshots (`media/snapshot.rs`): `frame.jpeg` while streaming and cold, and the CPU of the
-//!    interval mode for 8 cameras.
-//! 6. Event clips (`media/events.rs`): the pre-roll's CPU and RSS per camera, and the time from a
-//!    trigger to the clip's file.
-//! 7. WebRTC (`media/webrtc.rs`): glass-to-glass latency and first frame in headless Chromium,
-//!    and CPU per WebRTC viewer against CPU per RTSP viewer.
-//! 5. Cry detection (`media/cry.rs`): inference per patch against Python ONNX Runtime, the CPU it
-//!    adds per camera, and the alert latency from a cry's onset.
+//! Cameras are stand-ins looping realistic streams (`media/standins.rs`: 1080p H.264 with 2 s and
+//! 4 s GOPs, all-intra, 4K H.265, G.711 audio). `BENCH_ONLY=<part>` runs one part:
+//!
+//! - `latency`: time to first frame joining a running 4 s-GOP stream against the same client on
+//!   an all-intra camera, the joiner's lag behind live, and the cold-start overhead (goals 3, 4).
+//! - `cpu` (`media/passthrough.rs`): CPU and RSS per passthrough stream against an ffmpeg relay
+//!   and a direct ffmpeg client (goals 1, 2).
+//! - `added` (`media/added_latency.rs`): latency the re-streamer adds, frame by frame (goal 5).
+//! - `scale` (`media/scale.rs`): 32 cameras × 2 viewers with cry detection on 4 (goal 7).
+//! - `snapshot` (`media/snapshot.rs`): `frame.jpeg` while streaming and cold, and the interval
+//!   mode's CPU.
+//! - `cry` (`media/cry.rs`): inference against Python ONNX Runtime, CPU per camera (goal 8), and
+//!   the alert latency.
+//! - `events` (`media/events.rs`): the pre-roll's CPU and RSS, and trigger to clip.
+//! - `webrtc` (`media/webrtc.rs`): glass-to-glass in headless Chromium (goal 6) and CPU per
+//!   WebRTC viewer.
 
+#[path = "media/added_latency.rs"]
+mod added_latency;
 #[path = "../tests/common/mod.rs"]
 mod common;
 #[path = "media/cry.rs"]
 mod cry;
 #[path = "media/events.rs"]
 mod events;
+#[path = "media/passthrough.rs"]
+mod passthrough;
+#[path = "media/scale.rs"]
+mod scale;
 #[path = "media/snapshot.rs"]
 mod snapshot;
+#[path = "media/standins.rs"]
+mod standins;
 #[cfg(feature = "webrtc")]
 #[path = "media/webrtc.rs"]
 mod webrtc;
 
-use common::{AddOn, Camera, Mosquitto, Proc, free_port};
+use common::{AddOn, Mosquitto, Proc, free_port};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
@@ -41,7 +49,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const WARMUP: Duration = Duration::from_secs(4);
-const WINDOW: Duration = Duration::from_secs(10);
+const WINDOW: Duration = Duration::from_secs(8);
+/// Repeats of each side-by-side comparison, for median, min and max.
+const RUNS: usize = 3;
 /// The realistic camera of the CPU table: 720p25 H.264 at ~4.2 Mbit/s, 2 s GOP, G.711.
 const CAMERA_720P: [&str; 8] = [
     "--width",
@@ -124,43 +134,6 @@ fn cpu_percent(pids: &[u32], ticks: fn(u32) -> u64, warmup: Duration, window: Du
     (after - before) as f64 / 100.0 / start.elapsed().as_secs_f64() * 100.0
 }
 
-fn cpu_and_rss(broker: &Mosquitto, camera_url: &str) {
-    println!(
-        "\n## CPU and RSS per passthrough stream (720p25 H.264 ~4.2 Mbit/s + G.711, one viewer each)\n"
-    );
-    println!(
-        "| streams | ours CPU % | relay CPU % | floor CPU % | ours/relay | ours RSS MB | per-stream RSS MB | relay RSS MB | floor RSS MB |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|");
-    for n in [1usize, 8, 32] {
-        let ours = addon(broker, camera_url, n, "close_after: 2");
-        std::thread::sleep(Duration::from_secs(1));
-        let pid = ours.proc.child.id();
-        let idle_rss = rss_mb(pid);
-        let viewers: Vec<Proc> = (0..n)
-            .map(|i| ffmpeg(&ours.live_url(&format!("cam{i}")), &["-c", "copy"]))
-            .collect();
-        let (our_cpu, our_rss) = measure(&[pid]);
-        drop(viewers);
-        drop(ours);
-        let relays: Vec<Proc> = (0..n)
-            .map(|_| ffmpeg(camera_url, &["-c:v", "copy", "-c:a", "aac"]))
-            .collect();
-        let (relay_cpu, relay_rss) = measure(&pids(&relays));
-        drop(relays);
-        let floors: Vec<Proc> = (0..n)
-            .map(|_| ffmpeg(camera_url, &["-c", "copy"]))
-            .collect();
-        let (floor_cpu, floor_rss) = measure(&pids(&floors));
-        drop(floors);
-        println!(
-            "| {n} | {our_cpu:.1} | {relay_cpu:.1} | {floor_cpu:.1} | {:.2} | {our_rss:.1} | {:.2} | {relay_rss:.1} | {floor_rss:.1} |",
-            our_cpu / relay_cpu,
-            (our_rss - idle_rss) / n as f64,
-        );
-    }
-}
-
 fn pids(procs: &[Proc]) -> Vec<u32> {
     procs.iter().map(|p| p.child.id()).collect()
 }
@@ -170,6 +143,8 @@ struct Viewer {
     pipeline: gst::Pipeline,
     first_frame: Arc<Mutex<Option<Duration>>>,
     decoded_at: Arc<Mutex<HashMap<u64, Instant>>>,
+    /// When each encoded frame left the client's parser, before decoding.
+    arrived_at: Arc<Mutex<HashMap<u64, Instant>>>,
 }
 
 fn hash(bytes: &[u8]) -> u64 {
@@ -191,18 +166,19 @@ fn viewer(url: &str) -> Viewer {
     let first_frame = Arc::new(Mutex::new(None));
     let decoded_at = Arc::new(Mutex::new(HashMap::new()));
     let pts_to_hash: Arc<Mutex<HashMap<u64, u64>>> = Arc::default();
+    let arrived_at = Arc::new(Mutex::new(HashMap::new()));
     let tap = pipeline.by_name("tap").unwrap();
     {
         let pts_to_hash = pts_to_hash.clone();
+        let arrived_at = arrived_at.clone();
         tap.static_pad("src")
             .unwrap()
             .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
                 if let Some(buffer) = info.buffer() {
                     if let (Some(pts), Ok(map)) = (buffer.pts(), buffer.map_readable()) {
-                        pts_to_hash
-                            .lock()
-                            .unwrap()
-                            .insert(pts.nseconds(), hash(map.as_slice()));
+                        let frame = hash(map.as_slice());
+                        arrived_at.lock().unwrap().insert(frame, Instant::now());
+                        pts_to_hash.lock().unwrap().insert(pts.nseconds(), frame);
                     }
                 }
                 gst::PadProbeReturn::Ok
@@ -237,6 +213,7 @@ fn viewer(url: &str) -> Viewer {
         pipeline,
         first_frame,
         decoded_at,
+        arrived_at,
     }
 }
 
@@ -273,11 +250,16 @@ fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
     (v[v.len() / 2], v[0], v[v.len() - 1])
 }
 
+/// `median (min–max)` with `decimals`.
+fn spread(values: &[f64], decimals: usize) -> String {
+    let (m, lo, hi) = median(values.to_vec());
+    format!("{m:.decimals$} ({lo:.decimals$}–{hi:.decimals$})")
+}
+
 fn start_latency(broker: &Mosquitto) {
     const RUNS: usize = 7;
-    let size = ["--width", "1280", "--height", "720", "--bitrate", "4200"];
-    let gop4 = Camera::start(&[&size[..], &["--gop", "100"]].concat());
-    let intra = Camera::start(&[&size[..], &["--gop", "1"]].concat());
+    let gop4 = standins::H264_1080P_GOP4.start();
+    let intra = standins::H264_1080P_INTRA.start();
     let (gop4_url, intra_url) = (gop4.url(), intra.url());
     let addon_proc = addon(broker, &gop4_url, 1, "close_after: 2");
     let live = addon_proc.live_url("cam0");
@@ -336,7 +318,7 @@ fn start_latency(broker: &Mosquitto) {
         println!("| {name} | {m:.0} | {lo:.0} | {hi:.0} |");
     };
     println!(
-        "\n## Start latency (720p25 H.264, gst rtspsrc ! avdec_h264 client over TCP, {RUNS} runs; ms)\n"
+        "\n## Start latency (1080p25 H.264, gst rtspsrc ! avdec_h264 client over TCP, {RUNS} runs; ms)\n"
     );
     println!("| measure | median | min | max |");
     println!("|---|---|---|---|");
@@ -394,8 +376,13 @@ fn main() {
         start_latency(&broker);
     }
     if only.is_empty() || only == "cpu" {
-        let camera = Camera::start(&CAMERA_720P);
-        cpu_and_rss(&broker, &camera.url());
+        passthrough::run(&broker);
+    }
+    if only.is_empty() || only == "added" {
+        added_latency::run(&broker);
+    }
+    if only.is_empty() || only == "scale" {
+        scale::run(&broker);
     }
     if only.is_empty() || only == "snapshot" {
         snapshot::run(&broker);

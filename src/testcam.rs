@@ -60,8 +60,10 @@ pub struct TestCameraOptions {
     pub username: Option<String>,
     #[arg(long)]
     pub password: Option<String>,
-    /// Play this H.264 MKV/MP4 file in real time instead of the test pattern (once per client,
-    /// from the start). `--audio` names its audio codec: pcma, pcmu, aac or none.
+    /// Play this file in real time instead of the test pattern. An H.264 MKV/MP4 plays once per
+    /// client, from the start, and `--audio` names its audio codec: pcma, pcmu, aac or none. An
+    /// Annex-B `.h264` or `.h265` stream at `--fps` loops for ever, shared by every client like
+    /// a camera, with the test tone as `--audio` (the benchmarks' cameras: no encoder to pay for).
     #[arg(long)]
     pub file: Option<std::path::PathBuf>,
     /// Stamp each frame with the wall clock as 32 black/white 16×16 blocks along its top edge
@@ -125,8 +127,13 @@ impl TestCameraOptions {
                 "{raw} ! x265enc tune=zerolatency speed-preset=ultrafast key-int-max={gop} bitrate={bitrate} ! rtph265pay name=pay0 pt=96"
             ),
         };
+        format!("( {video} {} )", self.tone())
+    }
+
+    /// The test tone in the `--audio` codec.
+    fn tone(&self) -> String {
         let tone = "audiotestsrc is-live=true wave=sine freq=440 volume=0.3";
-        let audio = match self.audio {
+        match self.audio {
             AudioCodec::None => String::new(),
             AudioCodec::Pcma => format!(
                 "{tone} ! audio/x-raw,rate=8000,channels=1 ! alawenc ! rtppcmapay name=pay1 pt=8 max-ptime=20000000"
@@ -143,13 +150,39 @@ impl TestCameraOptions {
             AudioCodec::Opus => format!(
                 "{tone} ! audio/x-raw,rate=48000,channels=1 ! opusenc ! rtpopuspay name=pay1 pt=98"
             ),
-        };
-        format!("( {video} {audio} )")
+        }
     }
+
+    /// Whether every client shares one pipeline, as with a real camera.
+    fn shared(&self) -> bool {
+        self.file.as_deref().is_none_or(is_elementary_stream)
+    }
+}
+
+/// An Annex-B `.h264`/`.h265` file, which loops.
+fn is_elementary_stream(file: &std::path::Path) -> bool {
+    matches!(
+        file.extension().and_then(|e| e.to_str()),
+        Some("h264" | "h265")
+    )
 }
 
 impl TestCameraOptions {
     fn file_launch(&self, file: &std::path::Path) -> String {
+        if is_elementary_stream(file) {
+            let codec = if file.extension().is_some_and(|e| e == "h265") {
+                "h265"
+            } else {
+                "h264"
+            };
+            // The parser stamps DTS from the frame rate across loops; clocksync paces them.
+            return format!(
+                "( multifilesrc location=\"{}\" loop=true caps=\"video/x-{codec},stream-format=byte-stream,framerate={}/1\" ! {codec}parse ! identity name=restamp ! clocksync ! rtp{codec}pay name=pay0 pt=96 config-interval=-1 {} )",
+                file.display(),
+                self.fps,
+                self.tone()
+            );
+        }
         let demux = match file.extension().and_then(|e| e.to_str()) {
             Some("mkv") | Some("webm") => "matroskademux",
             _ => "qtdemux",
@@ -184,8 +217,10 @@ impl TestCamera {
         server.set_service(&options.port.to_string());
         let factory = gst_rtsp_server::RTSPMediaFactory::new();
         factory.set_launch(&options.launch());
-        // A file plays from its start for each client; a live source is shared, like a camera.
-        factory.set_shared(options.file.is_none());
+        factory.set_shared(options.shared());
+        if options.file.as_deref().is_some_and(is_elementary_stream) {
+            factory.connect_media_configure(|_, media| restamp_presentation(media));
+        }
         if options.timecode {
             let width = options.width as usize;
             factory.connect_media_configure(move |_, media| {
@@ -256,6 +291,26 @@ impl Drop for TestCamera {
         if let Some(source) = self.source.take() {
             source.remove();
         }
+    }
+}
+
+/// The parser leaves a looped stream's PTS unset; without B-frames PTS is DTS, and the
+/// payloader takes the RTP timestamp from the PTS.
+fn restamp_presentation(media: &gst_rtsp_server::RTSPMedia) {
+    let restamp = media
+        .element()
+        .downcast_ref::<gstreamer::Bin>()
+        .and_then(|bin| bin.by_name_recurse_up("restamp"));
+    if let Some(pad) = restamp.and_then(|r| r.static_pad("src")) {
+        pad.add_probe(gstreamer::PadProbeType::BUFFER, |_, info| {
+            if let Some(buffer) = info.buffer_mut()
+                && buffer.pts().is_none()
+            {
+                let dts = buffer.dts();
+                buffer.make_mut().set_pts(dts);
+            }
+            gstreamer::PadProbeReturn::Ok
+        });
     }
 }
 

@@ -666,18 +666,21 @@ fn ffmpeg_output(url: &str, output_args: &[&str]) -> Result<Vec<u8>, String> {
 /// An ffmpeg viewer that decodes and reports its progress every `period` seconds, for
 /// [`Proc::decoded_frames`].
 pub fn counting_viewer(url: &str, period: &str) -> Proc {
-    Proc::spawn(&mut ffmpeg_command(
-        url,
-        &[
-            "-f",
-            "null",
-            "-",
-            "-progress",
-            "pipe:1",
-            "-stats_period",
-            period,
-        ],
-    ))
+    counting_viewer_with(url, period, &[])
+}
+
+/// [`counting_viewer`] with codec options, e.g. `["-c", "copy"]` to count without decoding.
+pub fn counting_viewer_with(url: &str, period: &str, codec_args: &[&str]) -> Proc {
+    let progress = [
+        "-f",
+        "null",
+        "-",
+        "-progress",
+        "pipe:1",
+        "-stats_period",
+        period,
+    ];
+    Proc::spawn(&mut ffmpeg_command(url, &[codec_args, &progress].concat()))
 }
 
 /// Turns a camera's live stream ON over MQTT and waits until it streams.
