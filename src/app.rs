@@ -40,6 +40,16 @@ impl ViewerControl for RtspServer {
 }
 
 /// Who may connect, in the start-up log; anonymous access to the network is a warning.
+/// The info attributes' `stream_source` is where Home Assistant, cards and scripts read the
+/// stream URL, so it carries the RTSP server's credentials (the camera's own never leave).
+fn with_stream_credentials(mut links: CameraLinks, rtsp: &ServerConfig) -> CameraLinks {
+    if let Some((user, password)) = rtsp.credentials() {
+        links.stream_source = crate::secret::with_userinfo(&links.stream_source, user, password);
+        links.event_source = crate::secret::with_userinfo(&links.event_source, user, password);
+    }
+    links
+}
+
 fn log_listening(what: &str, addr: std::net::SocketAddr, server: &ServerConfig, section: &str) {
     let access = server.access_summary(section);
     if server.credentials().is_none() && !addr.ip().is_loopback() {
@@ -195,7 +205,7 @@ pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Resul
     .await?;
     let http_host = config.http.public_host();
     log_listening("HTTP API", http.local_addr, &config.http, "http");
-    // The URLs Home Assistant reaches each camera by, without credentials.
+    // The URLs Home Assistant reaches each camera by, without credentials (MQTT adds the RTSP ones).
     let links = |camera: &str| CameraLinks {
         stream_source: format!("rtsp://{host}:{}{}", addr.port(), live_path(camera)),
         still_image_url: format!(
@@ -262,7 +272,7 @@ pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Resul
             cry,
             events,
             name: camera.name.clone(),
-            links: links(&camera.id),
+            links: with_stream_credentials(links(&camera.id), &config.rtsp),
         });
     }
     if let Some(api) = crate::ha::cameras::CoreApi::from_env() {

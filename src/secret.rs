@@ -29,6 +29,19 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// `url` with `user` and `password` in it, percent-encoded: for the places that must hand a
+/// playable URL on (Home Assistant's stream source).
+pub fn with_userinfo(url: &str, user: &str, password: &Secret) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_username(user);
+            let _ = parsed.set_password(Some(password.expose()));
+            parsed.into()
+        }
+        Err(_) => url.to_string(),
+    }
+}
+
 /// Replaces the password of every `scheme://user:password@` in `text` with `***`, and the value
 /// of query parameters that carry one (Reolink's `api.cgi?cmd=Snap&user=admin&password=…`).
 ///
@@ -94,6 +107,22 @@ fn redact_userinfo(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn userinfo_is_percent_encoded_into_the_url() {
+        assert_eq!(
+            with_userinfo(
+                "rtsp://hass.local:8554/nursery_live",
+                "homeassistant",
+                &Secret::new("r/t@sp:1")
+            ),
+            "rtsp://homeassistant:r%2Ft%40sp%3A1@hass.local:8554/nursery_live"
+        );
+        assert_eq!(
+            redact_urls(&with_userinfo("rtsp://h/x", "u", &Secret::new("p"))),
+            "rtsp://u:***@h/x"
+        );
+    }
 
     #[test]
     fn debug_never_shows_the_value() {

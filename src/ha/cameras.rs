@@ -29,14 +29,15 @@ pub struct WantedCamera {
 impl WantedCamera {
     /// The fields of the Generic flow's first step (HA 2025.4).
     pub fn flow_fields(&self) -> Value {
-        let mut stream = url::Url::parse(&self.stream_source).ok();
-        if let (Some(url), Some((user, password))) = (&mut stream, &self.stream_credentials) {
-            let _ = url.set_username(user);
-            let _ = url.set_password(Some(password.expose()));
-        }
+        let stream = match &self.stream_credentials {
+            Some((user, password)) => {
+                crate::secret::with_userinfo(&self.stream_source, user, password)
+            }
+            None => self.stream_source.clone(),
+        };
         let mut fields = json!({
             "still_image_url": self.still_image_url,
-            "stream_source": stream.map(String::from).unwrap_or_else(|| self.stream_source.clone()),
+            "stream_source": stream,
             "rtsp_transport": "tcp",
             "authentication": "basic",
             "framerate": 2,
