@@ -39,7 +39,6 @@ impl ViewerControl for RtspServer {
     }
 }
 
-/// Who may connect, in the start-up log; anonymous access to the network is a warning.
 /// The info attributes' `stream_source` is where Home Assistant, cards and scripts read the
 /// stream URL, so it carries the RTSP server's credentials (the camera's own never leave).
 fn with_stream_credentials(mut links: CameraLinks, rtsp: &ServerConfig) -> CameraLinks {
@@ -50,6 +49,7 @@ fn with_stream_credentials(mut links: CameraLinks, rtsp: &ServerConfig) -> Camer
     links
 }
 
+/// Who may connect, in the start-up log; anonymous access to the network is a warning.
 fn log_listening(what: &str, addr: std::net::SocketAddr, server: &ServerConfig, section: &str) {
     let access = server.access_summary(section);
     if server.credentials().is_none() && !addr.ip().is_loopback() {

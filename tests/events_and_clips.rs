@@ -213,17 +213,7 @@ fn motion_and_manual_clips_fill_their_slots_and_the_select_chooses_what_plays() 
     // A viewer between DESCRIBE and SETUP has no session yet, but the switch already shows it:
     // a stop in that window closes its connection too.
     for stop in [("event_stream", "OFF"), ("event", "Motion 1")] {
-        use std::io::Read;
-        let mut socket = std::net::TcpStream::connect(("127.0.0.1", addon.rtsp_port)).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        rtsp_request(
-            &mut socket,
-            1,
-            &format!("DESCRIBE {event_url}"),
-            "Accept: application/sdp\r\n",
-        );
+        let negotiating = rtsp_described(addon.rtsp_port, &event_url);
         mqtt.wait_for("ipcam/cam/event_stream/state", "ON", Duration::from_secs(5));
         broker.publish(&format!("ipcam/cam/{}/command", stop.0), stop.1, false);
         mqtt.wait_for(
@@ -231,10 +221,9 @@ fn motion_and_manual_clips_fill_their_slots_and_the_select_chooses_what_plays() 
             "OFF",
             Duration::from_secs(5),
         );
-        let read = socket.read(&mut [0u8; 1]).map_err(|e| e.kind());
-        assert!(
-            matches!(read, Ok(0) | Err(std::io::ErrorKind::ConnectionReset)),
-            "{stop:?} closes a viewer that has not set up yet: {read:?}"
+        assert_closed_by_server(
+            negotiating,
+            &format!("{stop:?} for a viewer that has not set up yet"),
         );
     }
 

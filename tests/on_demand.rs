@@ -84,6 +84,8 @@ fn mqtt_on_holds_the_camera_with_no_viewers_and_off_disconnects_every_viewer() {
     mqtt.wait_for_json("ipcam/cam/info/attributes", Duration::from_secs(10), |v| {
         v["viewers"] == 1
     });
+    // And one still negotiating: it has a media but no RTSP session yet.
+    let negotiating = rtsp_described(addon.rtsp_port, &addon.live_url("cam"));
     std::thread::sleep(Duration::from_secs(1));
     broker.publish("ipcam/cam/live_stream/command", "OFF", false);
     mqtt.wait_for(STATUS, "inactive", Duration::from_secs(5));
@@ -94,7 +96,8 @@ fn mqtt_on_holds_the_camera_with_no_viewers_and_off_disconnects_every_viewer() {
         "the viewer is still connected after OFF\n{}",
         addon.logs()
     );
-    // And it stays off: the disconnected viewer's lease does not restart the camera.
+    assert_closed_by_server(negotiating, "OFF for a viewer that has not set up yet");
+    // And it stays off: the disconnected viewers' leases do not restart the camera.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(mqtt.last(STATUS).as_deref(), Some("inactive"));
     assert!(addon.logs().contains("switched OFF"));

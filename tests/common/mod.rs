@@ -826,6 +826,31 @@ pub fn rtsp_request(
     text
 }
 
+/// A client that has sent DESCRIBE for `url` and nothing more: a viewer still negotiating.
+pub fn rtsp_described(port: u16, url: &str) -> std::net::TcpStream {
+    let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    rtsp_request(
+        &mut socket,
+        1,
+        &format!("DESCRIBE {url}"),
+        "Accept: application/sdp\r\n",
+    );
+    socket
+}
+
+/// Panics unless the server has closed `socket` (it reads end of stream, or a reset).
+pub fn assert_closed_by_server(mut socket: std::net::TcpStream, what: &str) {
+    use std::io::Read;
+    let read = socket.read(&mut [0u8; 1]).map_err(|e| e.kind());
+    assert!(
+        matches!(read, Ok(0) | Err(std::io::ErrorKind::ConnectionReset)),
+        "{what}: the connection is still open ({read:?})"
+    );
+}
+
 /// SETUPs both tracks of `url` (video, then audio) interleaved on the connection, with CSeq
 /// `cseq` and `cseq + 1`; returns the `Session:` header line for what follows.
 pub fn rtsp_setup_both_tracks(stream: &mut std::net::TcpStream, url: &str, cseq: u32) -> String {
