@@ -259,7 +259,9 @@ impl TestCamera {
         let connections = Arc::new(AtomicUsize::new(0));
         {
             let connections = connections.clone();
-            server.connect_client_connected(move |_, _| {
+            server.connect_client_connected(move |_, client| {
+                // Like a well-behaved camera: no Nagle delay on the frames it sends.
+                crate::rtsp::server::send_without_delay(client);
                 let total = connections.fetch_add(1, Ordering::SeqCst) + 1;
                 println!("test-camera: client connected (total {total})");
             });

@@ -125,6 +125,11 @@ mod imp {
             let element = media.element();
             if let Some(pipeline) = element.parent().and_downcast::<gst::Pipeline>() {
                 mount.clock.apply(&pipeline);
+                pipeline.connect_element_added(|_, element| {
+                    if let Some(sink) = element.downcast_ref::<gst_app::AppSink>() {
+                        send_unpaced(sink);
+                    }
+                });
             }
             release_on_unprepared::<ViewerLink>(media);
         }
@@ -145,6 +150,21 @@ impl ViewerFactory {
         let _ = factory.imp().mount.set(mount);
         factory
     }
+}
+
+/// Keeps one of gst-rtsp-server's sinks sending each packet as soon as it is paid out. Live
+/// frames are paced by the camera already; a sink synced to the clock waits whenever a frame's
+/// smoothed timestamp runs ahead of its arrival, which added 15-25 ms to most frames
+/// (BENCHMARKS.md, goal 5). gst-rtsp-server turns sync back on at every PLAY (ONVIF rate
+/// control), hence the watch. `RTSPMedia::set_rate_control(false)` is not used: it also strips
+/// the timestamps from RTCP sender reports, which players need for lip sync.
+fn send_unpaced(sink: &gst_app::AppSink) {
+    sink.set_sync(false);
+    sink.connect_notify(Some("sync"), |sink, _| {
+        if sink.is_sync() {
+            sink.set_sync(false);
+        }
+    });
 }
 
 /// `appsrc ! rtpXpay name=pay0 [appsrc ! rtpmp4gpay name=pay1]`: all a viewer costs.

@@ -164,29 +164,45 @@ const CLIENT_SEND_BUFFER: i32 = 128 * 1024;
 fn bound_send_buffer(client: &gst_rtsp_server::RTSPClient) {
     const SOL_SOCKET: i32 = 1;
     const SO_SNDBUF: i32 = 7;
+    if !set_client_socket_option(client, SOL_SOCKET, SO_SNDBUF, CLIENT_SEND_BUFFER) {
+        tracing::debug!("cannot bound a client's send buffer");
+    }
+}
+
+/// Turns off Nagle for a client. A frame's last RTP packet is a small write; with Nagle it waits
+/// for the ACK of the packets before it, which the viewer's delayed ACK holds for up to 40 ms.
+pub fn send_without_delay(client: &gst_rtsp_server::RTSPClient) {
+    const IPPROTO_TCP: i32 = 6;
+    const TCP_NODELAY: i32 = 1;
+    if !set_client_socket_option(client, IPPROTO_TCP, TCP_NODELAY, 1) {
+        tracing::debug!("cannot turn off Nagle for a client");
+    }
+}
+
+/// `setsockopt` on the client's connection; false when there is no socket or it refused.
+fn set_client_socket_option(
+    client: &gst_rtsp_server::RTSPClient,
+    level: i32,
+    option: i32,
+    value: i32,
+) -> bool {
     // SAFETY: the connection and its socket are owned by the client, which outlives this call;
     // the getters return borrowed pointers (transfer none) that we only pass on.
     unsafe {
         let connection = gst_rtsp_server::ffi::gst_rtsp_client_get_connection(client.as_ptr());
         if connection.is_null() {
-            return;
+            return false;
         }
         let socket = gstreamer_rtsp::ffi::gst_rtsp_connection_get_write_socket(connection);
         if socket.is_null() {
-            return;
+            return false;
         }
         let mut error = std::ptr::null_mut();
-        if gstreamer_rtsp_server::gio::ffi::g_socket_set_option(
-            socket,
-            SOL_SOCKET,
-            SO_SNDBUF,
-            CLIENT_SEND_BUFFER,
-            &mut error,
-        ) == 0
-        {
-            gstreamer_rtsp_server::glib::ffi::g_clear_error(&mut error);
-            tracing::debug!("cannot bound a client's send buffer");
-        }
+        let set = gstreamer_rtsp_server::gio::ffi::g_socket_set_option(
+            socket, level, option, value, &mut error,
+        ) != 0;
+        gstreamer_rtsp_server::glib::ffi::g_clear_error(&mut error);
+        set
     }
 }
 
@@ -223,6 +239,7 @@ fn build(
     server.connect_client_connected(|_, client| {
         client.set_drop_backlog(false);
         bound_send_buffer(client);
+        send_without_delay(client);
     });
     super::limits::ConnectionLimits::install(&server, context);
     asked.install(&server);
