@@ -156,8 +156,18 @@ fn hash(bytes: &[u8]) -> u64 {
 
 /// `rtspsrc ! depay ! parse ! avdec_h264 ! appsink`, timing each frame at the decoder's output.
 fn viewer(url: &str) -> Viewer {
+    client(url, "avdec_h264 ! ")
+}
+
+/// A viewer that only stamps the encoded frames: a decoder in its streaming thread would delay
+/// the next frame's stamp by however long the last decode waited for a core.
+fn stamping_viewer(url: &str) -> Viewer {
+    client(url, "")
+}
+
+fn client(url: &str, decoder: &str) -> Viewer {
     let pipeline = gst::parse::launch(&format!(
-        "rtspsrc location={url} protocols=tcp latency=0 ! rtph264depay wait-for-keyframe=true ! h264parse ! identity name=tap ! avdec_h264 ! appsink name=sink sync=false"
+        "rtspsrc location={url} protocols=tcp latency=0 ! rtph264depay wait-for-keyframe=true ! h264parse ! identity name=tap ! {decoder}appsink name=sink sync=false"
     ))
     .unwrap()
     .downcast::<gst::Pipeline>()
