@@ -74,7 +74,6 @@ pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Resul
     )?);
     tracing::info!("settings are kept in {}", config.data_dir.display());
     let clock = MediaClock::new();
-    tokio::task::spawn_blocking(crate::camera::source::prepare_silence).await?;
     let cameras: Vec<_> = config
         .cameras
         .iter()

@@ -86,7 +86,10 @@ fn gstreamer_rtspsrc_viewer_decodes_the_stream() {
             "rtspsrc",
             &format!("location={}", addon.live_url("cam")),
             "name=s",
+            // The video pad, whichever of the two the server's packets open first.
             "s.",
+            "!",
+            "application/x-rtp,media=video",
             "!",
             "queue",
             "!",

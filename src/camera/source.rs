@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -50,49 +50,11 @@ fn transcoded_aac_caps() -> gst::Caps {
         .build()
 }
 
-/// One AAC frame of silence in the transcoded format. A viewer that joins before the encoder's
-/// first frame gets it, so its media starts at once with audio timing that matches the video.
-/// Made once per process: it is a constant, and encoding it costs a small pipeline run, which
-/// [`prepare_silence`] does at start-up rather than on a camera's thread at its first connect.
-fn silent_aac_frame() -> Option<gst::Buffer> {
-    static FRAME: OnceLock<Option<gst::Buffer>> = OnceLock::new();
-    FRAME
-        .get_or_init(|| {
-            let frame = encode_silence();
-            if frame.is_none() {
-                tracing::warn!(
-                    "cannot encode an AAC silence frame; cold starts wait for the first audio frame"
-                );
-            }
-            frame
-        })
-        .clone()
-}
-
-/// Encodes the silence frame now (blocking, a few ms) so no camera start pays for it.
-pub fn prepare_silence() {
-    silent_aac_frame();
-}
-
-fn encode_silence() -> Option<gst::Buffer> {
-    let pipeline = gst::parse::launch(&format!(
-        "audiotestsrc wave=silence samplesperbuffer=1024 num-buffers=8 ! {AAC_ENCODE} ! appsink name=sink sync=false"
-    ))
-    .ok()?
-    .downcast::<gst::Pipeline>()
-    .ok()?;
-    let sink = pipeline
-        .by_name("sink")?
-        .downcast::<gst_app::AppSink>()
-        .ok()?;
-    let guard = PipelineGuard::new(pipeline);
-    guard.pipeline().set_state(gst::State::Playing).ok()?;
-    let mut last = None;
-    while let Ok(sample) = sink.pull_sample() {
-        last = sample.buffer_owned();
-    }
-    last
-}
+/// One AAC-LC frame of silence in the transcoded format: a single channel element with no
+/// spectral data, as avenc_aac writes it. A viewer that joins before the encoder's first frame
+/// gets it, so its media starts at once with audio timing that matches the video. A constant,
+/// so nothing is encoded (and libav not loaded) before a camera needs it.
+const SILENT_AAC_FRAME: [u8; 4] = [0x01, 0x18, 0x20, 0x07];
 
 /// How a camera's audio becomes the one AAC track every viewer gets.
 struct AudioBranch {
@@ -349,7 +311,11 @@ fn select_track(caps: &gst::CapsRef, hub: &Hub, generation: u64, tracks: &Mutex<
             Some(branch) => {
                 tracks.audio = Some(branch.name);
                 if let Some(caps) = branch.caps {
-                    hub.set_audio_caps(generation, caps, silent_aac_frame());
+                    hub.set_audio_caps(
+                        generation,
+                        caps,
+                        Some(gst::Buffer::from_slice(SILENT_AAC_FRAME)),
+                    );
                 }
                 // Browsers take G.711 at 8 kHz only.
                 let rate = caps
@@ -543,4 +509,43 @@ fn classify(error: gst::glib::Error, debug: Option<&str>) -> Error {
         ErrorKind::Transient,
         format!("camera connection failed: {error}"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_silent_frame_decodes_to_1024_samples_of_silence() {
+        gst::init().unwrap();
+        let pipeline = gst::parse::launch("appsrc name=src format=time ! avdec_aac ! audioconvert ! audio/x-raw,format=F32LE ! appsink name=sink sync=false")
+            .unwrap()
+            .downcast::<gst::Pipeline>()
+            .unwrap();
+        let src = pipeline
+            .by_name("src")
+            .and_downcast::<gst_app::AppSrc>()
+            .unwrap();
+        let sink = pipeline
+            .by_name("sink")
+            .and_downcast::<gst_app::AppSink>()
+            .unwrap();
+        src.set_caps(Some(&transcoded_aac_caps()));
+        let guard = PipelineGuard::new(pipeline);
+        guard.pipeline().set_state(gst::State::Playing).unwrap();
+        let mut frame = gst::Buffer::from_slice(SILENT_AAC_FRAME);
+        frame.get_mut().unwrap().set_pts(gst::ClockTime::ZERO);
+        src.push_buffer(frame).unwrap();
+        src.end_of_stream().unwrap();
+        let mut samples = Vec::new();
+        while let Ok(sample) = sink.pull_sample() {
+            let map = sample.buffer().unwrap().map_readable().unwrap();
+            samples.extend(
+                map.chunks_exact(4)
+                    .map(|s| f32::from_le_bytes([s[0], s[1], s[2], s[3]])),
+            );
+        }
+        assert_eq!(samples.len(), 1024);
+        assert!(samples.iter().all(|s| *s == 0.0), "not silent");
+    }
 }
