@@ -4,13 +4,16 @@
 //! when that was on our clock, plus a network delay that varies. The offset between the two is
 //! taken as the smallest delay seen lately (the packets that were least delayed), so frames keep
 //! the camera's exact spacing, and the offset follows the camera's clock drifting from ours.
+//! When a quicker packet lowers the offset, it moves down gradually, so times never go back:
+//! muxers (event clips) refuse a stream whose timestamps decrease.
 
 use std::time::Duration;
 
 /// The smallest delay is taken over two windows of this length, so an old minimum is forgotten
 /// within 4 s: that is how drift is followed.
 const WINDOW: Duration = Duration::from_secs(2);
-/// A packet this far from where its timestamp puts it means the camera restarted its clock.
+/// RTP time that jumps this far from what the arrivals allow means the camera restarted its
+/// clock. A stall (packets late, RTP time steady) is not one.
 const RESYNC: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
@@ -18,10 +21,15 @@ pub struct Timeline {
     clock_rate: u32,
     /// The last RTP timestamp, extended past 32-bit wrap-arounds.
     extended: Option<i64>,
+    /// The latest media time seen (ns) and when the last packet arrived.
+    newest_media: i64,
+    last_arrival: u64,
     /// Arrival minus media time, in ns: the least seen in the current and the previous window.
     current_min: i64,
     previous_min: i64,
     window_start: u64,
+    /// The offset in use: it rises at once, and falls at most half as fast as media time runs.
+    offset: i64,
 }
 
 impl Timeline {
@@ -29,15 +37,19 @@ impl Timeline {
         Timeline {
             clock_rate: clock_rate.max(1),
             extended: None,
-            current_min: i64::MAX,
-            previous_min: i64::MAX,
+            newest_media: 0,
+            last_arrival: 0,
+            current_min: 0,
+            previous_min: 0,
             window_start: 0,
+            offset: 0,
         }
     }
 
     /// The presentation time (ns on our running time) of a packet with `rtp_timestamp` that
     /// arrived at `arrival` (ns on our running time).
     pub fn pts(&mut self, rtp_timestamp: u32, arrival: u64) -> u64 {
+        let first = self.extended.is_none();
         let extended = match self.extended {
             // The signed difference to the last one carries the timestamp across wrap-arounds,
             // and backwards for B-frames, which come before frames they precede in time.
@@ -47,11 +59,16 @@ impl Timeline {
         self.extended = Some(extended);
         let media = (i128::from(extended) * 1_000_000_000 / i128::from(self.clock_rate)) as i64;
         let delay = arrival as i64 - media;
-        let offset = self.current_min.min(self.previous_min);
-        if offset == i64::MAX || (delay - offset).unsigned_abs() > RESYNC.as_nanos() as u64 {
+        let advanced = media - self.newest_media;
+        let waited = arrival.saturating_sub(self.last_arrival) as i64;
+        let resync = RESYNC.as_nanos() as i64;
+        self.last_arrival = arrival;
+        if first || advanced < -resync || advanced > waited + resync {
             self.current_min = delay;
             self.previous_min = delay;
             self.window_start = arrival;
+            self.offset = delay;
+            self.newest_media = media;
         } else {
             if arrival.saturating_sub(self.window_start) >= WINDOW.as_nanos() as u64 {
                 self.previous_min = self.current_min;
@@ -59,9 +76,11 @@ impl Timeline {
                 self.window_start = arrival;
             }
             self.current_min = self.current_min.min(delay);
+            let target = self.current_min.min(self.previous_min);
+            self.offset = target.max(self.offset - advanced.max(0) / 2);
+            self.newest_media = self.newest_media.max(media);
         }
-        let offset = self.current_min.min(self.previous_min);
-        (media + offset).max(0) as u64
+        (media + self.offset).max(0) as u64
     }
 }
 
@@ -101,6 +120,38 @@ mod tests {
         // The next frame came 15 ms quicker: the earlier one was held up, not this one.
         assert_eq!(timeline.pts(FRAME, start + 45 * MS), start + 45 * MS);
         assert_eq!(timeline.pts(2 * FRAME, start + 90 * MS), start + 85 * MS);
+    }
+
+    #[test]
+    fn a_late_first_packet_is_caught_up_without_going_back_in_time() {
+        let mut timeline = Timeline::new(90_000);
+        let start = 2_000 * MS;
+        // The first packet waited 100 ms; every later one arrives on time.
+        let mut last = timeline.pts(0, start + 100 * MS);
+        let mut pts = 0;
+        for i in 1..12u32 {
+            let arrival = start + u64::from(i) * 40 * MS;
+            pts = timeline.pts(i * FRAME, arrival);
+            assert!(pts > last, "frame {i}: {pts} after {last}");
+            last = pts;
+        }
+        assert_eq!(pts, start + 11 * 40 * MS, "caught up with the arrivals");
+    }
+
+    #[test]
+    fn a_stall_is_not_a_restart() {
+        let mut timeline = Timeline::new(90_000);
+        let start = 3_000 * MS;
+        let mut pts: Vec<u64> = (0..5u32)
+            .map(|i| timeline.pts(i * FRAME, start + u64::from(i) * 40 * MS))
+            .collect();
+        // Nothing for 1.5 s, then the held-up frames all at once, then frames on time again.
+        let burst = start + 1_660 * MS;
+        pts.extend((5..42u32).map(|i| timeline.pts(i * FRAME, burst + u64::from(i))));
+        pts.extend((42..50u32).map(|i| timeline.pts(i * FRAME, start + u64::from(i) * 40 * MS)));
+        for pair in pts.windows(2) {
+            assert_eq!(pair[1] - pair[0], 40 * MS, "{pts:?}");
+        }
     }
 
     #[test]
