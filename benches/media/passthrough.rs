@@ -4,7 +4,7 @@
 
 use super::common::Mosquitto;
 use super::standins::{H264_1080P_GOP2, H265_4K, StandIn};
-use super::{RUNS, addon, ffmpeg, measure, pids, rss_mb, spread};
+use super::{RUNS, addon, ffmpeg, measure, median, pids, rss_mb, spread};
 use std::time::Duration;
 
 pub fn run(broker: &Mosquitto) {
@@ -12,21 +12,32 @@ pub fn run(broker: &Mosquitto) {
         "\n## CPU and RSS per passthrough stream, one `ffmpeg -c copy` viewer each ({RUNS} runs: median (min–max))\n"
     );
     println!(
-        "| camera | streams | ours CPU % | relay CPU % | floor CPU % | ours/relay | ours/floor | ours idle RSS MB | ours RSS MB | RSS per stream MB | relay RSS MB |"
+        "| camera | streams | ours CPU % | relay CPU % | floor CPU % | ours/relay | ours/floor | ours idle RSS MB | ours RSS MB | RSS over idle per stream MB | RSS per further stream MB | relay RSS MB |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (standin, counts) in [
         (&H264_1080P_GOP2, &[1usize, 8][..]),
         (&H265_4K, &[1, 4][..]),
     ] {
         let camera = standin.start();
+        // The first stream also loads the media libraries; what each further one costs is the
+        // step from the previous row.
+        let mut previous: Option<(usize, f64)> = None;
         for &n in counts {
-            compare(broker, standin, &camera.url(), n);
+            let rss = compare(broker, standin, &camera.url(), n, previous);
+            previous = Some((n, rss));
         }
     }
 }
 
-fn compare(broker: &Mosquitto, standin: &StandIn, camera_url: &str, n: usize) {
+/// Prints one row; returns our median RSS.
+fn compare(
+    broker: &Mosquitto,
+    standin: &StandIn,
+    camera_url: &str,
+    n: usize,
+    previous: Option<(usize, f64)>,
+) -> f64 {
     let mut ours = Vec::new();
     let mut relay = Vec::new();
     let mut floor = Vec::new();
@@ -65,8 +76,12 @@ fn compare(broker: &Mosquitto, standin: &StandIn, camera_url: &str, n: usize) {
         .zip(&idle_rss)
         .map(|(rss, idle)| (rss - idle) / n as f64)
         .collect();
+    let rss = median(our_rss.clone()).0;
+    let further = previous
+        .map(|(m, before)| format!("{:.2}", (rss - before) / (n - m) as f64))
+        .unwrap_or_else(|| "—".into());
     println!(
-        "| {} | {n} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+        "| {} | {n} | {} | {} | {} | {} | {} | {} | {} | {} | {further} | {} |",
         standin.label,
         spread(&ours, 1),
         spread(&relay, 1),
@@ -78,4 +93,5 @@ fn compare(broker: &Mosquitto, standin: &StandIn, camera_url: &str, n: usize) {
         spread(&per_stream, 2),
         spread(&relay_rss, 1),
     );
+    rss
 }
