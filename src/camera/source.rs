@@ -4,7 +4,6 @@
 //! sets). Audio becomes AAC here, once per camera: AAC is passed through, G.711 and Opus are
 //! transcoded. Nothing in this module runs per viewer.
 
-use super::in_order::InOrderTimestamper;
 use crate::config::{CameraConfig, Transport};
 use crate::error::{Error, ErrorKind};
 use crate::media::fanout::Hub;
@@ -172,20 +171,6 @@ impl Ingest {
                 Transport::Udp => "udp",
             },
         );
-        if camera.transport == Transport::Tcp {
-            // TCP needs no reordering: see `in_order`.
-            src.connect("new-manager", false, |args| {
-                let manager = args.get(1).and_then(|v| v.get::<gst::Element>().ok())?;
-                manager.connect("request-jitterbuffer", false, |_| {
-                    Some(
-                        InOrderTimestamper::new()
-                            .upcast::<gst::Element>()
-                            .to_value(),
-                    )
-                });
-                None
-            });
-        }
         if let Some(user) = &camera.username {
             src.set_property("user-id", user);
         }

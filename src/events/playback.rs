@@ -105,11 +105,43 @@ glib::wrapper! {
         @extends gst_rtsp_server::RTSPMediaFactory;
 }
 
+mod clip_media {
+    use super::*;
+
+    /// A clip's media. gst-rtsp-server writes the SDP's range from the position right after
+    /// preparing, and until the first buffer has reached a payloader that position is unknown,
+    /// which it reports as `now-<end>`: a live stream, so players showed no duration and no
+    /// seeking for about one DESCRIBE in four. A clip that has not started is at its start.
+    #[derive(Default)]
+    pub struct ClipMedia;
+
+    #[glib::object_subclass]
+    impl ObjectSubclass for ClipMedia {
+        const NAME: &'static str = "IpcamClipMedia";
+        type Type = super::ClipMedia;
+        type ParentType = gst_rtsp_server::RTSPMedia;
+    }
+
+    impl ObjectImpl for ClipMedia {}
+
+    impl RTSPMediaImpl for ClipMedia {
+        fn query_position(&self) -> Option<gst::ClockTime> {
+            self.parent_query_position().or(Some(gst::ClockTime::ZERO))
+        }
+    }
+}
+
+glib::wrapper! {
+    pub struct ClipMedia(ObjectSubclass<clip_media::ClipMedia>)
+        @extends gst_rtsp_server::RTSPMedia;
+}
+
 impl EventFactory {
     pub fn new(mount: EventMount) -> Self {
         let factory: Self = glib::Object::new();
         // Each client plays the clip from its start.
         factory.set_shared(false);
+        factory.set_media_gtype(ClipMedia::static_type());
         let _ = factory.imp().mount.set(mount);
         factory
     }
