@@ -502,33 +502,24 @@ mod tests {
 
     #[test]
     fn the_silent_frame_decodes_to_1024_samples_of_silence() {
+        use crate::audio::decode::{Pcm, Pull};
         gst::init().unwrap();
-        let pipeline = gst::parse::launch("appsrc name=src format=time ! avdec_aac ! audioconvert ! audio/x-raw,format=F32LE ! appsink name=sink sync=false")
-            .unwrap()
-            .downcast::<gst::Pipeline>()
-            .unwrap();
-        let src = pipeline
-            .by_name("src")
-            .and_downcast::<gst_app::AppSrc>()
-            .unwrap();
-        let sink = pipeline
-            .by_name("sink")
-            .and_downcast::<gst_app::AppSink>()
-            .unwrap();
-        src.set_caps(Some(&transcoded_aac_caps()));
-        let guard = PipelineGuard::new(pipeline);
-        guard.pipeline().set_state(gst::State::Playing).unwrap();
+        let pcm = Pcm::for_frames().unwrap();
+        let src = pcm.src().unwrap();
         let mut frame = gst::Buffer::from_slice(SILENT_AAC_FRAME);
         frame.get_mut().unwrap().set_pts(gst::ClockTime::ZERO);
-        src.push_buffer(frame).unwrap();
+        let caps = transcoded_aac_caps();
+        src.push_sample(&gst::Sample::builder().buffer(&frame).caps(&caps).build())
+            .unwrap();
         src.end_of_stream().unwrap();
         let mut samples = Vec::new();
-        while let Ok(sample) = sink.pull_sample() {
-            let map = sample.buffer().unwrap().map_readable().unwrap();
-            samples.extend(
-                map.chunks_exact(4)
-                    .map(|s| f32::from_le_bytes([s[0], s[1], s[2], s[3]])),
-            );
+        loop {
+            // Generous: a cold plugin registry makes decodebin's first autoplugging slow.
+            match pcm.pull(Duration::from_secs(30)) {
+                Pull::Samples(chunk) => samples.extend(chunk),
+                Pull::End => break,
+                other => panic!("after {} samples: {other:?}", samples.len()),
+            }
         }
         assert_eq!(samples.len(), 1024);
         assert!(samples.iter().all(|s| *s == 0.0), "not silent");

@@ -205,3 +205,19 @@ fn viewer_bin(
 fn appsrc(caps: &gst::Caps) -> gst_app::AppSrc {
     gst_app::AppSrc::builder().caps(caps).build()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_live_sink_stays_unsynced_when_gst_rtsp_server_turns_sync_back_on() {
+        gst::init().unwrap();
+        let sink = gst_app::AppSink::builder().build();
+        send_unpaced(&sink);
+        assert!(!sink.is_sync());
+        // What gst-rtsp-server does at every PLAY (rate control on).
+        sink.set_property("sync", true);
+        assert!(!sink.is_sync());
+    }
+}
