@@ -43,7 +43,9 @@ pub struct EventsState {
     pub motion: bool,
     pub recording: Vec<Kind>,
     pub playing: usize,
-    /// The last recording failure (disk full…), cleared by the next clip saved.
+    /// The last recording failure (disk full…), cleared when the next recording starts: the
+    /// store announces a saved clip before its task reports back, so clearing on save would
+    /// briefly show the new clip beside the old error.
     pub error: Option<String>,
 }
 
@@ -178,6 +180,7 @@ impl EventsTask {
                 }
                 Some(message) = internal.recv() => match message {
                     Internal::Started(kind, Ok(recording)) => {
+                        error = None;
                         let end = match slots.remove(&kind) {
                             Some(Slotted::Starting { end }) => end,
                             _ => None,
@@ -189,7 +192,7 @@ impl EventsTask {
                         tracing::warn!("{} clip not recorded: {e}", kind.key());
                         error = Some(e);
                     }
-                    Internal::Finished(_, Ok(_)) => error = None,
+                    Internal::Finished(_, Ok(_)) => {}
                 },
                 _ = clips.changed() => {}
                 _ = self.playing.changed() => {}
