@@ -216,15 +216,14 @@ impl Active {
             }
         }
         let src = match frame.track {
-            Track::Video => {
-                self.last_pts = self.last_pts.max(pts);
-                &self.video
-            }
+            Track::Video => &self.video,
             Track::Audio => match &self.audio {
                 Some(audio) => audio,
                 None => return,
             },
         };
+        // Either track can end last, and players take the file's duration from the longer one.
+        self.last_pts = self.last_pts.max(pts);
         let _ = src.push_buffer(copy);
     }
 }
