@@ -2,8 +2,10 @@
 
 pub mod actor;
 pub mod demand;
+mod in_order;
 pub mod source;
 pub mod state;
+mod timeline;
 
 use crate::media::fanout::StreamInfo;
 use state::Status;

@@ -4,6 +4,7 @@
 //! sets). Audio becomes AAC here, once per camera: AAC is passed through, G.711 and Opus are
 //! transcoded. Nothing in this module runs per viewer.
 
+use super::in_order::InOrderTimestamper;
 use crate::config::{CameraConfig, Transport};
 use crate::error::{Error, ErrorKind};
 use crate::media::fanout::Hub;
@@ -24,7 +25,8 @@ pub struct SourceFailure {
 }
 
 /// Jitterbuffer latency. rtpjitterbuffer holds the first packet this long, so it adds directly
-/// to cold start; TCP cannot reorder, UDP gets enough to put packets back in order.
+/// to cold start; UDP gets enough to put packets back in order. Over TCP, which cannot reorder,
+/// `in_order` stands in for the jitterbuffer and holds nothing.
 fn jitter_latency_ms(transport: Transport) -> u32 {
     match transport {
         Transport::Tcp => 0,
@@ -171,6 +173,20 @@ impl Ingest {
                 Transport::Udp => "udp",
             },
         );
+        if camera.transport == Transport::Tcp {
+            // TCP needs no reordering: see `in_order`.
+            src.connect("new-manager", false, |args| {
+                let manager = args.get(1).and_then(|v| v.get::<gst::Element>().ok())?;
+                manager.connect("request-jitterbuffer", false, |_| {
+                    Some(
+                        InOrderTimestamper::new()
+                            .upcast::<gst::Element>()
+                            .to_value(),
+                    )
+                });
+                None
+            });
+        }
         if let Some(user) = &camera.username {
             src.set_property("user-id", user);
         }
