@@ -3,34 +3,34 @@
 //! TCP delivers every packet, in order, so there is nothing to wait for or reorder; the
 //! jitterbuffer's only use there is timestamping, and it costs a thread hand-off per packet (a
 //! futex wake-up and a context switch, 37 % of the add-on's CPU samples with 8 cameras). This
-//! element timestamps each packet ([`Timeline`]) and pushes it on in the thread that read it.
+//! element timestamps each packet ([`TrackTimeline`]) and pushes it on in the thread that read
+//! it. The elements of one camera session share a [`SessionTimeline`], so its tracks agree.
 //!
 //! It speaks rtpbin's jitterbuffer protocol for lip sync: the camera's RTCP arrives on a
 //! `sink_rtcp` request pad, each sender report is placed on our timeline and handed to rtpbin
 //! (`handle-sync`), and rtpbin answers with the delay that lines this track up with the camera's
 //! other tracks (`ts-offset`).
 
-use super::timeline::Timeline;
+use super::timeline::{SessionTimeline, TrackTimeline};
 use gstreamer as gst;
 use gstreamer::glib;
 use gstreamer::prelude::*;
 use gstreamer::subclass::prelude::*;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 glib::wrapper! {
     pub struct InOrderTimestamper(ObjectSubclass<imp::InOrderTimestamper>)
         @extends gst::Element, gst::Object;
 }
 
-impl InOrderTimestamper {
-    pub fn new() -> InOrderTimestamper {
-        glib::Object::new()
-    }
-}
+/// The timeline the tracks of one camera session share.
+pub type SharedTimeline = Arc<Mutex<SessionTimeline>>;
 
-impl Default for InOrderTimestamper {
-    fn default() -> Self {
-        Self::new()
+impl InOrderTimestamper {
+    pub fn new(session: SharedTimeline) -> InOrderTimestamper {
+        let element: InOrderTimestamper = glib::Object::new();
+        let _ = element.imp().session.set(session);
+        element
     }
 }
 
@@ -60,11 +60,8 @@ mod imp {
 
     #[derive(Default)]
     struct State {
-        timeline: Option<Timeline>,
-        /// From the caps (the PLAY reply's RTP-Info), else the first packet; rtpbin notices
-        /// a change of it as a new start.
-        clock_base: Option<u32>,
-        /// rtpbin's lip-sync delay, kept across a new timeline.
+        track: Option<TrackTimeline>,
+        /// rtpbin's lip-sync delay, kept across a new track timeline.
         ts_offset: i64,
     }
 
@@ -72,6 +69,7 @@ mod imp {
         sinkpad: gst::Pad,
         srcpad: gst::Pad,
         state: Mutex<State>,
+        pub(super) session: OnceLock<SharedTimeline>,
         /// rtpbin sets it on every jitterbuffer; nothing here waits, so it is only kept.
         latency: Mutex<u32>,
     }
@@ -81,14 +79,20 @@ mod imp {
             self.state.lock().unwrap_or_else(|e| e.into_inner())
         }
 
+        fn session(&self) -> std::sync::MutexGuard<'_, SessionTimeline> {
+            self.session
+                .get_or_init(SharedTimeline::default)
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+        }
+
         fn chain(&self, mut buffer: gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
             let arrival = self.obj().current_running_time();
             let rtp_time = buffer.map_readable().ok().and_then(|m| rtp_timestamp(&m));
             if let (Some(arrival), Some(rtp_time)) = (arrival, rtp_time) {
                 let mut state = self.state();
-                state.clock_base.get_or_insert(rtp_time);
-                if let Some(timeline) = state.timeline.as_mut() {
-                    let pts = timeline.pts(rtp_time, arrival.nseconds());
+                if let Some(track) = state.track.as_mut() {
+                    let pts = track.pts(&mut self.session(), rtp_time, arrival.nseconds());
                     let buffer = buffer.make_mut();
                     buffer.set_pts(gst::ClockTime::from_nseconds(pts));
                     buffer.set_dts(gst::ClockTime::NONE);
@@ -108,14 +112,14 @@ mod imp {
             };
             let sync = {
                 let state = self.state();
-                state.timeline.as_ref().and_then(|timeline| {
-                    let point = timeline.sync_point(rtp_time)?;
+                state.track.as_ref().and_then(|track| {
+                    let point = track.sync_point(&self.session(), rtp_time)?;
                     Some(
                         gst::Structure::builder("application/x-rtp-sync")
                             .field("base-rtptime", point.extended_rtp)
                             .field("base-time", point.time)
-                            .field("clock-rate", timeline.clock_rate())
-                            .field("clock-base", u64::from(state.clock_base.unwrap_or(0)))
+                            .field("clock-rate", track.clock_rate())
+                            .field("clock-base", track.clock_base())
                             .field("sr-ext-rtptime", point.extended_rtp)
                             .field("sr-buffer", &buffer)
                             .build(),
@@ -137,16 +141,13 @@ mod imp {
                     .and_then(|rate| u32::try_from(rate).ok());
                 let clock_base = s.and_then(|s| s.get::<u32>("clock-base").ok());
                 let mut state = self.state();
-                if clock_base.is_some() {
-                    state.clock_base = clock_base;
-                }
                 // Without a clock rate, packets keep the times rtspsrc gave them.
-                if state.timeline.as_ref().map(Timeline::clock_rate) != rate {
+                if state.track.as_ref().map(TrackTimeline::clock_rate) != rate {
                     let ts_offset = state.ts_offset;
-                    state.timeline = rate.map(|rate| {
-                        let mut timeline = Timeline::new(rate);
-                        timeline.set_sync_offset(ts_offset);
-                        timeline
+                    state.track = rate.map(|rate| {
+                        let mut track = TrackTimeline::new(rate, clock_base);
+                        track.set_sync_offset(ts_offset);
+                        track
                     });
                 }
             }
@@ -185,6 +186,7 @@ mod imp {
                 sinkpad,
                 srcpad,
                 state: Mutex::new(State::default()),
+                session: OnceLock::new(),
                 latency: Mutex::new(0),
             }
         }
@@ -228,8 +230,8 @@ mod imp {
                     let ts_offset = value.get().unwrap_or(0);
                     let mut state = self.state();
                     state.ts_offset = ts_offset;
-                    if let Some(timeline) = state.timeline.as_mut() {
-                        timeline.set_sync_offset(ts_offset);
+                    if let Some(track) = state.track.as_mut() {
+                        track.set_sync_offset(ts_offset);
                     }
                 }
                 _ => unreachable!("only the properties declared above"),

@@ -4,7 +4,7 @@
 //! sets). Audio becomes AAC here, once per camera: AAC is passed through, G.711 and Opus are
 //! transcoded. Nothing in this module runs per viewer.
 
-use super::in_order::InOrderTimestamper;
+use super::in_order::{InOrderTimestamper, SharedTimeline};
 use crate::config::{CameraConfig, Transport};
 use crate::error::{Error, ErrorKind};
 use crate::media::fanout::Hub;
@@ -175,11 +175,14 @@ impl Ingest {
         );
         if camera.transport == Transport::Tcp {
             // TCP needs no reordering: see `in_order`.
-            src.connect("new-manager", false, |args| {
+            // One timeline for the session's tracks: see `timeline`.
+            let session = SharedTimeline::default();
+            src.connect("new-manager", false, move |args| {
                 let manager = args.get(1).and_then(|v| v.get::<gst::Element>().ok())?;
-                manager.connect("request-jitterbuffer", false, |_| {
+                let session = session.clone();
+                manager.connect("request-jitterbuffer", false, move |_| {
                     Some(
-                        InOrderTimestamper::new()
+                        InOrderTimestamper::new(session.clone())
                             .upcast::<gst::Element>()
                             .to_value(),
                     )

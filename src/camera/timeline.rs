@@ -5,8 +5,14 @@
 //! at the smallest delay seen lately (the packets that were least delayed), so it follows the
 //! camera's clock drifting from ours.
 //!
-//! The offset never jumps: it moves at most [`SLEW`] of the media time that passed. Frames then
-//! keep the camera's spacing to within 1 %, times never go back (muxers refuse a stream whose
+//! The tracks of one camera session share that offset ([`SessionTimeline`]): the PLAY reply's
+//! RTP-Info gives each track the RTP time of the same instant (`clock-base`), so media times
+//! agree across tracks and audio stays on its video from the first packet. A track without a
+//! usable clock-base starts at its arrival and is lined up by rtpbin from the camera's sender
+//! reports, as rtpjitterbuffer's tracks are.
+//!
+//! The offset never jumps: it moves at most 1/[`SLEW`] of the time that passed. Frames then keep
+//! the camera's spacing to within 1 %, times never go back (muxers refuse a stream whose
 //! timestamps decrease), and a clip that starts with a late first packet or a burst is not
 //! squeezed to catch up. A real camera's clock drifts by well under 0.01 %, so this follows it.
 
@@ -18,28 +24,82 @@ const WINDOW: Duration = Duration::from_secs(2);
 /// RTP time that jumps this far from what the arrivals allow means the camera restarted its
 /// clock. A stall (packets late, RTP time steady) is not one.
 const RESYNC: Duration = Duration::from_secs(1);
-/// The offset moves by at most 1/SLEW of the media time that passed.
+/// Offsets move by at most 1/SLEW of the time that passed.
 const SLEW: i64 = 100;
 /// Extended timestamps start here, so B-frames before the first packet stay positive (as
 /// GStreamer's `gst_rtp_buffer_ext_timestamp` does).
 const EXTENDED_BASE: u64 = 1 << 32;
 
-#[derive(Debug, Clone)]
-pub struct Timeline {
-    clock_rate: u32,
-    /// The last RTP timestamp, extended past 32-bit wrap-arounds.
-    extended: Option<u64>,
-    /// The latest media time seen (ns) and when the last packet arrived.
-    newest_media: i64,
-    last_arrival: u64,
+fn nanos(duration: Duration) -> i64 {
+    duration.as_nanos() as i64
+}
+
+/// Moves `value` toward `target` by at most `step`.
+fn slew(value: i64, target: i64, step: i64) -> i64 {
+    target.clamp(value - step, value + step)
+}
+
+/// The offset from media time to our clock, shared by the tracks of one camera session.
+#[derive(Debug, Clone, Default)]
+pub struct SessionTimeline {
+    /// `None` until the first packet of any track.
+    offset: Option<i64>,
     /// Arrival minus media time, in ns: the least seen in the current and the previous window.
     current_min: i64,
     previous_min: i64,
     window_start: u64,
-    /// Media time plus this is a packet's time on our clock.
-    offset: i64,
+    last_arrival: u64,
+}
+
+impl SessionTimeline {
+    /// Takes a packet's delay into account; returns the offset to use for it.
+    fn observe(&mut self, delay: i64, arrival: u64) -> i64 {
+        let Some(offset) = self.offset else {
+            return self.restart(delay, arrival);
+        };
+        if arrival.saturating_sub(self.window_start) >= WINDOW.as_nanos() as u64 {
+            self.previous_min = self.current_min;
+            self.current_min = delay;
+            self.window_start = arrival;
+        }
+        self.current_min = self.current_min.min(delay);
+        let step = arrival.saturating_sub(self.last_arrival) as i64 / SLEW;
+        self.last_arrival = self.last_arrival.max(arrival);
+        let offset = slew(offset, self.current_min.min(self.previous_min), step);
+        self.offset = Some(offset);
+        offset
+    }
+
+    fn restart(&mut self, delay: i64, arrival: u64) -> i64 {
+        *self = SessionTimeline {
+            offset: Some(delay),
+            current_min: delay,
+            previous_min: delay,
+            window_start: arrival,
+            last_arrival: arrival,
+        };
+        delay
+    }
+}
+
+/// One track's times: its RTP clock, and where it sits on the session's timeline.
+#[derive(Debug, Clone)]
+pub struct TrackTimeline {
+    clock_rate: u32,
+    /// The RTP time of the session's start (RTP-Info), if the camera said.
+    clock_base: Option<u32>,
+    /// The extended RTP time media time counts from, set at the first packet.
+    origin: Option<u64>,
+    /// The last RTP timestamp, extended past 32-bit wrap-arounds.
+    extended: u64,
+    /// Added to this track's media time: non-zero when it could not be placed by its
+    /// clock-base, or its camera restarted its RTP clock.
+    correction: i64,
+    /// The latest media time seen (ns) and when the last packet arrived.
+    newest_media: i64,
+    last_arrival: u64,
     /// The lip-sync delay rtpbin asks for (its `ts-offset`), and the part of it applied so far:
-    /// more delay is applied at once (a gap), less is slewed like the offset.
+    /// more delay is applied at once (a gap), less is slewed.
     sync_wanted: i64,
     sync_applied: i64,
 }
@@ -53,17 +113,16 @@ pub struct SyncPoint {
     pub time: u64,
 }
 
-impl Timeline {
-    pub fn new(clock_rate: u32) -> Timeline {
-        Timeline {
+impl TrackTimeline {
+    pub fn new(clock_rate: u32, clock_base: Option<u32>) -> TrackTimeline {
+        TrackTimeline {
             clock_rate: clock_rate.max(1),
-            extended: None,
+            clock_base,
+            origin: None,
+            extended: 0,
+            correction: 0,
             newest_media: 0,
             last_arrival: 0,
-            current_min: 0,
-            previous_min: 0,
-            window_start: 0,
-            offset: 0,
             sync_wanted: 0,
             sync_applied: 0,
         }
@@ -73,57 +132,82 @@ impl Timeline {
         self.clock_rate
     }
 
-    fn extend(&self, rtp_timestamp: u32) -> u64 {
-        match self.extended {
-            // The signed difference to the last one carries the timestamp across wrap-arounds,
-            // and backwards for B-frames, which come before frames they precede in time.
-            Some(last) => {
-                last.wrapping_add_signed(i64::from(rtp_timestamp.wrapping_sub(last as u32) as i32))
-            }
-            None => EXTENDED_BASE + u64::from(rtp_timestamp),
-        }
+    /// The clock-base rtpbin is told: the camera's, else the first packet's.
+    pub fn clock_base(&self) -> u64 {
+        self.clock_base
+            .map(u64::from)
+            .or(self.origin.map(|o| o - EXTENDED_BASE))
+            .unwrap_or(0)
     }
 
-    fn media_ns(&self, extended: u64) -> i64 {
-        (i128::from(extended) * 1_000_000_000 / i128::from(self.clock_rate)) as i64
+    /// The signed difference to the last one carries the timestamp across wrap-arounds, and
+    /// backwards for B-frames, which come before frames they precede in time.
+    fn extend(&self, rtp_timestamp: u32) -> u64 {
+        self.extended.wrapping_add_signed(i64::from(
+            rtp_timestamp.wrapping_sub(self.extended as u32) as i32,
+        ))
+    }
+
+    /// Media time in ns since the origin, corrected.
+    fn media(&self, extended: u64, origin: u64) -> i64 {
+        let ticks = extended as i128 - origin as i128;
+        (ticks * 1_000_000_000 / i128::from(self.clock_rate)) as i64 + self.correction
     }
 
     /// The presentation time (ns on our running time) of a packet with `rtp_timestamp` that
     /// arrived at `arrival` (ns on our running time).
-    pub fn pts(&mut self, rtp_timestamp: u32, arrival: u64) -> u64 {
-        let first = self.extended.is_none();
-        let extended = self.extend(rtp_timestamp);
-        self.extended = Some(extended);
-        let media = self.media_ns(extended);
-        let delay = arrival as i64 - media;
+    pub fn pts(&mut self, session: &mut SessionTimeline, rtp_timestamp: u32, arrival: u64) -> u64 {
+        let origin = match self.origin {
+            Some(origin) => {
+                self.extended = self.extend(rtp_timestamp);
+                origin
+            }
+            None => self.start(session, rtp_timestamp, arrival),
+        };
+        let mut media = self.media(self.extended, origin);
         let advanced = media - self.newest_media;
         let waited = arrival.saturating_sub(self.last_arrival) as i64;
-        let resync = RESYNC.as_nanos() as i64;
-        self.last_arrival = arrival;
-        if first || advanced < -resync || advanced > waited + resync {
-            self.current_min = delay;
-            self.previous_min = delay;
-            self.window_start = arrival;
-            self.offset = delay;
+        if advanced < -nanos(RESYNC) || advanced > waited + nanos(RESYNC) {
+            // The camera restarted its RTP clock: go on from this arrival.
+            let offset = session.offset.unwrap_or(0);
+            self.correction += arrival as i64 - offset - media;
+            media = arrival as i64 - offset;
             self.newest_media = media;
-        } else {
-            if arrival.saturating_sub(self.window_start) >= WINDOW.as_nanos() as u64 {
-                self.previous_min = self.current_min;
-                self.current_min = delay;
-                self.window_start = arrival;
-            }
-            self.current_min = self.current_min.min(delay);
-            let target = self.current_min.min(self.previous_min);
-            let step = advanced.max(0) / SLEW;
-            self.offset = target.clamp(self.offset - step, self.offset + step);
-            self.sync_applied = if self.sync_wanted >= self.sync_applied {
-                self.sync_wanted
-            } else {
-                self.sync_wanted.max(self.sync_applied - step)
-            };
-            self.newest_media = self.newest_media.max(media);
         }
-        (media + self.offset + self.sync_applied).max(0) as u64
+        self.newest_media = self.newest_media.max(media);
+        self.last_arrival = arrival;
+        let offset = session.observe(arrival as i64 - media, arrival);
+        let step = waited / SLEW;
+        self.sync_applied = if self.sync_wanted >= self.sync_applied {
+            self.sync_wanted
+        } else {
+            slew(self.sync_applied, self.sync_wanted, step)
+        };
+        (media + offset + self.sync_applied).max(0) as u64
+    }
+
+    /// Places the first packet: by the clock-base when it agrees with the session within
+    /// [`RESYNC`], else at its arrival.
+    fn start(&mut self, session: &mut SessionTimeline, rtp_timestamp: u32, arrival: u64) -> u64 {
+        self.extended = EXTENDED_BASE + u64::from(rtp_timestamp);
+        let origin = match self.clock_base {
+            Some(base) => self.extend(base),
+            None => self.extended,
+        };
+        self.origin = Some(origin);
+        let media = self.media(self.extended, origin);
+        let placed = match session.offset {
+            // The first track of the session defines it.
+            None => true,
+            Some(offset) => (arrival as i64 - offset - media).abs() <= nanos(RESYNC),
+        };
+        if !placed || self.clock_base.is_none() {
+            let offset = session.offset.unwrap_or(arrival as i64 - media);
+            self.correction = arrival as i64 - offset - media;
+        }
+        self.newest_media = self.media(self.extended, origin);
+        self.last_arrival = arrival;
+        origin
     }
 
     /// Sets the lip-sync delay rtpbin computed from the camera's sender reports.
@@ -133,13 +217,14 @@ impl Timeline {
 
     /// Places a sender report's RTP time on our timeline; `None` before the first packet, or for
     /// a report more than a second from the packets (some servers send bogus ones after a PLAY).
-    pub fn sync_point(&self, rtp_timestamp: u32) -> Option<SyncPoint> {
-        let last = self.extended?;
+    pub fn sync_point(&self, session: &SessionTimeline, rtp_timestamp: u32) -> Option<SyncPoint> {
+        let origin = self.origin?;
+        let offset = session.offset?;
         let extended_rtp = self.extend(rtp_timestamp);
-        if extended_rtp.abs_diff(last) > u64::from(self.clock_rate) {
+        if extended_rtp.abs_diff(self.extended) > u64::from(self.clock_rate) {
             return None;
         }
-        let time = (self.media_ns(extended_rtp) + self.offset).max(0) as u64;
+        let time = (self.media(extended_rtp, origin) + offset).max(0) as u64;
         Some(SyncPoint { extended_rtp, time })
     }
 }
@@ -149,12 +234,39 @@ mod tests {
     use super::*;
 
     const MS: u64 = 1_000_000;
+
+    /// A session with one track and no clock-base.
+    struct Solo {
+        session: SessionTimeline,
+        track: TrackTimeline,
+    }
+
+    impl Solo {
+        fn new(clock_rate: u32) -> Solo {
+            Solo {
+                session: SessionTimeline::default(),
+                track: TrackTimeline::new(clock_rate, None),
+            }
+        }
+
+        fn pts(&mut self, rtp_timestamp: u32, arrival: u64) -> u64 {
+            self.track.pts(&mut self.session, rtp_timestamp, arrival)
+        }
+
+        fn set_sync_offset(&mut self, ns: i64) {
+            self.track.set_sync_offset(ns);
+        }
+
+        fn sync_point(&self, rtp_timestamp: u32) -> Option<SyncPoint> {
+            self.track.sync_point(&self.session, rtp_timestamp)
+        }
+    }
     /// 90 kHz video: 3600 ticks per 40 ms frame.
     const FRAME: u32 = 3600;
 
     #[test]
     fn frames_keep_the_cameras_spacing_despite_arrival_jitter() {
-        let mut timeline = Timeline::new(90_000);
+        let mut timeline = Solo::new(90_000);
         let jitter = [0, 7, 2, 15, 1, 9, 0, 4];
         let start = 5_000 * MS;
         let pts: Vec<u64> = (0..8u32)
@@ -174,7 +286,7 @@ mod tests {
 
     #[test]
     fn a_late_first_packet_is_caught_up_slowly_and_never_back_in_time() {
-        let mut timeline = Timeline::new(90_000);
+        let mut timeline = Solo::new(90_000);
         let start = 2_000 * MS;
         // The first packet waited 200 ms; every later one arrives on time.
         let mut last = timeline.pts(0, start + 200 * MS);
@@ -196,7 +308,7 @@ mod tests {
     #[test]
     fn a_burst_at_the_start_does_not_squeeze_the_first_frames() {
         // A server that replays its last 2 s at once on connect, then goes on live.
-        let mut timeline = Timeline::new(90_000);
+        let mut timeline = Solo::new(90_000);
         let start = 1_000 * MS;
         let pts: Vec<u64> = (0..100u32)
             .map(|i| {
@@ -216,7 +328,7 @@ mod tests {
 
     #[test]
     fn a_stall_is_not_a_restart() {
-        let mut timeline = Timeline::new(90_000);
+        let mut timeline = Solo::new(90_000);
         let start = 3_000 * MS;
         let mut pts: Vec<u64> = (0..5u32)
             .map(|i| timeline.pts(i * FRAME, start + u64::from(i) * 40 * MS))
@@ -232,7 +344,7 @@ mod tests {
 
     #[test]
     fn crosses_the_32_bit_wrap_around() {
-        let mut timeline = Timeline::new(90_000);
+        let mut timeline = Solo::new(90_000);
         let before = u32::MAX - FRAME / 2;
         let first = timeline.pts(before, 10_000 * MS);
         let second = timeline.pts(before.wrapping_add(FRAME), 10_040 * MS);
@@ -241,7 +353,7 @@ mod tests {
 
     #[test]
     fn b_frames_go_back_in_time() {
-        let mut timeline = Timeline::new(90_000);
+        let mut timeline = Solo::new(90_000);
         let first = timeline.pts(3 * FRAME, 1_000 * MS);
         let earlier = timeline.pts(FRAME, 1_040 * MS);
         assert_eq!(first - earlier, 80 * MS);
@@ -250,7 +362,7 @@ mod tests {
     #[test]
     fn follows_a_camera_clock_that_runs_slow() {
         // The camera's clock runs 0.5 % slow: its timestamps fall behind ours by 5 ms a second.
-        let mut timeline = Timeline::new(90_000);
+        let mut timeline = Solo::new(90_000);
         let mut last_lag = 0;
         for tenth in 0..600u64 {
             let rtp = (tenth * 9_000 * 995 / 1000) as u32;
@@ -263,7 +375,7 @@ mod tests {
 
     #[test]
     fn a_restarted_camera_clock_is_taken_as_a_new_start() {
-        let mut timeline = Timeline::new(8_000);
+        let mut timeline = Solo::new(8_000);
         timeline.pts(400_000, 1_000 * MS);
         timeline.pts(400_160, 1_020 * MS);
         // The camera's timestamps jump back by 50 s.
@@ -273,11 +385,11 @@ mod tests {
 
     #[test]
     fn a_lip_sync_delay_applies_at_once_and_leaves_slowly() {
-        let mut timeline = Timeline::new(8_000);
+        let mut timeline = Solo::new(8_000);
         let start = 1_000 * MS;
         // 20 ms audio packets, 160 samples each.
         let at =
-            |i: u32, timeline: &mut Timeline| timeline.pts(i * 160, start + u64::from(i) * 20 * MS);
+            |i: u32, timeline: &mut Solo| timeline.pts(i * 160, start + u64::from(i) * 20 * MS);
         assert_eq!(at(0, &mut timeline), start);
         timeline.set_sync_offset((40 * MS) as i64);
         assert_eq!(at(1, &mut timeline), start + 60 * MS, "delayed at once");
@@ -296,8 +408,40 @@ mod tests {
     }
 
     #[test]
+    fn tracks_placed_by_their_clock_base_keep_in_step_from_the_first_packet() {
+        let mut session = SessionTimeline::default();
+        // RTP-Info: video's clock started at 1000, audio's at 50 at the same instant.
+        let mut video = TrackTimeline::new(90_000, Some(1000));
+        let mut audio = TrackTimeline::new(8_000, Some(50));
+        let start = 4_000 * MS;
+        let first_video = video.pts(&mut session, 1000, start);
+        // Audio is sent in 128 ms blocks: its first packet, for time 0, comes 130 ms late.
+        let first_audio = audio.pts(&mut session, 50, start + 130 * MS);
+        assert_eq!(first_audio, first_video, "the same instant, the same time");
+        let later_video = video.pts(&mut session, 1000 + 90_000, start + 1_000 * MS);
+        let later_audio = audio.pts(&mut session, 50 + 8_000, start + 1_130 * MS);
+        assert_eq!(later_video, later_audio);
+        assert_eq!(later_video - first_video, 1_000 * MS);
+    }
+
+    #[test]
+    fn a_track_whose_clock_base_disagrees_starts_at_its_arrival() {
+        let mut session = SessionTimeline::default();
+        let mut video = TrackTimeline::new(90_000, Some(0));
+        // This camera's RTP-Info for audio is 10 s off.
+        let mut audio = TrackTimeline::new(8_000, Some(80_000));
+        let start = 4_000 * MS;
+        video.pts(&mut session, 0, start);
+        assert_eq!(audio.pts(&mut session, 0, start + 20 * MS), start + 20 * MS);
+        assert_eq!(
+            audio.pts(&mut session, 160, start + 40 * MS),
+            start + 40 * MS
+        );
+    }
+
+    #[test]
     fn a_sender_report_is_placed_on_the_same_timeline() {
-        let mut timeline = Timeline::new(90_000);
+        let mut timeline = Solo::new(90_000);
         assert_eq!(timeline.sync_point(0), None, "no packets yet");
         let start = 7_000 * MS;
         let first = timeline.pts(u32::MAX - FRAME, start);
