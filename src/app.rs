@@ -39,10 +39,11 @@ impl ViewerControl for RtspServer {
     }
 }
 
-/// The info attributes' `stream_source` is where Home Assistant, cards and scripts read the
-/// stream URL, so it carries the RTSP server's credentials (the camera's own never leave).
+/// Retained MQTT attributes are readable by every MQTT client and every Home Assistant user, and
+/// kept by the recorder, so `stream_source` carries the RTSP credentials only when the user asks
+/// (`rtsp.credentials_in_mqtt`). Home Assistant's own camera entries get them privately.
 fn with_stream_credentials(mut links: CameraLinks, rtsp: &ServerConfig) -> CameraLinks {
-    if let Some((user, password)) = rtsp.credentials() {
+    if let Some((user, password)) = rtsp.credentials().filter(|_| rtsp.credentials_in_mqtt) {
         links.stream_source = crate::secret::with_userinfo(&links.stream_source, user, password);
         links.event_source = crate::secret::with_userinfo(&links.event_source, user, password);
     }
@@ -192,12 +193,14 @@ pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Resul
         .collect();
     let http = HttpServer::start(
         &config.http,
+        config.ingress_port,
         Sources {
             snapshotters: snapshotters.clone(),
             clips: stores.clone(),
             #[cfg(feature = "webrtc")]
             webrtc,
             streams,
+            settings: settings.clone(),
         },
         cancel.clone(),
     )
@@ -208,7 +211,7 @@ pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Resul
     let links = |camera: &str| CameraLinks {
         stream_source: format!("rtsp://{host}:{}{}", addr.port(), live_path(camera)),
         still_image_url: format!(
-            "http://{http_host}:{}/api/frame.jpeg?src={camera}",
+            "http://{http_host}:{}/api/still.jpeg?src={camera}",
             http.local_addr.port(),
         ),
         clips_url: format!(
@@ -217,6 +220,10 @@ pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Resul
             clips_path(camera)
         ),
         event_source: format!("rtsp://{host}:{}{}", addr.port(), event_path(camera)),
+        configuration_url: match &config.addon_slug {
+            Some(slug) => format!("homeassistant://hassio/ingress/{slug}"),
+            None => format!("http://{http_host}:{}/", http.local_addr.port()),
+        },
     };
     let mut bridged = Vec::new();
     // Room for a burst of events from every camera while the bridge reconnects.
@@ -322,7 +329,11 @@ pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Resul
         tracing::warn!("some cameras did not close within {SHUTDOWN_GRACE:?}");
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), mqtt).await;
-    let _ = tokio::time::timeout(Duration::from_secs(2), http.task).await;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        futures_util::future::join_all(http.tasks),
+    )
+    .await;
     tokio::task::spawn_blocking(move || drop(server)).await?;
     tracing::info!("stopped");
     Ok(())

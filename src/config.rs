@@ -30,6 +30,10 @@ pub struct Config {
     /// Create a Generic camera entry in Home Assistant per camera (the add-on).
     pub ha_cameras: bool,
     pub cameras: Vec<CameraConfig>,
+    /// The Supervisor's ingress port, from the command line; never from the file.
+    pub ingress_port: Option<u16>,
+    /// The add-on's slug, from the command line; never from the file.
+    pub addon_slug: Option<String>,
 }
 
 /// The model file looked for when `cry_model` is not set.
@@ -106,6 +110,9 @@ pub struct ServerConfig {
     pub password: Option<Secret>,
     /// Serve every interface without credentials; the user's explicit choice.
     pub allow_anonymous: bool,
+    /// `rtsp` only: put the user and password into the `stream_source` attributes on MQTT,
+    /// where every MQTT client, every Home Assistant user and the recorder can read them.
+    pub credentials_in_mqtt: bool,
 }
 
 /// The RTSP re-streaming server's default port.
@@ -692,6 +699,8 @@ impl Config {
                 webrtc,
                 ha_cameras,
                 cameras: cameras.into_iter().map(|(_, c)| c).collect(),
+                ingress_port: None,
+                addon_slug: None,
             })
         } else {
             Err(Problems(problems))
@@ -1012,6 +1021,12 @@ fn check_server(server: &ServerConfig, section: &str, problems: &mut Vec<Problem
         problems.push(Problem {
             field: format!("{section}.port"),
             message: "must be 1 to 65535".into(),
+        });
+    }
+    if server.credentials_in_mqtt && section != "rtsp" {
+        problems.push(Problem {
+            field: format!("{section}.credentials_in_mqtt"),
+            message: "only rtsp has stream URLs on MQTT".into(),
         });
     }
 }

@@ -56,6 +56,8 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> anyhow::Res
         media_dir: data_dir.join("media"),
         webrtc: Default::default(),
         ha_cameras: false,
+        ingress_port: None,
+        addon_slug: None,
         cameras: vec![CameraConfig {
             id: "demo".into(),
             name: "Demo camera".into(),

@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod ha;
 pub mod http;
+pub mod listen;
 pub mod media;
 pub mod mqtt;
 pub mod rtsp;

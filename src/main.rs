@@ -14,6 +14,17 @@ struct Cli {
     /// Log filter, e.g. `info` or `ipcam_mqtt=debug` (RUST_LOG overrides it).
     #[arg(long, global = true, default_value = "info,rumqttd=warn")]
     log_level: String,
+    /// Where settings, credentials and the Home Assistant camera state are kept, in place of
+    /// the `data_dir` option (the add-on: /data).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// The port Home Assistant's ingress proxy connects to (the add-on's run script passes the
+    /// one the Supervisor assigned).
+    #[arg(long)]
+    ingress_port: Option<u16>,
+    /// The add-on's slug (the run script passes it), so each device page links to the sidebar.
+    #[arg(long)]
+    addon_slug: Option<String>,
     #[command(subcommand)]
     command: Option<Cmd>,
 }
@@ -100,7 +111,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         match command {
             Cmd::Demo(options) => ipcam_mqtt::demo::run(options, cancel).await,
             _ => {
-                let config = Config::load(&cli.config)?;
+                let mut config = Config::load(&cli.config)?;
+                if let Some(dir) = cli.data_dir {
+                    config.data_dir = dir;
+                }
+                config.ingress_port = cli.ingress_port;
+                config.addon_slug = cli.addon_slug.filter(|s| !s.is_empty());
                 ipcam_mqtt::app::run(config, cancel).await
             }
         }

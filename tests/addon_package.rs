@@ -176,12 +176,15 @@ fn config_yaml_passes_the_add_on_linter_schema_and_rules() {
     assert_eq!(config["init"], false, "s6-overlay v3 is the init");
     assert_eq!(config["arch"], serde_json::json!(["aarch64", "amd64"]));
     assert_eq!(config["services"], serde_json::json!(["mqtt:need"]));
-    assert_eq!(
-        config["ports"]["8554/tcp"],
-        Value::Null,
-        "RTSP off by default"
-    );
+    assert_eq!(config["host_network"], true, "WebRTC offers LAN addresses");
+    assert!(config.get("ports").is_none(), "host networking maps none");
     assert_eq!(config["ingress"], true);
+    assert_eq!(config["ingress_port"], 0, "the Supervisor picks a free one");
+    assert_eq!(
+        config["homeassistant"], "2024.11.0",
+        "device-based MQTT discovery"
+    );
+    assert!(config["timeout"].as_u64().unwrap() >= 20, "room for clips");
     assert_eq!(config["homeassistant_api"], true);
     let mapped: Vec<&str> = maps.iter().filter_map(|m| m["type"].as_str()).collect();
     assert_eq!(mapped, ["media", "addon_config"]);
@@ -304,7 +307,7 @@ fn every_option_and_port_has_a_name_and_description() {
         "",
         &mut missing,
     );
-    for port in config["ports"].as_object().unwrap().keys() {
+    for port in config["ports"].as_object().into_iter().flatten().map(|p| p.0) {
         if translations["network"][port].as_str().is_none() {
             missing.push(format!("network.{port}"));
         }
@@ -360,6 +363,8 @@ fn an_options_json_with_every_field_filled_loads_into_the_config() {
     options["webrtc"]["turn_username"] = "someone".into();
     options["webrtc"]["candidates"] = serde_json::json!(["203.0.113.7"]);
     options["webrtc"]["udp_ports"] = "50000-50100".into();
+    options["rtsp"]["port"] = 8554.into();
+    options["http"]["port"] = 1984.into();
     let mut camera = fill(&schema["cameras"][0]);
     camera["id"] = "nursery".into();
     camera["name"] = "Nursery".into();
@@ -384,4 +389,46 @@ fn an_options_json_with_every_field_filled_loads_into_the_config() {
     let defaults = serde_json::to_string(&config["options"]).unwrap();
     let loaded = ipcam_mqtt::config::Config::parse(&defaults).unwrap();
     assert!(loaded.cameras.is_empty() && loaded.mqtt.host.is_none());
+}
+
+/// The Supervisor's own rules (`../shared/supervisor/check-addon-options.py`): a fresh install
+/// starts with the defaults, and a realistic two-camera home saves and starts; the binary loads
+/// what the Supervisor then writes.
+#[test]
+fn the_supervisor_starts_the_defaults_and_saves_a_two_camera_home() {
+    let Some(defaults) = common::supervisor::supervisor_check(None) else {
+        return;
+    };
+    if let Err(output) = defaults {
+        panic!("the Supervisor refuses to start a fresh install:\n{output}");
+    }
+    // What the options editor sends for a nursery camera and a Tapo on the landing.
+    let saved = serde_json::json!({
+        "log_level": "info",
+        "media_dir": "/media/ipcam-mqtt",
+        "cry_model": "/usr/share/ipcam-mqtt/yamnet.onnx",
+        "ha_cameras": true,
+        "mqtt": {},
+        "rtsp": {"username": "viewer", "password": "a-long-rtsp-secret"},
+        "http": {"port": 1985},
+        "webrtc": {"ice_servers": ["stun:stun.l.google.com:19302"]},
+        "cameras": [
+            {"id": "nursery", "name": "Nursery", "url": "rtsp://192.168.1.50:554/h264Preview_01_main",
+             "username": "admin", "password": "cam-secret", "cry_detection": true, "cry_threshold": 0.5},
+            {"id": "landing", "name": "Landing", "url": "rtsp://192.168.1.51:554/stream1",
+             "username": "tapo", "password": "tapo-secret", "transport": "udp", "close_after": 30}
+        ]
+    });
+    let written = common::supervisor::options_json(&saved);
+    let loaded = ipcam_mqtt::config::Config::parse(&written)
+        .unwrap_or_else(|problems| panic!("{problems}\n{written}"));
+    assert_eq!(loaded.cameras.len(), 2);
+    assert_eq!(loaded.http.port(), 1985);
+    assert_eq!(loaded.rtsp.port(), 8554);
+    assert!(!loaded.rtsp.credentials_in_mqtt, "off unless asked");
+    // A section left out of what was saved still comes from the defaults at Start.
+    let mut without = saved.clone();
+    without.as_object_mut().unwrap().remove("webrtc");
+    let merged = common::supervisor::merged_options(&without);
+    assert_eq!(merged["webrtc"], serde_json::json!({}));
 }

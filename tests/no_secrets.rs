@@ -1,7 +1,8 @@
 //! No secret in any output: a full run with every kind of password set (camera, snapshot URL,
 //! MQTT, RTSP and HTTP servers), a failing camera, viewers over RTSP and WebRTC, snapshots, MQTT
 //! commands and API errors. Every log line, MQTT message and API answer is then searched for
-//! each password; the RTSP password may only be in the `stream_source` URLs Home Assistant plays.
+//! each password. The RTSP password goes into MQTT's `stream_source` only when the user sets
+//! `rtsp.credentials_in_mqtt`.
 mod common;
 use common::*;
 use std::time::Duration;
@@ -84,47 +85,19 @@ fn no_password_appears_in_logs_mqtt_or_api_answers() {
     std::thread::sleep(Duration::from_secs(2));
 
     let logs = addon.logs();
-    // The one place the RTSP server's password belongs: the stream URLs in the attributes, which
-    // Home Assistant and scripts play. They are checked to play, then left out of the search.
-    let mut stream_sources = Vec::new();
     let messages: Vec<String> = mqtt
         .messages()
         .into_iter()
-        .map(
-            |(t, p)| match serde_json::from_str::<serde_json::Value>(&p) {
-                Ok(mut json) if json["stream_source"].is_string() => {
-                    stream_sources.push(json["stream_source"].as_str().unwrap().to_string());
-                    json["stream_source"] = "(checked apart)".into();
-                    format!("{t} {json}")
-                }
-                _ => format!("{t} {p}"),
-            },
-        )
+        .map(|(t, p)| format!("{t} {p}"))
         .collect();
-    let live = stream_sources
-        .iter()
-        .find(|s| s.ends_with("/cam_live"))
-        .expect("the info attributes carry stream_source");
-    let mut playable = url::Url::parse(live).unwrap();
+    let info = mqtt.last("ipcam/cam/info/attributes").unwrap();
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    let live = url::Url::parse(info["stream_source"].as_str().unwrap()).unwrap();
     assert_eq!(
-        (playable.username(), playable.password()),
-        ("viewer", Some(SECRETS[4])),
-        "stream_source carries the RTSP credentials"
+        (live.username(), live.password(), live.path()),
+        ("", None, "/cam_live"),
+        "no credentials in stream_source by default"
     );
-    playable.set_host(Some("127.0.0.1")).unwrap();
-    assert!(
-        ffprobe_codecs(playable.as_str(), "tcp").is_ok_and(|c| c.contains(&"h264".to_string())),
-        "stream_source plays"
-    );
-    for source in &stream_sources {
-        assert!(
-            !SECRETS
-                .iter()
-                .any(|s| *s != SECRETS[4] && source.contains(s)),
-            "only the RTSP password is in {}",
-            source.replace(SECRETS[4], "***")
-        );
-    }
     assert!(
         logs.lines().count() > 20 && messages.len() > 20,
         "a full run was seen"
@@ -151,5 +124,37 @@ fn no_password_appears_in_logs_mqtt_or_api_answers() {
         messages.len(),
         answers.len(),
         SECRETS.len()
+    );
+}
+
+/// Shared on purpose: `rtsp.credentials_in_mqtt` puts the RTSP user and password into the
+/// `stream_source` attributes, and that URL plays as given.
+#[test]
+fn credentials_in_mqtt_puts_the_rtsp_password_into_stream_source_on_request() {
+    let broker = Mosquitto::start();
+    let mqtt = broker.watch();
+    let camera = Camera::start(&[]);
+    let rtsp_port = free_port();
+    let yaml = config(broker.port, rtsp_port, &[("cam", &camera.url(), "")]).replacen(
+        &format!("rtsp:\n  port: {rtsp_port}\n"),
+        &format!(
+            "rtsp:\n  port: {rtsp_port}\n  username: viewer\n  password: {}\n  credentials_in_mqtt: true\n",
+            SECRETS[4]
+        ),
+        1,
+    );
+    let _addon = AddOn::start(&yaml);
+    let info = mqtt.wait_for_json(
+        "ipcam/cam/info/attributes",
+        Duration::from_secs(10),
+        |json| json["stream_source"].is_string(),
+    );
+    let mut live = url::Url::parse(info["stream_source"].as_str().unwrap()).unwrap();
+    assert_eq!((live.username(), live.password()), ("viewer", Some(SECRETS[4])));
+    // The host name is this machine's; the test plays it on loopback.
+    live.set_host(Some("127.0.0.1")).unwrap();
+    assert!(
+        ffprobe_codecs(live.as_str(), "tcp").is_ok_and(|c| c.contains(&"h264".to_string())),
+        "stream_source plays as given"
     );
 }

@@ -1,13 +1,40 @@
-//! The camera appears in a real Home Assistant (Core 2025.4.4, installed and onboarded by
-//! `../shared/ha/real-ha.sh`) by MQTT discovery alone; its switch, snapshot camera, mode select,
-//! interval number and button work from HA's own API; its Crying sensor follows a real cry and
-//! leaves the device when cry detection is turned off.
+//! The camera appears in a real Home Assistant (Core 2025.4.4 and 2026.2.3, each installed and
+//! onboarded by `../shared/ha/real-ha.sh`) by MQTT discovery alone; its switch, snapshot camera,
+//! mode select, interval number and button work from HA's own API; its Crying sensor follows a
+//! real cry and leaves the device when cry detection is turned off. As the add-on, the live stream
+//! becomes a Generic camera that HA's stream component plays, once, even after a reinstall.
 mod common;
 use common::*;
 use std::process::Command;
 use std::time::Duration;
 
+/// The Home Assistant releases the add-on must work with: the default of `real-ha.sh`, and the
+/// newest this machine's Python runs (the Generic camera's flow changed shape in 2026.1).
+#[derive(Debug, Clone, Copy)]
+enum Release {
+    Ha2025,
+    Ha2026,
+}
+
+impl Release {
+    fn version(self) -> &'static str {
+        match self {
+            Release::Ha2025 => "2025.4.4",
+            Release::Ha2026 => "2026.2.3",
+        }
+    }
+
+    /// One folder (and venv) per version, as `real-ha.sh` asks.
+    fn base(self) -> &'static str {
+        match self {
+            Release::Ha2025 => "/tmp/ha",
+            Release::Ha2026 => "/tmp/ha2026",
+        }
+    }
+}
+
 struct RealHa {
+    release: Release,
     url: String,
     token: String,
     mqtt_port: u16,
@@ -15,17 +42,19 @@ struct RealHa {
     _one_at_a_time: std::sync::MutexGuard<'static, ()>,
 }
 
-/// real-ha.sh works in one folder (/tmp/ha): one Home Assistant at a time.
+/// Two Home Assistants at once are too much for two cores: one at a time.
 static REAL_HA: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl RealHa {
-    fn start() -> Option<RealHa> {
+    fn start(release: Release) -> Option<RealHa> {
         let script = shared_file("ha/real-ha.sh")?;
         let one_at_a_time = REAL_HA.lock().unwrap_or_else(|e| e.into_inner());
         let (ha_port, mqtt_port) = (free_port(), free_port());
         let out = Command::new("bash")
             .arg(&script)
             .env("KEEP", "1")
+            .env("HA_VERSION", release.version())
+            .env("BASE", release.base())
             .env("HA_PORT", ha_port.to_string())
             .env("MQTT_PORT", mqtt_port.to_string())
             .output()
@@ -44,10 +73,12 @@ impl RealHa {
             })
             .unwrap_or_default();
         let session: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string("/tmp/ha/probe-work/session.json").unwrap(),
+            &std::fs::read_to_string(format!("{}/probe-work/session.json", release.base()))
+                .unwrap(),
         )
         .unwrap();
         Some(RealHa {
+            release,
             url: format!("http://127.0.0.1:{ha_port}"),
             token: session["token"].as_str().unwrap().to_string(),
             mqtt_port,
@@ -108,6 +139,15 @@ impl RealHa {
     fn call(&self, service: &str, body: &str) {
         self.api("POST", &format!("/api/services/{service}"), Some(body));
     }
+
+    /// Home Assistant's own log, for what it warns about our discovery.
+    fn log(&self) -> String {
+        std::fs::read_to_string(format!(
+            "{}/probe-config/home-assistant.log",
+            self.release.base()
+        ))
+        .unwrap_or_default()
+    }
 }
 
 impl Drop for RealHa {
@@ -119,11 +159,21 @@ impl Drop for RealHa {
 }
 
 #[test]
-fn camera_appears_in_real_home_assistant_with_a_working_switch_and_snapshot_camera() {
-    let Some(ha) = RealHa::start() else {
+fn camera_appears_in_home_assistant_2025_with_a_working_switch_and_snapshot_camera() {
+    camera_appears_with_a_working_switch_and_snapshot_camera(Release::Ha2025);
+}
+
+#[test]
+fn camera_appears_in_home_assistant_2026_with_a_working_switch_and_snapshot_camera() {
+    camera_appears_with_a_working_switch_and_snapshot_camera(Release::Ha2026);
+}
+
+fn camera_appears_with_a_working_switch_and_snapshot_camera(release: Release) {
+    let Some(ha) = RealHa::start(release) else {
         return;
     };
-    let camera = Camera::start(&[]);
+    let mut camera = Camera::start(&[]);
+    let camera_url = camera.url();
     let cry =
         shared_file("models/yamnet.onnx").zip(shared_file("fixtures/media/cry_h264_pcma.mkv"));
     let crib = cry
@@ -131,7 +181,7 @@ fn camera_appears_in_real_home_assistant_with_a_working_switch_and_snapshot_came
         .map(|(_, media)| Camera::start(&["--file", media.to_str().unwrap(), "--audio", "pcma"]));
     let rtsp_port = free_port();
     let config_with_crib = |crib_yaml: &str| {
-        let mut cameras = vec![("nursery", camera.url(), String::new())];
+        let mut cameras = vec![("nursery", camera_url.clone(), String::new())];
         if let Some(crib) = &crib {
             cameras.push(("crib", crib.url(), crib_yaml.to_string()));
         }
@@ -179,6 +229,7 @@ fn camera_appears_in_real_home_assistant_with_a_working_switch_and_snapshot_came
         "Camera nursery",
         ipcam_mqtt::mqtt::discovery::Features {
             cry_detection: false,
+            configuration_url: "",
         },
     ))
     .unwrap();
@@ -211,6 +262,33 @@ fn camera_appears_in_real_home_assistant_with_a_working_switch_and_snapshot_came
         }
     }
     assert_eq!(devices.len(), 1, "every entity on the camera's one device");
+    let device_registry = ha.ws(serde_json::json!({"type": "config/device_registry/list"}));
+    let device = device_registry
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| devices.contains(d["id"].as_str().unwrap_or("")))
+        .unwrap();
+    assert!(
+        device["configuration_url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("http://")),
+        "the device page links to the viewer: {device}"
+    );
+    // Nothing we send is deprecated or refused in this release.
+    let complaints: Vec<String> = ha
+        .log()
+        .lines()
+        .filter(|l| l.contains("WARNING") || l.contains("ERROR"))
+        .filter(|l| l.contains("ipcam") || l.contains("camera_nursery"))
+        .map(str::to_string)
+        .collect();
+    assert!(
+        complaints.is_empty(),
+        "Home Assistant {} complains:\n{}",
+        release.version(),
+        complaints.join("\n")
+    );
     let info = ha.state("sensor.camera_nursery_info");
     assert!(
         info["attributes"]["stream_source"]
@@ -276,11 +354,39 @@ fn camera_appears_in_real_home_assistant_with_a_working_switch_and_snapshot_came
         },
     );
 
+    // A camera that fails keeps its controls: OFF, the button and the selects stay usable, and
+    // the status entity says what is wrong.
+    camera.kill();
+    wait_until(
+        "HA to show the camera's trouble",
+        Duration::from_secs(20),
+        || ha.state("sensor.camera_nursery_stream_status")["state"] != "active",
+    );
+    for entity in [
+        "switch.camera_nursery_live_stream",
+        "button.camera_nursery_take_snapshot",
+        "button.camera_nursery_record_clip",
+        "select.camera_nursery_snapshot_mode",
+        "select.camera_nursery_event",
+        "camera.camera_nursery_snapshot",
+    ] {
+        assert_ne!(
+            ha.state(entity)["state"],
+            "unavailable",
+            "{entity} stays usable while the camera is down"
+        );
+    }
+    assert_eq!(
+        ha.camera_image("camera.camera_nursery_snapshot").0,
+        200,
+        "the last snapshot is still shown"
+    );
     ha.api(
         "POST",
         "/api/services/switch/turn_off",
         Some(r#"{"entity_id": "switch.camera_nursery_live_stream"}"#),
     );
+    camera.restore();
     wait_until(
         "HA to show the stream stopped",
         Duration::from_secs(15),
@@ -302,29 +408,36 @@ fn camera_appears_in_real_home_assistant_with_a_working_switch_and_snapshot_came
     }
 }
 
-/// As the add-on (a Supervisor token, here HA's own, and `HOMEASSISTANT_API` for the core proxy):
-/// the live stream becomes a Generic camera entry once, survives restarts without a duplicate,
-/// shows a still image through HA's camera proxy, and goes when its camera leaves the options.
 #[test]
-fn the_live_stream_becomes_a_home_assistant_camera_by_itself_once() {
-    let Some(ha) = RealHa::start() else {
+fn the_live_stream_becomes_a_home_assistant_2025_camera_by_itself_once() {
+    the_live_stream_becomes_a_home_assistant_camera_by_itself_once(Release::Ha2025);
+}
+
+#[test]
+fn the_live_stream_becomes_a_home_assistant_2026_camera_by_itself_once() {
+    the_live_stream_becomes_a_home_assistant_camera_by_itself_once(Release::Ha2026);
+}
+
+/// As the add-on (a Supervisor token, here HA's own, `HOMEASSISTANT_API` for the core proxy, and
+/// the options.json the Supervisor writes): the live stream becomes a Generic camera entry once,
+/// which HA's stream component plays; it survives restarts and a reinstall (`/data` wiped)
+/// without a duplicate, follows a changed URL in place, shows a still image through HA's camera
+/// proxy, and goes when its camera leaves the options.
+fn the_live_stream_becomes_a_home_assistant_camera_by_itself_once(release: Release) {
+    let Some(ha) = RealHa::start(release) else {
         return;
     };
     let camera = Camera::start(&[]);
-    let data = tempfile::tempdir().unwrap();
     let (rtsp_port, http_port) = (free_port(), free_port());
-    let options = |cameras: &str| {
-        format!(
-            "mqtt:\n  host: 127.0.0.1\n  port: {}\nrtsp:\n  port: {rtsp_port}\n  public_host: 127.0.0.1\n\
-             http:\n  port: {http_port}\n  public_host: 127.0.0.1\ndata_dir: {}\ncameras:\n{cameras}",
-            ha.mqtt_port,
-            data.path().display()
-        )
+    let options = |public_host: &str, cameras: serde_json::Value| {
+        serde_json::json!({
+            "mqtt": {"host": "127.0.0.1", "port": ha.mqtt_port},
+            "rtsp": {"port": rtsp_port, "public_host": public_host},
+            "http": {"port": http_port, "public_host": public_host},
+            "cameras": cameras,
+        })
     };
-    let nursery = format!(
-        "  - id: nursery\n    name: Nursery\n    url: {}\n",
-        camera.url()
-    );
+    let nursery = serde_json::json!([{"id": "nursery", "name": "Nursery", "url": camera.url()}]);
     let api = format!("{}/api", ha.url);
     let env = [
         ("SUPERVISOR_TOKEN", ha.token.as_str()),
@@ -346,7 +459,7 @@ fn the_live_stream_becomes_a_home_assistant_camera_by_itself_once() {
             .contains("Home Assistant camera entries in step")
     };
 
-    let addon = AddOn::start_with_env(&options(&nursery), &env);
+    let addon = AddOn::start_as_addon(&options("127.0.0.1", nursery.clone()), &env);
     wait_until("the camera entity", Duration::from_secs(60), || {
         ha.state("camera.nursery_live")["attributes"]["friendly_name"] == "Nursery live"
     });
@@ -359,11 +472,12 @@ fn the_live_stream_becomes_a_home_assistant_camera_by_itself_once() {
     let entries = ours();
     assert_eq!(entries.len(), 1, "{entries:?}");
     assert_eq!(entries[0]["title"], "Nursery (ipcam-mqtt)");
-    assert!(
-        !addon.logs().contains("credentials.json\n"),
-        "no secret in the log"
-    );
-    let generated = std::fs::read_to_string(data.path().join("credentials.json")).unwrap();
+    // HA's stream component plays it: the HLS playlist HA makes from our RTSP stream.
+    let stream = ha.ws(serde_json::json!({"type": "camera/stream", "entity_id": "camera.nursery_live"}));
+    let hls = format!("{}{}", ha.url, stream["url"].as_str().unwrap_or_else(|| panic!("{stream}")));
+    let codecs = ffprobe_codecs(&hls, "tcp").unwrap_or_else(|e| panic!("HA's HLS: {e}"));
+    assert!(codecs.contains(&"h264".to_string()), "{codecs:?}");
+    let generated = std::fs::read_to_string(addon.dir.path().join("data/credentials.json")).unwrap();
     let password =
         serde_json::from_str::<serde_json::Value>(&generated).unwrap()["rtsp"]["password"]
             .as_str()
@@ -373,29 +487,40 @@ fn the_live_stream_becomes_a_home_assistant_camera_by_itself_once() {
         !addon.logs().contains(&password),
         "the generated password is never logged"
     );
-    drop(addon);
+    let dir = addon.stop();
 
-    let addon = AddOn::start_with_env(&options(&nursery), &env);
+    let addon = AddOn::start_as_addon_in(dir, &options("127.0.0.1", nursery.clone()), &env);
     wait_until("the entries checked again", Duration::from_secs(30), || {
         in_step(&addon)
     });
     assert_eq!(ours().len(), 1, "a restart makes no duplicate");
-    drop(addon);
+    let dir = addon.stop();
 
-    // A changed stream URL replaces the entry.
-    let moved = options(&nursery).replacen("public_host: 127.0.0.1", "public_host: localhost", 1);
-    assert_ne!(moved, options(&nursery));
-    let addon = AddOn::start_with_env(&moved, &env);
-    wait_until("the entry replaced", Duration::from_secs(60), || {
+    // A changed stream URL changes the entry in place, through its options flow.
+    let addon = AddOn::start_as_addon_in(dir, &options("localhost", nursery.clone()), &env);
+    wait_until("the entry changed", Duration::from_secs(60), || {
         in_step(&addon)
     });
-    let replaced = ours();
-    assert_eq!(replaced.len(), 1, "{replaced:?}");
-    assert_ne!(replaced[0]["entry_id"], entries[0]["entry_id"]);
-    assert!(ha.state("camera.nursery_live")["state"].is_string());
+    let changed = ours();
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert_eq!(changed[0]["entry_id"], entries[0]["entry_id"], "changed in place");
+    let source = ha.ws(serde_json::json!({"type": "config_entries/get_single", "entry_id": changed[0]["entry_id"]}));
+    assert!(ha.state("camera.nursery_live")["state"].is_string(), "{source}");
     drop(addon);
 
-    let addon = AddOn::start_with_env(&options("  []\n"), &env);
+    // A reinstall wipes /data: the entry is found by its mark and adopted, not made again.
+    let addon = AddOn::start_as_addon(&options("127.0.0.1", nursery.clone()), &env);
+    wait_until("the entries checked after a reinstall", Duration::from_secs(60), || {
+        in_step(&addon)
+    });
+    let adopted = ours();
+    assert_eq!(adopted.len(), 1, "a reinstall makes no duplicate: {adopted:?}");
+    assert_eq!(adopted[0]["entry_id"], entries[0]["entry_id"]);
+    assert!(addon.logs().contains("adopted its Home Assistant camera"));
+    assert_eq!(ha.camera_image("camera.nursery_live").0, 200);
+    let dir = addon.stop();
+
+    let addon = AddOn::start_as_addon_in(dir, &options("127.0.0.1", serde_json::json!([])), &env);
     wait_until("the entry removed", Duration::from_secs(30), || {
         in_step(&addon)
     });
@@ -406,7 +531,9 @@ fn the_live_stream_becomes_a_home_assistant_camera_by_itself_once() {
     drop(addon);
 
     // Turned off, the option makes none.
-    let addon = AddOn::start_with_env(&format!("{}ha_cameras: false\n", options(&nursery)), &env);
+    let mut off = options("127.0.0.1", nursery);
+    off["ha_cameras"] = false.into();
+    let addon = AddOn::start_as_addon(&off, &env);
     wait_until("the entries checked", Duration::from_secs(30), || {
         in_step(&addon)
     });

@@ -353,3 +353,48 @@ fn a_client_asking_too_fast_gets_429_with_retry_after() {
     let logs = rig.addon.logs();
     assert_eq!(logs.matches("faster than 5 a second").count(), 1, "{logs}");
 }
+
+/// A dashboard left open: Home Assistant polls the camera entity's `still_image_url` about every
+/// 10 s while a card shows it. For two minutes against an idle camera in `Auto` mode that opens
+/// no camera session at all; once something else has streamed, the dashboard gets that picture,
+/// still without connecting.
+#[test]
+fn a_dashboard_polling_the_still_image_for_two_minutes_never_connects_an_idle_camera() {
+    let rig = Rig::start(&[], "");
+    let still = || {
+        http_get(&format!(
+            "http://127.0.0.1:{}/api/still.jpeg?src=cam",
+            rig.addon.http_port
+        ))
+    };
+    for poll in 1..=12 {
+        let (status, jpeg) = still();
+        assert_eq!(status, 200, "poll {poll}");
+        // The "no picture yet" card: 640x360, and not the camera's 320x240.
+        assert_eq!(jpeg_size(&jpeg), Ok((640, 360)), "poll {poll}");
+        assert_eq!(
+            rig.camera.connections(),
+            0,
+            "poll {poll} connected the idle camera"
+        );
+        // Home Assistant's pace, not a wait for an event.
+        std::thread::sleep(Duration::from_secs(10));
+    }
+    switch_on(&rig.broker, &rig.mqtt, "cam");
+    let (status, jpeg) = still();
+    assert_eq!((status, jpeg_size(&jpeg)), (200, Ok((320, 240))), "a picture of now");
+    rig.broker
+        .publish("ipcam/cam/live_stream/command", "OFF", false);
+    rig.mqtt.wait_for(
+        "ipcam/cam/stream_status/state",
+        "inactive",
+        Duration::from_secs(15),
+    );
+    let (status, jpeg) = still();
+    assert_eq!(
+        (status, jpeg_size(&jpeg)),
+        (200, Ok((320, 240))),
+        "the newest snapshot there is"
+    );
+    assert_eq!(rig.camera.connections(), 1, "only the stream that was asked for");
+}

@@ -27,15 +27,15 @@ pub struct WantedCamera {
 }
 
 impl WantedCamera {
-    /// The fields of the Generic flow's first step (HA 2025.4).
-    pub fn flow_fields(&self) -> Value {
+    /// What the Generic flow should hold, by field name, wherever its form puts each field.
+    pub fn flow_values(&self) -> serde_json::Map<String, Value> {
         let stream = match &self.stream_credentials {
             Some((user, password)) => {
                 crate::secret::with_userinfo(&self.stream_source, user, password)
             }
             None => self.stream_source.clone(),
         };
-        let mut fields = json!({
+        let mut values = json!({
             "still_image_url": self.still_image_url,
             "stream_source": stream,
             "rtsp_transport": "tcp",
@@ -44,17 +44,20 @@ impl WantedCamera {
             "verify_ssl": false,
         });
         if let Some((user, password)) = &self.still_credentials {
-            fields["username"] = user.clone().into();
-            fields["password"] = password.expose().into();
+            values["username"] = user.clone().into();
+            values["password"] = password.expose().into();
         }
-        fields
+        match values {
+            Value::Object(map) => map,
+            _ => unreachable!("built as an object"),
+        }
     }
 
     /// Changes when any field changes, without keeping a password on disk in the clear.
     fn fingerprint(&self) -> String {
         use std::hash::{Hash, Hasher};
         let mut hasher = std::hash::DefaultHasher::new();
-        self.flow_fields().to_string().hash(&mut hasher);
+        Value::Object(self.flow_values()).to_string().hash(&mut hasher);
         self.name.hash(&mut hasher);
         format!("{:016x}", hasher.finish())
     }
@@ -67,7 +70,17 @@ impl WantedCamera {
 #[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
 struct Made {
     entry_id: String,
+    /// Of the fields the entry was last brought in step with; empty until then.
     fingerprint: String,
+}
+
+impl Made {
+    fn unsynced(entry_id: &str) -> Made {
+        Made {
+            entry_id: entry_id.to_string(),
+            fingerprint: String::new(),
+        }
+    }
 }
 
 /// Home Assistant's REST and WebSocket API.
@@ -187,14 +200,15 @@ async fn next_json(socket: &mut Socket) -> Result<Value, String> {
     }
 }
 
+/// Ends the title of every entry ipcam-mqtt makes: the mark by which a reinstall (with `/data`
+/// wiped) adopts its own entry instead of making a duplicate, and never takes a user's.
+const MARK: &str = " (ipcam-mqtt)";
+
 /// Brings Home Assistant's Generic camera entries in line with `wanted` (empty: remove ours).
 pub async fn sync(api: &CoreApi, wanted: &[WantedCamera], data_dir: &Path) -> Result<(), String> {
     let state_path = data_dir.join(STATE_FILE);
-    let mut made: BTreeMap<String, Made> = std::fs::read(&state_path)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default();
-    let existing: Vec<String> = api
+    let mut made = load(&state_path);
+    let entries: Vec<Value> = api
         .call(
             reqwest::Method::GET,
             "/config/config_entries/entry?domain=generic",
@@ -202,42 +216,72 @@ pub async fn sync(api: &CoreApi, wanted: &[WantedCamera], data_dir: &Path) -> Re
         )
         .await?
         .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|entry| entry["entry_id"].as_str().map(str::to_string))
-        .collect();
-    made.retain(|_, m| existing.contains(&m.entry_id));
-    for (camera, entry) in made.clone() {
+        .cloned()
+        .unwrap_or_default();
+    let entry = |id: &str| entries.iter().find(|e| e["entry_id"] == id);
+    made.retain(|_, m| entry(&m.entry_id).is_some());
+    for (camera, made_entry) in made.clone() {
         if !wanted.iter().any(|w| w.id == camera) {
-            remove(api, &entry.entry_id).await?;
+            remove(api, &made_entry.entry_id).await?;
             made.remove(&camera);
             save(&state_path, &made)?;
             tracing::info!(camera = %camera, "removed its Home Assistant camera (no longer configured)");
         }
     }
-    for camera in wanted {
+    let mut not_ours = Vec::new();
+    if wanted.iter().any(|w| !made.contains_key(&w.id)) {
+        let registry = entity_registry(api).await?;
+        let unknown: Vec<&WantedCamera> =
+            wanted.iter().filter(|w| !made.contains_key(&w.id)).collect();
+        for camera in unknown {
+            let Some(owner) = registry
+                .iter()
+                .find(|e| e["entity_id"] == camera.entity_id().as_str())
+                .and_then(|e| e["config_entry_id"].as_str())
+            else {
+                continue;
+            };
+            let title = entry(owner).and_then(|e| e["title"].as_str()).unwrap_or("");
+            if title.ends_with(MARK) {
+                made.insert(camera.id.clone(), Made::unsynced(owner));
+                save(&state_path, &made)?;
+                tracing::info!(camera = %camera.id, "adopted its Home Assistant camera \"{title}\", made by an earlier install");
+            } else {
+                tracing::warn!(
+                    camera = %camera.id,
+                    "{} belongs to a camera entry ipcam-mqtt did not make (\"{title}\"); it is left alone, and no camera entry is made for {}",
+                    camera.entity_id(),
+                    camera.id
+                );
+                not_ours.push(camera.id.as_str());
+            }
+        }
+    }
+    for camera in wanted.iter().filter(|w| !not_ours.contains(&w.id.as_str())) {
         let fingerprint = camera.fingerprint();
-        match made.get(&camera.id) {
+        let entry_id = match made.get(&camera.id) {
             Some(entry) if entry.fingerprint == fingerprint => continue,
             Some(entry) => {
-                remove(api, &entry.entry_id).await?;
-                made.remove(&camera.id);
-                save(&state_path, &made)?;
+                let entry_id = entry.entry_id.clone();
+                update(api, &entry_id, camera).await?;
+                entry_id
             }
-            None => {}
+            None => {
+                let entry_id = create(api, camera).await?;
+                // Recorded before anything else can fail, so a retry never makes another.
+                made.insert(camera.id.clone(), Made::unsynced(&entry_id));
+                save(&state_path, &made)?;
+                entry_id
+            }
+        };
+        name(api, &entry_id, camera).await?;
+        if let Some(entry) = made.get_mut(&camera.id) {
+            entry.fingerprint = fingerprint;
         }
-        let entry_id = create(api, camera).await?;
-        made.insert(
-            camera.id.clone(),
-            Made {
-                entry_id,
-                fingerprint,
-            },
-        );
         save(&state_path, &made)?;
         tracing::info!(
             camera = %camera.id,
-            "Home Assistant camera {} made (a Generic camera on {})",
+            "Home Assistant camera {} in step (a Generic camera on {})",
             camera.entity_id(),
             crate::secret::redact_urls(&camera.stream_source)
         );
@@ -249,25 +293,58 @@ pub async fn sync(api: &CoreApi, wanted: &[WantedCamera], data_dir: &Path) -> Re
     Ok(())
 }
 
-/// The three steps of the Generic flow, then the entity's id and name and the entry's title.
+/// A new Generic camera entry; returns its id.
 async fn create(api: &CoreApi, camera: &WantedCamera) -> Result<String, String> {
+    let created = run_flow(
+        api,
+        "/config/config_entries/flow",
+        json!({"handler": "generic"}),
+        camera,
+    )
+    .await?;
+    created["result"]["entry_id"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| "the Generic flow made no entry".to_string())
+}
+
+/// Changes an entry in place through its options flow, as a user would: the entity, its id and
+/// anything the user set on it in Home Assistant stay.
+async fn update(api: &CoreApi, entry_id: &str, camera: &WantedCamera) -> Result<(), String> {
+    run_flow(
+        api,
+        "/config/config_entries/options/flow",
+        json!({"handler": entry_id}),
+        camera,
+    )
+    .await
+    .map(drop)
+}
+
+/// The Generic flow's two steps (the form, then the preview's confirmation), answered from the
+/// form Home Assistant sends.
+async fn run_flow(
+    api: &CoreApi,
+    flows: &str,
+    start: Value,
+    camera: &WantedCamera,
+) -> Result<Value, String> {
     use reqwest::Method;
-    let form = api
-        .call(
-            Method::POST,
-            "/config/config_entries/flow",
-            Some(json!({"handler": "generic"})),
-        )
-        .await?;
+    let form = api.call(Method::POST, flows, Some(start)).await?;
     let flow = format!(
-        "/config/config_entries/flow/{}",
+        "{flows}/{}",
         form["flow_id"]
             .as_str()
             .ok_or("the Generic flow gave no flow_id")?
     );
-    let confirm = api
-        .call(Method::POST, &flow, Some(camera.flow_fields()))
-        .await?;
+    let answer = match super::form::fill(&form["data_schema"], &camera.flow_values()) {
+        Ok(answer) => answer,
+        Err(e) => {
+            let _ = api.call(Method::DELETE, &flow, None).await;
+            return Err(e);
+        }
+    };
+    let confirm = api.call(Method::POST, &flow, Some(answer)).await?;
     if confirm["step_id"] != "user_confirm" {
         let _ = api.call(Method::DELETE, &flow, None).await;
         return Err(format!(
@@ -275,32 +352,43 @@ async fn create(api: &CoreApi, camera: &WantedCamera) -> Result<String, String> 
             crate::secret::redact_urls(&confirm["errors"].to_string())
         ));
     }
-    let created = api
+    let done = api
         .call(Method::POST, &flow, Some(json!({"confirmed_ok": true})))
         .await?;
-    let entry_id = created["result"]["entry_id"]
-        .as_str()
-        .ok_or_else(|| format!("the Generic flow made no entry: {}", created["type"]))?
-        .to_string();
-    let entities = api
+    if done["type"] != "create_entry" {
+        return Err(format!("the Generic flow ended with {}", done["type"]));
+    }
+    Ok(done)
+}
+
+async fn entity_registry(api: &CoreApi) -> Result<Vec<Value>, String> {
+    let mut results = api
         .ws(vec![json!({"type": "config/entity_registry/list"})])
         .await?;
-    let entity_id = entities[0]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|e| e["config_entry_id"] == entry_id.as_str())
+    Ok(results.pop().and_then(|r| r.as_array().cloned()).unwrap_or_default())
+}
+
+/// The entity's id and name, and the entry's title with our mark.
+async fn name(api: &CoreApi, entry_id: &str, camera: &WantedCamera) -> Result<(), String> {
+    let entity_id = entity_registry(api)
+        .await?
+        .iter()
+        .find(|e| e["config_entry_id"] == entry_id)
         .and_then(|e| e["entity_id"].as_str())
-        .ok_or("the new Generic camera has no entity")?
+        .ok_or("the Generic camera has no entity")?
         .to_string();
+    let mut rename = json!({"type": "config/entity_registry/update", "entity_id": entity_id,
+                            "name": format!("{} live", camera.name)});
+    if entity_id != camera.entity_id() {
+        rename["new_entity_id"] = camera.entity_id().into();
+    }
     api.ws(vec![
-        json!({"type": "config/entity_registry/update", "entity_id": entity_id,
-               "new_entity_id": camera.entity_id(), "name": format!("{} live", camera.name)}),
+        rename,
         json!({"type": "config_entries/update", "entry_id": entry_id,
-               "title": format!("{} (ipcam-mqtt)", camera.name)}),
+               "title": format!("{}{MARK}", camera.name)}),
     ])
-    .await?;
-    Ok(entry_id)
+    .await
+    .map(drop)
 }
 
 async fn remove(api: &CoreApi, entry_id: &str) -> Result<(), String> {
@@ -313,9 +401,28 @@ async fn remove(api: &CoreApi, entry_id: &str) -> Result<(), String> {
     .map(|_| ())
 }
 
+/// What was made before; an unreadable file counts as nothing made (the adoption by title then
+/// finds our entries again), and says so.
+fn load(path: &Path) -> BTreeMap<String, Made> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            tracing::warn!(
+                "{} is unreadable ({e}); finding our camera entries by their title instead",
+                path.display()
+            );
+            BTreeMap::new()
+        }),
+        Err(_) => BTreeMap::new(),
+    }
+}
+
+/// Written whole or not at all: a crash mid-write must not lose which entries are ours.
 fn save(path: &Path, made: &BTreeMap<String, Made>) -> Result<(), String> {
     let bytes = serde_json::to_vec_pretty(made).map_err(|e| e.to_string())?;
-    std::fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    let partial = path.with_extension("json.partial");
+    std::fs::write(&partial, bytes)
+        .and_then(|()| std::fs::rename(&partial, path))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// Runs [`sync`] until it succeeds (Home Assistant may still be starting), then stops.
@@ -361,7 +468,7 @@ mod tests {
     #[test]
     fn the_flow_gets_the_stream_with_its_credentials_and_the_still_image_with_basic_auth() {
         assert_eq!(
-            nursery().flow_fields(),
+            Value::Object(nursery().flow_values()),
             json!({
                 "still_image_url": "http://ipcam-mqtt:1984/api/frame.jpeg?src=nursery",
                 "stream_source": "rtsp://homeassistant:r%2Ft%40sp@ipcam-mqtt:8554/nursery_live",

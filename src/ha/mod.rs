@@ -2,6 +2,7 @@
 //! made through Home Assistant's REST API.
 
 pub mod cameras;
+pub mod form;
 pub mod supervisor;
 
 /// Running as a Home Assistant add-on: the Supervisor gave us its token.

@@ -1,8 +1,12 @@
 //! `GET /api/frame.jpeg?src=<camera>`: go2rtc's still-image endpoint, with its parameter names
 //! (`width`/`w`, `height`/`h`) so tools built for go2rtc work, plus `cache=<duration>`.
+//!
+//! `GET /api/still.jpeg?src=<camera>`: what a dashboard polls (the camera entity's
+//! `still_image_url`). It never holds an idle camera open; see [`policy::still`].
 
 use super::{Api, plain};
 use crate::snapshot::encode::Size;
+use crate::snapshot::policy::{self, Still};
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -12,6 +16,10 @@ use std::time::Duration;
 /// The largest side we scale to: 8K.
 const MAX_SIDE: u32 = 7680;
 const MAX_CACHE: Duration = Duration::from_secs(3600);
+/// Dashboards that poll a streaming camera together share one encode.
+const STILL_FRESHNESS: Duration = Duration::from_secs(2);
+/// Shown before an idle camera has ever given a picture, instead of an error each poll.
+const NO_PICTURE_YET: &[u8] = include_bytes!("../snapshot/assets/no-picture-yet.jpg");
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrameRequest {
@@ -74,41 +82,89 @@ pub async fn handler(
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let request = match parse_query(query.as_deref().unwrap_or("")) {
-        Ok(request) => request,
-        Err(message) => return plain(StatusCode::BAD_REQUEST, message),
+    let (request, snapshotter) = match admit(&api, peer, query) {
+        Ok(admitted) => admitted,
+        Err(response) => return response,
     };
-    let Some(snapshotter) = api.cameras.iter().find(|s| s.camera == request.camera) else {
-        return plain(
-            StatusCode::NOT_FOUND,
-            format!(
-                "no camera with id \"{}\"",
-                crate::mqtt::command::shorten(&request.camera, 40)
-            ),
-        );
-    };
-    if let Err(wait) =
-        api.snapshot_limit
-            .check(peer.ip(), &request.camera, std::time::Instant::now())
-    {
-        return super::too_many(wait);
-    }
     let result = match request.max_age {
         Some(max_age) => snapshotter.capture_cached(request.size, max_age).await,
         None => snapshotter.capture(request.size).await,
     };
+    answer(&request.camera, result.map(|s| s.jpeg))
+}
+
+pub async fn still_handler(
+    State(api): State<Arc<Api>>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let (request, snapshotter) = match admit(&api, peer, query) {
+        Ok(admitted) => admitted,
+        Err(response) => return response,
+    };
+    let settings = api.settings.camera(&request.camera);
+    let newest = snapshotter.newest();
+    let age = newest.as_ref().and_then(|s| s.taken_at.elapsed().ok());
+    let source = policy::still(
+        settings.snapshot_mode,
+        snapshotter.is_streaming(),
+        age,
+        settings.snapshot_interval_s,
+    );
+    let result = match (source, newest) {
+        (Still::Fresh, _) => snapshotter
+            .capture_cached(request.size, STILL_FRESHNESS)
+            .await
+            .map(|s| s.jpeg),
+        (Still::Connect, _) => snapshotter.capture(request.size).await.map(|s| s.jpeg),
+        (Still::Newest, Some(snapshot)) => Ok(snapshot.jpeg),
+        (Still::Newest, None) => Ok(bytes::Bytes::from_static(NO_PICTURE_YET)),
+    };
+    answer(&request.camera, result)
+}
+
+/// The parsed request and its camera, within the client's rate limit.
+#[allow(clippy::result_large_err)]
+fn admit(
+    api: &Api,
+    peer: std::net::SocketAddr,
+    query: Option<String>,
+) -> Result<(FrameRequest, Arc<crate::snapshot::Snapshotter>), Response> {
+    let request = parse_query(query.as_deref().unwrap_or(""))
+        .map_err(|message| plain(StatusCode::BAD_REQUEST, message))?;
+    let snapshotter = api
+        .cameras
+        .iter()
+        .find(|s| s.camera == request.camera)
+        .cloned()
+        .ok_or_else(|| {
+            plain(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no camera with id \"{}\"",
+                    crate::mqtt::command::shorten(&request.camera, 40)
+                ),
+            )
+        })?;
+    api.snapshot_limit
+        .check(peer.ip(), &request.camera, std::time::Instant::now())
+        .map_err(super::too_many)?;
+    Ok((request, snapshotter))
+}
+
+fn answer(camera: &str, result: Result<bytes::Bytes, String>) -> Response {
     match result {
-        Ok(snapshot) => (
+        Ok(jpeg) => (
             [
                 (header::CONTENT_TYPE, "image/jpeg"),
                 (header::CACHE_CONTROL, "no-cache"),
             ],
-            snapshot.jpeg,
+            jpeg,
         )
             .into_response(),
         Err(error) => plain(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("camera {}: {error}", request.camera),
+            format!("camera {camera}: {error}"),
         ),
     }
 }

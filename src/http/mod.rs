@@ -3,9 +3,11 @@
 //! `/api/streams`, and the viewer page at `/`.
 //!
 //! Same security rule as the RTSP server: with credentials set, every request needs Basic auth
-//! (no localhost bypass; only Home Assistant's ingress proxy, 172.30.32.2, which authenticates
-//! users itself); without them, the server listens on loopback only unless the user chose
-//! otherwise.
+//! (no localhost bypass); without them, the server listens on loopback only unless the user chose
+//! otherwise. The one exception is a listener of its own on the ingress port the Supervisor
+//! assigns: there, requests from Home Assistant's ingress proxy (172.30.32.2, with the
+//! `X-Ingress-Path` it adds), which authenticated the user already, need no password. The port
+//! the LAN uses never skips authentication.
 
 pub mod clips;
 pub mod frame;
@@ -41,6 +43,8 @@ pub struct Api {
     #[cfg(feature = "webrtc")]
     pub webrtc: Vec<Arc<WebrtcCamera>>,
     pub streams: Vec<CameraEntry>,
+    /// Each camera's snapshot mode and interval, for what a dashboard's still image may cost.
+    pub settings: Arc<crate::settings::Settings>,
     credentials: Option<(String, Secret)>,
     /// HA's proxy fetches at most a couple of stills a second per camera.
     pub snapshot_limit: limits::RateLimit,
@@ -56,6 +60,16 @@ pub struct Sources {
     #[cfg(feature = "webrtc")]
     pub webrtc: Vec<Arc<WebrtcCamera>>,
     pub streams: Vec<CameraEntry>,
+    pub settings: Arc<crate::settings::Settings>,
+}
+
+/// Which listener a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    /// `http.port`: credentials always, when set.
+    Direct,
+    /// The Supervisor's ingress port: its proxy is trusted; anyone else gives credentials.
+    Ingress,
 }
 
 /// Home Assistant's ingress proxy: it authenticates users itself.
@@ -65,12 +79,14 @@ const VIEWER_PAGE: &str = include_str!("viewer.html");
 
 pub struct HttpServer {
     pub local_addr: SocketAddr,
-    pub task: tokio::task::JoinHandle<()>,
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl HttpServer {
+    /// Listens on `http.port`, and on `ingress_port` (the Supervisor's) when given.
     pub async fn start(
         config: &ServerConfig,
+        ingress_port: Option<u16>,
         sources: Sources,
         cancel: CancellationToken,
     ) -> anyhow::Result<HttpServer> {
@@ -80,55 +96,76 @@ impl HttpServer {
             #[cfg(feature = "webrtc")]
             webrtc: sources.webrtc,
             streams: sources.streams,
+            settings: sources.settings,
             credentials: config
                 .credentials()
                 .map(|(user, password)| (user.to_string(), password.clone())),
             snapshot_limit: limits::RateLimit::new("snapshots", 5.0, 10),
             offer_limit: limits::RateLimit::new("WebRTC offers", 2.0, 20),
         });
-        let app = webrtc_routes(Router::new())
-            .route("/api/frame.jpeg", get(frame::handler))
-            .route("/api/clips/{camera}/{file}", get(clips::handler))
-            .route("/api/streams", get(streams::streams))
-            .route("/api", get(streams::about))
-            .route(
-                "/",
-                get(|| async {
-                    (
-                        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-                        VIEWER_PAGE,
-                    )
-                }),
-            )
-            .fallback(|| async {
-                plain(
-                    StatusCode::NOT_FOUND,
-                    "no such endpoint; try /api/frame.jpeg?src=<camera> or /api/clips/<camera>/<event_id>.mp4",
-                )
-            })
-            .layer(axum::middleware::from_fn_with_state(
-                api.clone(),
-                authenticate,
-            ))
-            .with_state(api);
         let address = SocketAddr::new(config.bind_address(), config.port());
-        let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
-            anyhow::anyhow!(
-                "cannot listen for HTTP on {address}: {e} (set http.port to a free port)"
-            )
-        })?;
+        let listener = bind(address, "http.port").await?;
         let local_addr = listener.local_addr()?;
-        let task = tokio::spawn(async move {
-            let app = app.into_make_service_with_connect_info::<SocketAddr>();
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { cancel.cancelled().await })
-                .await;
-            if let Err(e) = served {
-                tracing::error!("the HTTP server stopped: {e}");
-            }
-        });
-        Ok(HttpServer { local_addr, task })
+        let mut tasks = vec![serve(listener, router(&api, Gate::Direct), cancel.clone())];
+        if let Some(port) = ingress_port {
+            let address = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), port);
+            let listener = bind(address, "the ingress port (the Supervisor's)").await?;
+            tracing::info!("Home Assistant's sidebar (ingress) is served on port {port}");
+            tasks.push(serve(listener, router(&api, Gate::Ingress), cancel));
+        }
+        Ok(HttpServer { local_addr, tasks })
     }
+}
+
+async fn bind(address: SocketAddr, option: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| crate::listen::bind_error(address, option, &e))
+}
+
+fn router(api: &Arc<Api>, gate: Gate) -> Router {
+    webrtc_routes(Router::new())
+        .route("/api/frame.jpeg", get(frame::handler))
+        .route("/api/still.jpeg", get(frame::still_handler))
+        .route("/api/clips/{camera}/{file}", get(clips::handler))
+        .route("/api/streams", get(streams::streams))
+        .route("/api", get(streams::about))
+        .route(
+            "/",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                    VIEWER_PAGE,
+                )
+            }),
+        )
+        .fallback(|| async {
+            plain(
+                StatusCode::NOT_FOUND,
+                "no such endpoint; try /api/frame.jpeg?src=<camera> or /api/clips/<camera>/<event_id>.mp4",
+            )
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            (api.clone(), gate),
+            authenticate,
+        ))
+        .with_state(api.clone())
+}
+
+fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    cancel: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { cancel.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::error!("the HTTP server stopped: {e}");
+        }
+    })
 }
 
 #[cfg(feature = "webrtc")]
@@ -174,13 +211,16 @@ pub fn too_many(wait: std::time::Duration) -> Response {
 }
 
 async fn authenticate(
-    State(api): State<Arc<Api>>,
+    State((api, gate)): State<(Arc<Api>, Gate)>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
     request: Request,
     next: Next,
 ) -> Response {
+    let from_ingress = gate == Gate::Ingress
+        && peer.ip() == HA_INGRESS
+        && request.headers().contains_key("x-ingress-path");
     match &api.credentials {
-        Some(_) if peer.ip() == HA_INGRESS => next.run(request).await,
+        Some(_) if from_ingress => next.run(request).await,
         Some((user, password)) if !is_authorized(request.headers(), user, password) => {
             let mut response = plain(
                 StatusCode::UNAUTHORIZED,

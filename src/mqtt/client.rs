@@ -17,7 +17,7 @@ use crate::snapshot::{Request, SnapshotHandle};
 use bytes::Bytes;
 use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS};
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -33,8 +33,6 @@ pub struct BridgedCamera {
     pub links: CameraLinks,
 }
 
-/// Refreshes attributes that move with time (`streaming_for_s`).
-const REFRESH: Duration = Duration::from_secs(30);
 /// The longest wait between attempts to reach the broker: a broker back from a restart is found
 /// within this, and trying a home broker every few seconds costs nothing.
 const RECONNECT_MAX: Duration = Duration::from_secs(4);
@@ -189,18 +187,12 @@ impl Bridge {
                 }
             }));
         }
-        let mut refresh = tokio::time::interval(REFRESH);
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 Some(message) = incoming.recv() => self.on_incoming(message).await,
                 Some(index) = changed.recv() => self.publish_camera(index, false).await,
                 Some(notice) = cry_notices.recv() => self.publish_cry_event(&notice).await,
-                _ = refresh.tick() => {
-                    for index in 0..self.cameras.len() {
-                        self.publish_camera(index, false).await;
-                    }
-                }
             }
         }
         for watcher in watchers {
@@ -344,6 +336,7 @@ impl Bridge {
         if with_discovery {
             let features = discovery::Features {
                 cry_detection: camera.cry.is_some(),
+                configuration_url: &camera.links.configuration_url,
             };
             let document = discovery::device(&self.topics, &id, &camera.name, features);
             messages.push((
@@ -355,9 +348,8 @@ impl Bridge {
         }
         let state = camera.handle.state().borrow().clone();
         let cry = camera.cry.as_ref().map(|cry| cry.borrow().clone());
-        let now = SystemTime::now();
         messages.extend(
-            camera_states(&self.topics, &id, &camera.links, &state, cry.as_ref(), now)
+            camera_states(&self.topics, &id, &camera.links, &state, cry.as_ref())
                 .into_iter()
                 .chain(cry_states(&self.topics, &id, cry.as_ref()))
                 .chain(events_states(

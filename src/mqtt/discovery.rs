@@ -18,7 +18,6 @@ pub struct DeviceDiscovery {
     pub device: Device,
     pub origin: Origin,
     pub availability: Vec<Availability>,
-    pub availability_mode: &'static str,
     pub components: BTreeMap<&'static str, Component>,
     pub qos: u8,
 }
@@ -30,13 +29,18 @@ pub struct Device {
     pub manufacturer: &'static str,
     pub model: &'static str,
     pub sw_version: &'static str,
+    /// The device page's link: the add-on's sidebar panel, or the viewer page outside one.
+    pub configuration_url: String,
 }
 
 #[derive(Debug, Serialize)]
 pub struct Origin {
     pub name: &'static str,
     pub sw_version: &'static str,
+    pub support_url: &'static str,
 }
+
+pub const SUPPORT_URL: &str = "https://github.com/ipcam-mqtt/ipcam-mqtt";
 
 #[derive(Debug, Serialize)]
 pub struct Availability {
@@ -97,8 +101,9 @@ pub const PRESS: &str = "PRESS";
 
 /// What a camera's discovery depends on besides its id.
 #[derive(Debug, Clone, Copy)]
-pub struct Features {
+pub struct Features<'a> {
     pub cry_detection: bool,
+    pub configuration_url: &'a str,
 }
 
 /// The discovery message for one camera.
@@ -131,20 +136,20 @@ pub fn device(topics: &Topics, camera: &str, name: &str, features: Features) -> 
             manufacturer: ORIGIN_NAME,
             model: "RTSP camera",
             sw_version: version,
+            configuration_url: features.configuration_url.to_string(),
         },
         origin: Origin {
             name: ORIGIN_NAME,
             sw_version: version,
+            support_url: SUPPORT_URL,
         },
-        availability: [topics.bridge_status(), topics.camera_status(camera)]
-            .into_iter()
-            .map(|topic| Availability {
-                topic,
-                payload_available: ONLINE,
-                payload_not_available: OFFLINE,
-            })
-            .collect(),
-        availability_mode: "all",
+        // The bridge alone: a camera that is down or retrying keeps OFF, Take snapshot, Record
+        // clip, the selects and its last snapshot usable, and its status entities say why.
+        availability: vec![Availability {
+            topic: topics.bridge_status(),
+            payload_available: ONLINE,
+            payload_not_available: OFFLINE,
+        }],
         components,
         qos: 1,
     }
@@ -212,6 +217,7 @@ fn component(topics: &Topics, camera: &str, entity: Entity) -> Component {
             step: Some(1),
             mode: Some("box"),
             unit_of_measurement: Some("s"),
+            device_class: Some("duration"),
             entity_category: Some("config"),
             icon: Some("mdi:timer-outline"),
             ..base
@@ -297,6 +303,7 @@ mod tests {
             "Nursery",
             Features {
                 cry_detection: false,
+                configuration_url: "homeassistant://hassio/ingress/local_ipcam_mqtt",
             },
         );
         let json = serde_json::to_value(&off).unwrap();
@@ -315,6 +322,7 @@ mod tests {
             "Nursery",
             Features {
                 cry_detection: true,
+                configuration_url: "homeassistant://hassio/ingress/local_ipcam_mqtt",
             },
         );
         let json = serde_json::to_value(&on).unwrap();

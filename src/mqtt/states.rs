@@ -15,12 +15,14 @@ use std::time::SystemTime;
 pub struct CameraLinks {
     /// `rtsp://<host>:<port>/<camera>_live`, without credentials.
     pub stream_source: String,
-    /// `http://<host>:<port>/api/frame.jpeg?src=<camera>`, without credentials.
+    /// `http://<host>:<port>/api/still.jpeg?src=<camera>`, without credentials.
     pub still_image_url: String,
     /// `http://<host>:<port>/api/clips/<camera>/`: a clip is this plus `<event_id>.mp4`.
     pub clips_url: String,
     /// `rtsp://<host>:<port>/<camera>_event`, without credentials.
     pub event_source: String,
+    /// The device page's link: the add-on's sidebar panel, or the viewer page outside one.
+    pub configuration_url: String,
 }
 
 /// (topic, payload) pairs, all retained.
@@ -30,13 +32,8 @@ pub fn camera_states(
     links: &CameraLinks,
     state: &CameraState,
     cry: Option<&CryState>,
-    now: SystemTime,
 ) -> Vec<(String, String)> {
     let info = &state.info;
-    let streaming_for_s = state
-        .streaming_since
-        .and_then(|since| now.duration_since(since).ok())
-        .map(|d| d.as_secs());
     let info_state = match (&info.video_codec, info.width, info.height) {
         (Some(codec), Some(w), Some(h)) => format!("{codec} {w}x{h}"),
         (Some(codec), _, _) => codec.clone(),
@@ -53,8 +50,8 @@ pub fn camera_states(
         "audio_codec_in": info.audio_codec_in,
         "audio_codec_out": info.audio_codec_out,
         "viewers": state.rtsp_viewers,
-        "streaming_since": state.streaming_since.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
-        "streaming_for_s": streaming_for_s,
+        // A time, not an age: attributes that change on a timer fill the recorder.
+        "streaming_since": state.streaming_since.map(rfc3339),
         "dropped_frames": state.dropped_frames,
         "held_by": held_by(state),
         "cry_detection": cry.map_or_else(|| "disabled".to_string(), |c| c.status.describe()),
@@ -339,13 +336,14 @@ mod tests {
     }
 
     #[test]
-    fn info_attributes_carry_stream_source_and_uptime() {
+    fn info_attributes_carry_stream_source_and_the_start_time_not_an_age() {
         let topics = Topics::new(&MqttConfig::default());
         let links = CameraLinks {
             stream_source: "rtsp://hass.local:8554/nursery_live".into(),
             still_image_url: String::new(),
             clips_url: String::new(),
             event_source: String::new(),
+            configuration_url: String::new(),
         };
         let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let state = CameraState {
@@ -354,14 +352,7 @@ mod tests {
             rtsp_viewers: 2,
             ..CameraState::default()
         };
-        let states = camera_states(
-            &topics,
-            "nursery",
-            &links,
-            &state,
-            None,
-            start + Duration::from_secs(90),
-        );
+        let states = camera_states(&topics, "nursery", &links, &state, None);
         let (_, attrs) = states
             .iter()
             .find(|(t, _)| t == "ipcam/nursery/info/attributes")
@@ -373,7 +364,8 @@ mod tests {
         );
         assert_eq!(attrs["still_image_url"], "");
         assert_eq!(attrs["viewers"], 2);
-        assert_eq!(attrs["streaming_for_s"], 90);
+        assert_eq!(attrs["streaming_since"], "2027-01-15T08:00:00Z");
+        assert!(attrs.get("streaming_for_s").is_none(), "nothing moves on a timer");
         assert_eq!(attrs["held_by"], json!(["2 viewers"]));
         assert_eq!(attrs["cry_detection"], "disabled");
         assert!(states.contains(&("ipcam/nursery/live_stream/state".into(), "ON".into())));

@@ -116,6 +116,14 @@ impl Snapshotter {
         self.capture(size).await
     }
 
+    /// The newest snapshot made, of any size.
+    pub fn newest(&self) -> Option<Snapshot> {
+        self.lock_cache()
+            .values()
+            .max_by_key(|s| s.taken_at)
+            .cloned()
+    }
+
     /// A new snapshot, from the cheapest source there is.
     pub async fn capture(&self, size: Size) -> Result<Snapshot, String> {
         let mut keyframes = self.hub.subscribe_keyframes();

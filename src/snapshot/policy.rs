@@ -89,6 +89,30 @@ pub fn decide(mode: Mode, kind: Kind) -> Decision {
     }
 }
 
+/// Where the still image a dashboard polls (`still_image_url`, about every 10 s while a card or
+/// the camera entity is on screen) comes from. A poll must never hold an idle camera open, or a
+/// dashboard left on a tablet keeps it streaming all day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Still {
+    /// The camera streams anyway: a picture of now costs no connection.
+    Fresh,
+    /// The newest snapshot there is (or a "no picture yet" card), without connecting.
+    Newest,
+    /// Connect for a moment: an Interval mode whose newest snapshot is an interval old.
+    Connect,
+}
+
+pub fn still(mode: Mode, streaming: bool, newest_age: Option<Duration>, interval_s: u32) -> Still {
+    let interval = Duration::from_secs(interval_s.into());
+    match mode {
+        _ if streaming => Still::Fresh,
+        Mode::Interval | Mode::IntervalAndEvents if newest_age.is_none_or(|age| age >= interval) => {
+            Still::Connect
+        }
+        _ => Still::Newest,
+    }
+}
+
 pub const MIN_INTERVAL_S: u32 = 10;
 pub const MAX_INTERVAL_S: u32 = 86_400;
 pub const DEFAULT_INTERVAL_S: u32 = 60;
@@ -150,6 +174,24 @@ mod tests {
             assert_eq!(decide(mode, Kind::Cry), cry, "{mode:?}");
             assert_eq!(decide(mode, Kind::Motion), cry, "{mode:?}");
             assert_eq!(decide(mode, Kind::OnDemand), button, "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn a_dashboard_connects_an_idle_camera_at_most_once_an_interval_and_never_in_auto() {
+        let minute = Some(Duration::from_secs(60));
+        let fresh = Some(Duration::from_secs(5));
+        for mode in Mode::ALL {
+            assert_eq!(still(mode, true, None, 60), Still::Fresh, "{mode:?}");
+        }
+        for mode in [Mode::Auto, Mode::Events, Mode::Disabled] {
+            assert_eq!(still(mode, false, None, 60), Still::Newest, "{mode:?}");
+            assert_eq!(still(mode, false, minute, 60), Still::Newest, "{mode:?}");
+        }
+        for mode in [Mode::Interval, Mode::IntervalAndEvents] {
+            assert_eq!(still(mode, false, None, 60), Still::Connect, "{mode:?}");
+            assert_eq!(still(mode, false, minute, 60), Still::Connect, "{mode:?}");
+            assert_eq!(still(mode, false, fresh, 60), Still::Newest, "{mode:?}");
         }
     }
 

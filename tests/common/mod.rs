@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod supervisor;
 #[cfg(feature = "webrtc")]
 pub mod whep;
 
@@ -357,7 +358,7 @@ pub struct AddOn {
     pub rtsp_port: u16,
     pub http_port: u16,
     pub proc: Proc,
-    _dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
 }
 
 impl AddOn {
@@ -377,11 +378,43 @@ impl AddOn {
                 dir.path().join("data").display()
             ));
         }
-        std::fs::File::create(&path)
-            .unwrap()
-            .write_all(yaml.as_bytes())
-            .unwrap();
+        std::fs::write(&path, yaml.as_bytes()).unwrap();
         let parsed = serde_yaml::from_str::<serde_yaml::Value>(&yaml).unwrap();
+        Self::launch(dir, &path, &[], parsed, env)
+    }
+
+    /// As the add-on: `saved` are the options a user saved, and the binary reads what the
+    /// Supervisor writes for them (checked by its rules, merged with the defaults), with a
+    /// data directory of its own in place of `/data`. `saved` sets `rtsp.port` and `http.port`.
+    pub fn start_as_addon(saved: &serde_json::Value, env: &[(&str, &str)]) -> AddOn {
+        Self::start_as_addon_in(tempfile::tempdir().unwrap(), saved, env)
+    }
+
+    /// [`AddOn::start_as_addon`] with `/data` in `dir`'s `data`, kept across restarts.
+    pub fn start_as_addon_in(
+        dir: tempfile::TempDir,
+        saved: &serde_json::Value,
+        env: &[(&str, &str)],
+    ) -> AddOn {
+        let path = dir.path().join("options.json");
+        let mut saved = saved.clone();
+        if saved.get("media_dir").is_none() {
+            saved["media_dir"] = dir.path().join("media").to_str().unwrap().into();
+        }
+        let json = supervisor::options_json(&saved);
+        std::fs::write(&path, &json).unwrap();
+        let parsed = serde_yaml::from_str::<serde_yaml::Value>(&json).unwrap();
+        let data = dir.path().join("data").to_str().unwrap().to_string();
+        Self::launch(dir, &path, &["--data-dir", &data], parsed, env)
+    }
+
+    fn launch(
+        dir: tempfile::TempDir,
+        path: &Path,
+        args: &[&str],
+        parsed: serde_yaml::Value,
+        env: &[(&str, &str)],
+    ) -> AddOn {
         let rtsp_port = parsed["rtsp"]["port"]
             .as_u64()
             .expect("the test config sets rtsp.port") as u16;
@@ -396,6 +429,7 @@ impl AddOn {
                 "--log-level",
                 "info,ipcam_mqtt=debug,rumqttd=warn",
             ])
+            .args(args)
             .env("NO_COLOR", "1");
         if let Some(library) = onnxruntime_library() {
             command.env("ORT_DYLIB_PATH", library);
@@ -435,8 +469,15 @@ impl AddOn {
             rtsp_port,
             http_port,
             proc,
-            _dir: dir,
+            dir,
         }
+    }
+
+    /// Stops the add-on and hands back its folder (its `/data` among it) for the next start.
+    pub fn stop(self) -> tempfile::TempDir {
+        let AddOn { proc, dir, .. } = self;
+        drop(proc);
+        dir
     }
 
     pub fn live_url(&self, camera: &str) -> String {
