@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=${ROOT:-/tmp/ipcam-runtime-root}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
-MODEL=${MODEL:-../shared/models/yamnet.onnx}
+MODEL=${MODEL:-models/yamnet/yamnet.onnx}
 ORT=${ORT_DYLIB_PATH:-$(python3 -c 'import onnxruntime, glob, os; print(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), "capi", "libonnxruntime.so*"))[0])')}
 
 command -v debootstrap >/dev/null || apt-get install -y -qq debootstrap >/dev/null
@@ -33,7 +33,7 @@ install -D "$(dirname "$MODEL")/yamnet_class_map.csv" "$ROOT/usr/share/ipcam-mqt
 
 in_root() { chroot "$ROOT" env HOME=/root ORT_DYLIB_PATH=/usr/lib/ipcam-mqtt/libonnxruntime.so "$@"; }
 echo "runtime-root: the plugin check (check-config on the add-on's default options)"
-printf '{"log_level":"info","media_dir":"/tmp/media","cry_model":"/usr/share/ipcam-mqtt/yamnet.onnx","ha_cameras":true,"cameras":[]}' > "$ROOT/tmp/options.json"
+printf '{"log_level":"info","media_dir":"/tmp/media","cry_model":"/usr/share/ipcam-mqtt/yamnet.onnx","ha_cameras":true,"mqtt":{},"rtsp":{},"http":{},"webrtc":{},"cameras":[]}' > "$ROOT/tmp/options.json"
 in_root ipcam-mqtt --config /tmp/options.json check-config
 port=$((20000 + RANDOM % 20000))
 echo "runtime-root: the demo with cry detection, RTSP on $port"

@@ -37,6 +37,12 @@ if ! python3 -c "import av" 2>/dev/null; then
   python3 -m pip install -q --root-user-action=ignore av
 fi
 
+# The Supervisor's option rules (../shared/supervisor/check-addon-options.py), with its pins.
+if ! python3 -c "import voluptuous, yaml" 2>/dev/null; then
+  echo "setup: installing voluptuous and PyYAML (the Supervisor's options check) from PyPI"
+  python3 -m pip install -q --root-user-action=ignore "voluptuous==0.16.0" "PyYAML==6.0.3"
+fi
+
 # ONNX Runtime for cry detection (ort with load-dynamic), from the PyPI wheel.
 if ! python3 -c "import onnxruntime" 2>/dev/null; then
   echo "setup: installing onnxruntime 1.31 from PyPI"

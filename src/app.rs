@@ -63,6 +63,11 @@ fn log_listening(what: &str, addr: std::net::SocketAddr, server: &ServerConfig, 
 }
 
 pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Result<()> {
+    // Before anything starts: a taken port stops the add-on with one line, not half-started.
+    for (server, option) in [(&config.rtsp, "rtsp.port"), (&config.http, "http.port")] {
+        let address = std::net::SocketAddr::new(server.bind_address(), server.port());
+        crate::listen::check_free(address, option)?;
+    }
     crate::ha::supervisor::find_broker(&mut config.mqtt).await?;
     crate::credentials::fill_in(
         &mut [("rtsp", &mut config.rtsp), ("http", &mut config.http)],

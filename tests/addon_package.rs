@@ -307,7 +307,12 @@ fn every_option_and_port_has_a_name_and_description() {
         "",
         &mut missing,
     );
-    for port in config["ports"].as_object().into_iter().flatten().map(|p| p.0) {
+    for port in config["ports"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|p| p.0)
+    {
         if translations["network"][port].as_str().is_none() {
             missing.push(format!("network.{port}"));
         }
@@ -431,4 +436,73 @@ fn the_supervisor_starts_the_defaults_and_saves_a_two_camera_home() {
     without.as_object_mut().unwrap().remove("webrtc");
     let merged = common::supervisor::merged_options(&without);
     assert_eq!(merged["webrtc"], serde_json::json!({}));
+}
+
+/// The image is built from the repository root (the release workflow's context), so every file
+/// the Dockerfile copies must exist there; the arch comes from the build platform; the workflow
+/// publishes the image `config.yaml` names.
+#[test]
+fn the_image_builds_from_the_context_the_release_workflow_gives_it() {
+    let dockerfile = std::fs::read_to_string(repo("addon/Dockerfile")).unwrap();
+    let workflow = std::fs::read_to_string(repo(".github/workflows/release.yaml")).unwrap();
+    assert!(workflow.contains("context: .") && workflow.contains("file: addon/Dockerfile"));
+    for line in dockerfile.lines().map(str::trim) {
+        let Some(args) = line.strip_prefix("COPY ") else {
+            continue;
+        };
+        if args.starts_with("--from") {
+            continue;
+        }
+        let parts: Vec<&str> = args.split_whitespace().collect();
+        for source in &parts[..parts.len() - 1] {
+            assert!(
+                repo(source).exists(),
+                "the Dockerfile copies {source}, which the repository root does not have"
+            );
+        }
+    }
+    assert!(
+        !dockerfile.contains("BUILD_ARCH"),
+        "the arch is not hand-passed"
+    );
+    assert!(dockerfile.contains("ARG TARGETARCH"));
+    assert!(
+        !dockerfile.contains("releases/download"),
+        "the model ships in the repository, not from a release"
+    );
+    let image = addon_config()["image"].as_str().unwrap().to_string();
+    assert_eq!(image, "ghcr.io/ipcam-mqtt/{arch}-ipcam-mqtt");
+    assert!(workflow.contains("ghcr.io/ipcam-mqtt/${{ matrix.arch }}-ipcam-mqtt:"));
+    for arch in addon_config()["arch"].as_array().unwrap() {
+        assert!(
+            workflow.contains(&format!("arch: {}", arch.as_str().unwrap())),
+            "the workflow builds {arch}"
+        );
+    }
+}
+
+/// The model in the repository is the one its README describes, byte for byte.
+#[test]
+fn the_shipped_model_matches_its_provenance_checksums() {
+    let readme = std::fs::read_to_string(repo("models/yamnet/README.md")).unwrap();
+    for file in [
+        "yamnet.onnx",
+        "yamnet_class_map.csv",
+        "LICENSE-Apache-2.0.txt",
+    ] {
+        let out = std::process::Command::new("sha256sum")
+            .arg(repo(&format!("models/yamnet/{file}")))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "models/yamnet/{file} is missing");
+        let sum = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string();
+        assert!(
+            readme.contains(&format!("| `{file}` |")) && readme.contains(&sum),
+            "{file}: sha256 {sum} is not the one models/yamnet/README.md gives"
+        );
+    }
 }

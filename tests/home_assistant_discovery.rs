@@ -30,7 +30,9 @@ fn discovery_json_matches_the_golden_file() {
     // Outside the add-on, the device page links to the viewer on this run's port.
     let viewer = &mut published["device"]["configuration_url"];
     assert!(
-        viewer.as_str().is_some_and(|u| u.starts_with("http://") && u.ends_with('/')),
+        viewer
+            .as_str()
+            .is_some_and(|u| u.starts_with("http://") && u.ends_with('/')),
         "{viewer}"
     );
     *viewer = "<viewer>".into();

@@ -150,7 +150,10 @@ fn credentials_in_mqtt_puts_the_rtsp_password_into_stream_source_on_request() {
         |json| json["stream_source"].is_string(),
     );
     let mut live = url::Url::parse(info["stream_source"].as_str().unwrap()).unwrap();
-    assert_eq!((live.username(), live.password()), ("viewer", Some(SECRETS[4])));
+    assert_eq!(
+        (live.username(), live.password()),
+        ("viewer", Some(SECRETS[4]))
+    );
     // The host name is this machine's; the test plays it on loopback.
     live.set_host(Some("127.0.0.1")).unwrap();
     assert!(

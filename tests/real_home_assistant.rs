@@ -473,11 +473,17 @@ fn the_live_stream_becomes_a_home_assistant_camera_by_itself_once(release: Relea
     assert_eq!(entries.len(), 1, "{entries:?}");
     assert_eq!(entries[0]["title"], "Nursery (ipcam-mqtt)");
     // HA's stream component plays it: the HLS playlist HA makes from our RTSP stream.
-    let stream = ha.ws(serde_json::json!({"type": "camera/stream", "entity_id": "camera.nursery_live"}));
-    let hls = format!("{}{}", ha.url, stream["url"].as_str().unwrap_or_else(|| panic!("{stream}")));
+    let stream =
+        ha.ws(serde_json::json!({"type": "camera/stream", "entity_id": "camera.nursery_live"}));
+    let hls = format!(
+        "{}{}",
+        ha.url,
+        stream["url"].as_str().unwrap_or_else(|| panic!("{stream}"))
+    );
     let codecs = ffprobe_codecs(&hls, "tcp").unwrap_or_else(|e| panic!("HA's HLS: {e}"));
     assert!(codecs.contains(&"h264".to_string()), "{codecs:?}");
-    let generated = std::fs::read_to_string(addon.dir.path().join("data/credentials.json")).unwrap();
+    let generated =
+        std::fs::read_to_string(addon.dir.path().join("data/credentials.json")).unwrap();
     let password =
         serde_json::from_str::<serde_json::Value>(&generated).unwrap()["rtsp"]["password"]
             .as_str()
@@ -503,18 +509,30 @@ fn the_live_stream_becomes_a_home_assistant_camera_by_itself_once(release: Relea
     });
     let changed = ours();
     assert_eq!(changed.len(), 1, "{changed:?}");
-    assert_eq!(changed[0]["entry_id"], entries[0]["entry_id"], "changed in place");
+    assert_eq!(
+        changed[0]["entry_id"], entries[0]["entry_id"],
+        "changed in place"
+    );
     let source = ha.ws(serde_json::json!({"type": "config_entries/get_single", "entry_id": changed[0]["entry_id"]}));
-    assert!(ha.state("camera.nursery_live")["state"].is_string(), "{source}");
+    assert!(
+        ha.state("camera.nursery_live")["state"].is_string(),
+        "{source}"
+    );
     drop(addon);
 
     // A reinstall wipes /data: the entry is found by its mark and adopted, not made again.
     let addon = AddOn::start_as_addon(&options("127.0.0.1", nursery.clone()), &env);
-    wait_until("the entries checked after a reinstall", Duration::from_secs(60), || {
-        in_step(&addon)
-    });
+    wait_until(
+        "the entries checked after a reinstall",
+        Duration::from_secs(60),
+        || in_step(&addon),
+    );
     let adopted = ours();
-    assert_eq!(adopted.len(), 1, "a reinstall makes no duplicate: {adopted:?}");
+    assert_eq!(
+        adopted.len(),
+        1,
+        "a reinstall makes no duplicate: {adopted:?}"
+    );
     assert_eq!(adopted[0]["entry_id"], entries[0]["entry_id"]);
     assert!(addon.logs().contains("adopted its Home Assistant camera"));
     assert_eq!(ha.camera_image("camera.nursery_live").0, 200);

@@ -382,7 +382,11 @@ fn a_dashboard_polling_the_still_image_for_two_minutes_never_connects_an_idle_ca
     }
     switch_on(&rig.broker, &rig.mqtt, "cam");
     let (status, jpeg) = still();
-    assert_eq!((status, jpeg_size(&jpeg)), (200, Ok((320, 240))), "a picture of now");
+    assert_eq!(
+        (status, jpeg_size(&jpeg)),
+        (200, Ok((320, 240))),
+        "a picture of now"
+    );
     rig.broker
         .publish("ipcam/cam/live_stream/command", "OFF", false);
     rig.mqtt.wait_for(
@@ -396,5 +400,9 @@ fn a_dashboard_polling_the_still_image_for_two_minutes_never_connects_an_idle_ca
         (200, Ok((320, 240))),
         "the newest snapshot there is"
     );
-    assert_eq!(rig.camera.connections(), 1, "only the stream that was asked for");
+    assert_eq!(
+        rig.camera.connections(),
+        1,
+        "only the stream that was asked for"
+    );
 }

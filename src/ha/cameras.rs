@@ -57,7 +57,9 @@ impl WantedCamera {
     fn fingerprint(&self) -> String {
         use std::hash::{Hash, Hasher};
         let mut hasher = std::hash::DefaultHasher::new();
-        Value::Object(self.flow_values()).to_string().hash(&mut hasher);
+        Value::Object(self.flow_values())
+            .to_string()
+            .hash(&mut hasher);
         self.name.hash(&mut hasher);
         format!("{:016x}", hasher.finish())
     }
@@ -231,8 +233,10 @@ pub async fn sync(api: &CoreApi, wanted: &[WantedCamera], data_dir: &Path) -> Re
     let mut not_ours = Vec::new();
     if wanted.iter().any(|w| !made.contains_key(&w.id)) {
         let registry = entity_registry(api).await?;
-        let unknown: Vec<&WantedCamera> =
-            wanted.iter().filter(|w| !made.contains_key(&w.id)).collect();
+        let unknown: Vec<&WantedCamera> = wanted
+            .iter()
+            .filter(|w| !made.contains_key(&w.id))
+            .collect();
         for camera in unknown {
             let Some(owner) = registry
                 .iter()
@@ -365,7 +369,10 @@ async fn entity_registry(api: &CoreApi) -> Result<Vec<Value>, String> {
     let mut results = api
         .ws(vec![json!({"type": "config/entity_registry/list"})])
         .await?;
-    Ok(results.pop().and_then(|r| r.as_array().cloned()).unwrap_or_default())
+    Ok(results
+        .pop()
+        .and_then(|r| r.as_array().cloned())
+        .unwrap_or_default())
 }
 
 /// The entity's id and name, and the entry's title with our mark.

@@ -365,7 +365,10 @@ mod tests {
         assert_eq!(attrs["still_image_url"], "");
         assert_eq!(attrs["viewers"], 2);
         assert_eq!(attrs["streaming_since"], "2027-01-15T08:00:00Z");
-        assert!(attrs.get("streaming_for_s").is_none(), "nothing moves on a timer");
+        assert!(
+            attrs.get("streaming_for_s").is_none(),
+            "nothing moves on a timer"
+        );
         assert_eq!(attrs["held_by"], json!(["2 viewers"]));
         assert_eq!(attrs["cry_detection"], "disabled");
         assert!(states.contains(&("ipcam/nursery/live_stream/state".into(), "ON".into())));

@@ -41,7 +41,6 @@ impl RtspServer {
     ) -> anyhow::Result<RtspServer> {
         let bind = config.bind_address();
         let port = config.port();
-        crate::listen::check_free(SocketAddr::new(bind, port), "rtsp.port")?;
         let credentials = config
             .credentials()
             .map(|(user, pass)| (user.to_string(), pass.expose().to_string()));

@@ -106,7 +106,9 @@ pub fn still(mode: Mode, streaming: bool, newest_age: Option<Duration>, interval
     let interval = Duration::from_secs(interval_s.into());
     match mode {
         _ if streaming => Still::Fresh,
-        Mode::Interval | Mode::IntervalAndEvents if newest_age.is_none_or(|age| age >= interval) => {
+        Mode::Interval | Mode::IntervalAndEvents
+            if newest_age.is_none_or(|age| age >= interval) =>
+        {
             Still::Connect
         }
         _ => Still::Newest,

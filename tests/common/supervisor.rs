@@ -48,9 +48,11 @@ pub fn supervisor_check(saved: Option<&Value>) -> Option<Result<String, String>>
         std::fs::write(&path, serde_json::to_vec_pretty(saved).unwrap()).unwrap();
         command.arg(path);
     }
-    let out = command.output().expect("python3 runs the Supervisor checker");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let out = command
+        .output()
+        .expect("python3 runs the Supervisor checker");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     Some(if out.status.success() {
         Ok(text)
     } else {
