@@ -146,9 +146,10 @@ fn frame_jpeg_works_while_idle_and_while_streaming_on_one_camera_connection() {
     assert_eq!(
         info["still_image_url"],
         format!(
-            "http://127.0.0.1:{}/api/frame.jpeg?src=cam",
+            "http://127.0.0.1:{}/api/still.jpeg?src=cam",
             rig.addon.http_port
-        )
+        ),
+        "dashboards poll the still image that never holds the camera open"
     );
 }
 
