@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=${ROOT:-/tmp/ipcam-runtime-root}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
-MODEL=${MODEL:-models/yamnet/yamnet.onnx}
+MODEL=${MODEL:-models/yamnet/yamnet-cry.onnx}
 ORT=${ORT_DYLIB_PATH:-$(python3 -c 'import onnxruntime, glob, os; print(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), "capi", "libonnxruntime.so*"))[0])')}
 
 command -v debootstrap >/dev/null || apt-get install -y -qq debootstrap >/dev/null
@@ -28,17 +28,17 @@ chroot "$ROOT" apt-get update -qq
 DEBIAN_FRONTEND=noninteractive chroot "$ROOT" apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 install -D target/release/ipcam-mqtt "$ROOT/usr/bin/ipcam-mqtt"
 install -D "$ORT" "$ROOT/usr/lib/ipcam-mqtt/libonnxruntime.so"
-install -D "$MODEL" "$ROOT/usr/share/ipcam-mqtt/yamnet.onnx"
+install -D "$MODEL" "$ROOT/usr/share/ipcam-mqtt/yamnet-cry.onnx"
 install -D "$(dirname "$MODEL")/yamnet_class_map.csv" "$ROOT/usr/share/ipcam-mqtt/yamnet_class_map.csv"
 
 in_root() { chroot "$ROOT" env HOME=/root ORT_DYLIB_PATH=/usr/lib/ipcam-mqtt/libonnxruntime.so "$@"; }
 echo "runtime-root: the plugin check (check-config on the add-on's default options)"
-printf '{"log_level":"info","media_dir":"/tmp/media","cry_model":"/usr/share/ipcam-mqtt/yamnet.onnx","ha_cameras":true,"mqtt":{},"rtsp":{},"http":{},"webrtc":{},"cameras":[]}' > "$ROOT/tmp/options.json"
+printf '{"log_level":"info","media_dir":"/tmp/media","cry_model":"/usr/share/ipcam-mqtt/yamnet-cry.onnx","ha_cameras":true,"mqtt":{},"rtsp":{},"http":{},"webrtc":{},"cameras":[]}' > "$ROOT/tmp/options.json"
 in_root ipcam-mqtt --config /tmp/options.json check-config
 port=$((20000 + RANDOM % 20000))
 echo "runtime-root: the demo with cry detection, RTSP on $port"
 in_root ipcam-mqtt demo --rtsp-port "$port" --http-port $((port + 1)) --mqtt-port $((port + 2)) \
-  --cry-model /usr/share/ipcam-mqtt/yamnet.onnx > /tmp/runtime-root-demo.log 2>&1 &
+  --cry-model /usr/share/ipcam-mqtt/yamnet-cry.onnx > /tmp/runtime-root-demo.log 2>&1 &
 demo=$!
 sleep 8
 ffprobe -v error -rtsp_transport tcp -show_entries stream=codec_name -of csv=p=0 \

@@ -261,6 +261,12 @@ pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Resul
         .spawn();
         tasks.push(task);
         let cry = camera.cry.enabled.then(|| {
+            let (sensitivity_tx, sensitivity) = tokio::sync::watch::channel(
+                settings
+                    .camera(&camera.id)
+                    .cry_sensitivity
+                    .unwrap_or(camera.cry.sensitivity),
+            );
             let (state, task) = CryTask {
                 camera: camera.id.clone(),
                 config: camera.cry.clone(),
@@ -271,16 +277,20 @@ pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Resul
                 snapshot: snapshot.clone(),
                 notices: cry_notices.clone(),
                 events: events.clone(),
+                sensitivity,
+                settings: settings.clone(),
                 cancel: cancel.child_token(),
             }
             .spawn();
             tasks.push(task);
-            state
+            (state, sensitivity_tx)
         });
+        let (cry, cry_sensitivity) = cry.unzip();
         bridged.push(BridgedCamera {
             handle: handle.clone(),
             snapshot,
             cry,
+            cry_sensitivity,
             events,
             name: camera.name.clone(),
             links: with_stream_credentials(links(&camera.id), &config.rtsp),

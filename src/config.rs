@@ -21,7 +21,7 @@ pub struct Config {
     pub http: ServerConfig,
     /// Where settings changed at run time (snapshot mode, interval) are kept across restarts.
     pub data_dir: PathBuf,
-    /// The YAMNet model for cry detection; `<data_dir>/yamnet.onnx` unless set.
+    /// The cry model (YAMNet with the cry head); `<data_dir>/yamnet-cry.onnx` unless set.
     pub cry_model: PathBuf,
     /// Event clips go to `<media_dir>/<camera>/`; `<data_dir>/media` unless set (the add-on
     /// passes `/media/ipcam-mqtt`).
@@ -37,7 +37,7 @@ pub struct Config {
 }
 
 /// The model file looked for when `cry_model` is not set.
-pub const CRY_MODEL_FILE: &str = "yamnet.onnx";
+pub const CRY_MODEL_FILE: &str = "yamnet-cry.onnx";
 
 /// `/data` in the add-on (the Supervisor keeps and backs it up), else
 /// `$XDG_DATA_HOME/ipcam-mqtt`, else `~/.local/share/ipcam-mqtt`, else `./ipcam-data`.
@@ -386,22 +386,25 @@ impl Default for ClipConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CryConfig {
     pub enabled: bool,
-    /// The per-patch cry score (0 to 1) a patch needs to count as a vote for crying.
-    pub threshold: f32,
+    /// How readily a sound counts as crying, in percent (1 to 99): the detector's mean cry
+    /// probability must reach `1 − sensitivity`. The "Cry sensitivity" entity changes it at run
+    /// time (kept in the settings); this is its value until then.
+    pub sensitivity: u8,
     /// How long the votes must go on before the sensor turns on.
     pub min_duration: Duration,
     /// How long the sensor stays on after the last crying patch.
     pub hold: Duration,
 }
 
-pub const DEFAULT_CRY_THRESHOLD: f32 = 0.5;
+/// Chosen on the validation split's curve (`models/yamnet/README.md`).
+pub const DEFAULT_CRY_SENSITIVITY: u8 = 50;
 pub const DEFAULT_CRY_HOLD: Duration = Duration::from_secs(10);
 
 impl Default for CryConfig {
     fn default() -> Self {
         Self {
             enabled: false,
-            threshold: DEFAULT_CRY_THRESHOLD,
+            sensitivity: DEFAULT_CRY_SENSITIVITY,
             min_duration: Duration::ZERO,
             hold: DEFAULT_CRY_HOLD,
         }
@@ -452,8 +455,8 @@ struct RawCamera {
     snapshot_quality: u8,
     #[serde(default)]
     cry_detection: bool,
-    #[serde(default = "default_cry_threshold")]
-    cry_threshold: f64,
+    #[serde(default = "default_cry_sensitivity")]
+    cry_sensitivity: f64,
     #[serde(default)]
     cry_min_duration: f64,
     #[serde(default = "default_cry_hold")]
@@ -480,8 +483,8 @@ fn default_clips_kept() -> usize {
     DEFAULT_CLIPS_KEPT
 }
 
-fn default_cry_threshold() -> f64 {
-    f64::from(DEFAULT_CRY_THRESHOLD)
+fn default_cry_sensitivity() -> f64 {
+    f64::from(DEFAULT_CRY_SENSITIVITY)
 }
 
 fn default_cry_hold() -> f64 {
@@ -815,14 +818,16 @@ fn camera(raw: RawCamera, field: &str, problems: &mut Vec<Problem>) -> Option<Ca
             format!("{} is out of range; use 1 to 100", raw.snapshot_quality),
         );
     }
-    let cry_threshold = if (0.05..=0.99).contains(&raw.cry_threshold) {
-        Some(raw.cry_threshold as f32)
+    let cry_sensitivity = if (1.0..=99.0).contains(&raw.cry_sensitivity)
+        && raw.cry_sensitivity.fract() == 0.0
+    {
+        Some(raw.cry_sensitivity as u8)
     } else {
         problem(
-            "cry_threshold",
+            "cry_sensitivity",
             format!(
-                "{} is out of range; use 0.05 to 0.99 (the default {DEFAULT_CRY_THRESHOLD} suits most rooms)",
-                raw.cry_threshold
+                "{} is not a whole percent from 1 to 99 (the default {DEFAULT_CRY_SENSITIVITY} suits most rooms)",
+                raw.cry_sensitivity
             ),
         );
         None
@@ -889,7 +894,7 @@ fn camera(raw: RawCamera, field: &str, problems: &mut Vec<Problem>) -> Option<Ca
         },
         cry: CryConfig {
             enabled: raw.cry_detection,
-            threshold: cry_threshold?,
+            sensitivity: cry_sensitivity?,
             min_duration: cry_min_duration?,
             hold: cry_hold?,
         },

@@ -1,5 +1,5 @@
 //! Settings changed at run time from Home Assistant (snapshot mode and interval, the Event
-//! select), kept in `<data_dir>/settings.json` so they survive a restart.
+//! select, the cry sensitivity), kept in `<data_dir>/settings.json` so they survive a restart.
 //!
 //! Written atomically (temp file + rename), so a crash mid-write leaves the old file. A file
 //! that cannot be read is moved aside, never silently overwritten, and the log says where.
@@ -21,6 +21,8 @@ pub struct CameraSettings {
     pub snapshot_interval_s: u32,
     /// The Event select; `None` follows the newest clip.
     pub selected_event: Option<Slot>,
+    /// The "Cry sensitivity" entity, in percent; `None` follows the option `cry_sensitivity`.
+    pub cry_sensitivity: Option<u8>,
 }
 
 impl Default for CameraSettings {
@@ -29,6 +31,7 @@ impl Default for CameraSettings {
             snapshot_mode: Mode::default(),
             snapshot_interval_s: DEFAULT_INTERVAL_S,
             selected_event: None,
+            cry_sensitivity: None,
         }
     }
 }

@@ -411,7 +411,7 @@ fn the_supervisor_starts_the_defaults_and_saves_a_two_camera_home() {
     let saved = serde_json::json!({
         "log_level": "info",
         "media_dir": "/media/ipcam-mqtt",
-        "cry_model": "/usr/share/ipcam-mqtt/yamnet.onnx",
+        "cry_model": "/usr/share/ipcam-mqtt/yamnet-cry.onnx",
         "ha_cameras": true,
         "mqtt": {},
         "rtsp": {"username": "viewer", "password": "a-long-rtsp-secret"},
@@ -419,7 +419,7 @@ fn the_supervisor_starts_the_defaults_and_saves_a_two_camera_home() {
         "webrtc": {"ice_servers": ["stun:stun.l.google.com:19302"]},
         "cameras": [
             {"id": "nursery", "name": "Nursery", "url": "rtsp://192.168.1.50:554/h264Preview_01_main",
-             "username": "admin", "password": "cam-secret", "cry_detection": true, "cry_threshold": 0.5},
+             "username": "admin", "password": "cam-secret", "cry_detection": true, "cry_sensitivity": 60},
             {"id": "landing", "name": "Landing", "url": "rtsp://192.168.1.51:554/stream1",
              "username": "tapo", "password": "tapo-secret", "transport": "udp", "close_after": 30}
         ]

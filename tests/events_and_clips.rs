@@ -62,7 +62,7 @@ fn first_loud_audio(path: &str) -> Option<f64> {
 #[test]
 fn a_cry_clip_starts_before_the_cry_plays_at_the_event_path_and_downloads() {
     let (Some(model), Some(media)) = (
-        shared_file("models/yamnet.onnx"),
+        Some(cry_model()),
         shared_file("fixtures/media/cry_h264_pcma.mkv"),
     ) else {
         return;

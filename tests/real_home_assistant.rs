@@ -174,8 +174,7 @@ fn camera_appears_with_a_working_switch_and_snapshot_camera(release: Release) {
     };
     let mut camera = Camera::start(&[]);
     let camera_url = camera.url();
-    let cry =
-        shared_file("models/yamnet.onnx").zip(shared_file("fixtures/media/cry_h264_pcma.mkv"));
+    let cry = Some(cry_model()).zip(shared_file("fixtures/media/cry_h264_pcma.mkv"));
     let crib = cry
         .as_ref()
         .map(|(_, media)| Camera::start(&["--file", media.to_str().unwrap(), "--audio", "pcma"]));

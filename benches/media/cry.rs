@@ -2,7 +2,7 @@
 //! the CPU detection adds per camera (against the same cameras streaming without it), and the
 //! alert latency from the cry's onset in the test media (against the rule's own floor).
 
-use super::common::{self, Camera, Mosquitto, onnxruntime_library, shared_file};
+use super::common::{self, Camera, Mosquitto, cry_model, onnxruntime_library, shared_file};
 use super::{cpu_percent, cpu_ticks};
 use ipcam_mqtt::audio::yamnet::Yamnet;
 use ipcam_mqtt::audio::{HOP_SAMPLES, PATCH_SAMPLES};
@@ -14,7 +14,7 @@ const PATCHES: usize = 200;
 
 pub fn run(broker: &Mosquitto) {
     let (Some(model), Some(clip), Some(cry_media), Some(library)) = (
-        shared_file("models/yamnet.onnx"),
+        Some(cry_model()),
         shared_file(CRY_CLIP),
         shared_file("fixtures/media/cry_h264_pcma.mkv"),
         onnxruntime_library(),

@@ -1,11 +1,13 @@
 //! `ipcam-mqtt classify <file|rtsp://…>`: the detector's view of some audio, patch by patch, so
-//! a user can see what their nursery sounds like to YAMNet and tune `cry_threshold`.
+//! a user can see what their nursery sounds like to the cry model and tune `cry_sensitivity`.
+//! Each row is the decision path: level (and the gate), the model's cry probability, the mean
+//! of the last three the decision reads, the verdict, and YAMNet's top classes for context.
 
 use super::decode::{Pcm, Pull};
-use super::detector::{CryClasses, CryEvent, Detector, DetectorConfig, Patch};
+use super::detector::{CryEvent, Detector, DetectorConfig, Patch, RELEASE, SMOOTH};
 use super::yamnet::Yamnet;
 use super::{Windows, rms_dbfs};
-use crate::config::{CryConfig, DEFAULT_CRY_HOLD, DEFAULT_CRY_THRESHOLD};
+use crate::config::{CryConfig, DEFAULT_CRY_HOLD, DEFAULT_CRY_SENSITIVITY};
 use anyhow::Context;
 use std::io::Write;
 use std::path::PathBuf;
@@ -18,9 +20,10 @@ pub struct ClassifyOptions {
     /// The YAMNet .onnx file; default: the config's `cry_model`.
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Cry score a patch needs to vote for crying (0.05 to 0.99).
-    #[arg(long, default_value_t = DEFAULT_CRY_THRESHOLD)]
-    pub threshold: f32,
+    /// How readily a sound counts as crying, in percent (1 to 99): the mean cry probability
+    /// must reach 1 − sensitivity.
+    #[arg(long, default_value_t = DEFAULT_CRY_SENSITIVITY)]
+    pub sensitivity: u8,
     /// Seconds the votes must last before crying starts.
     #[arg(long, default_value_t = 0.0)]
     pub min_duration: f64,
@@ -36,9 +39,9 @@ const PULL: Duration = Duration::from_secs(1);
 
 pub fn run(options: &ClassifyOptions, model: PathBuf) -> anyhow::Result<()> {
     anyhow::ensure!(
-        (0.05..=0.99).contains(&options.threshold),
-        "--threshold {} is out of range; use 0.05 to 0.99",
-        options.threshold
+        (1..=99).contains(&options.sensitivity),
+        "--sensitivity {} is out of range; use 1 to 99 (percent)",
+        options.sensitivity
     );
     let seconds = |value: f64, name: &str| {
         anyhow::ensure!(
@@ -49,7 +52,7 @@ pub fn run(options: &ClassifyOptions, model: PathBuf) -> anyhow::Result<()> {
     };
     let config = DetectorConfig::from(&CryConfig {
         enabled: true,
-        threshold: options.threshold,
+        sensitivity: options.sensitivity,
         min_duration: seconds(options.min_duration, "min-duration")?,
         hold: seconds(options.hold, "hold")?,
     });
@@ -61,15 +64,19 @@ pub fn run(options: &ClassifyOptions, model: PathBuf) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "threshold {:.2}, min duration {:.1} s, hold {:.1} s; cry = max(c20, √(c20·max(c19,c21)))",
-        config.threshold,
+        "sensitivity {} %: crying starts when the mean cry probability of {SMOOTH} patches reaches {:.2}, \
+         and ends {:.1} s after the last patch at {:.2} or more; min duration {:.1} s; patches under {} dBFS count as 0",
+        options.sensitivity,
+        config.threshold(),
+        config.hold.as_secs_f64(),
+        config.threshold() * RELEASE,
         config.min_duration.as_secs_f64(),
-        config.hold.as_secs_f64()
+        super::detector::GATE_DBFS
     )?;
     writeln!(
         out,
-        "{:>13}  {:>7}  {:>5}  {:<7}  top classes",
-        "time s", "level", "cry", "verdict"
+        "{:>13}  {:>7}  {:>5}  {:>5}  {:<7}  YAMNet's top classes",
+        "time s", "level", "cry p", "mean", "verdict"
     )?;
     let mut summary = Summary::default();
     let mut waited = Duration::ZERO;
@@ -101,7 +108,7 @@ pub fn run(options: &ClassifyOptions, model: PathBuf) -> anyhow::Result<()> {
         writeln!(out, "{}", row.line)?;
     }
     summary.event(detector.finish());
-    writeln!(out, "{}", summary.text())?;
+    writeln!(out, "{}", summary.text(options.sensitivity))?;
     Ok(())
 }
 
@@ -133,9 +140,9 @@ fn analyse(
     let step = detector.step(Patch {
         end,
         rms_dbfs: rms,
-        classes: Some(CryClasses::from_scores(&scores)),
+        probability: Some(scores.cry),
     });
-    let mut top: Vec<(usize, f32)> = scores.iter().copied().enumerate().collect();
+    let mut top: Vec<(usize, f32)> = scores.classes.iter().copied().enumerate().collect();
     top.sort_by(|a, b| b.1.total_cmp(&a.1));
     let classes = top
         .iter()
@@ -144,19 +151,22 @@ fn analyse(
         .collect::<Vec<_>>()
         .join(" · ");
     let start = end.saturating_sub(super::detector::PATCH);
-    let cry = step
-        .score
-        .map_or_else(|| "-".to_string(), |s| format!("{s:.2}"));
+    let number = |value: Option<f32>| value.map_or_else(|| "-".to_string(), |v| format!("{v:.2}"));
     let mut line = format!(
-        "{:>6.2}–{:<6.2}  {:>4.0} dB  {:>5}  {:<7}  {classes}",
+        "{:>6.2}–{:<6.2}  {:>4.0} dB  {:>5}  {:>5}  {:<7}  {classes}",
         start.as_secs_f64(),
         end.as_secs_f64(),
         rms.max(-99.0),
-        cry,
+        if gated {
+            format!("({:.2})", scores.cry)
+        } else {
+            number(step.probability)
+        },
+        number(step.mean),
         step.verdict.as_str()
     );
     if gated {
-        line.push_str("  (below the −50 dBFS gate: not scored live)");
+        line.push_str("  (below the gate: counts as 0, not scored live)");
     }
     Ok(Row {
         line,
@@ -188,7 +198,7 @@ impl Summary {
         }
     }
 
-    fn text(&self) -> String {
+    fn text(&self, sensitivity: u8) -> String {
         let cries = self
             .cries
             .iter()
@@ -201,7 +211,7 @@ impl Summary {
             })
             .collect::<Vec<_>>();
         format!(
-            "{} patches; {} cr{}{}{}",
+            "{} patches; {} cr{}{}{} (sensitivity {sensitivity} %)",
             self.patches,
             cries.len(),
             if cries.len() == 1 { "y" } else { "ies" },

@@ -61,16 +61,22 @@ mod with_ort {
                 .inputs()
                 .first()
                 .is_some_and(|i| i.name() == "input_1");
-            let output_ok = session.outputs().iter().any(|o| o.name() == "Identity");
-            if !input_ok || !output_ok {
+            let has = |name: &str| session.outputs().iter().any(|o| o.name() == name);
+            if !input_ok || !has("Identity") {
                 return Err(invalid(
                     &"not a YAMNet export: expected input `input_1` and output `Identity`",
+                ));
+            }
+            if !has("cry") {
+                return Err(invalid(
+                    &"a plain YAMNet without the cry head: use yamnet-cry.onnx (the image ships it; scripts/cry-train.py makes it)",
                 ));
             }
             Ok(Self(session))
         }
 
-        pub fn score(&mut self, patch: &[f32]) -> Result<Vec<f32>, ModelError> {
+        /// YAMNet's 521 class scores and the cry head's probability.
+        pub fn score(&mut self, patch: &[f32]) -> Result<(Vec<f32>, f32), ModelError> {
             let input = Tensor::from_array(([1usize, PATCH_SAMPLES], patch.to_vec()))
                 .map_err(|e| ModelError::Run(e.to_string()))?;
             let outputs = self
@@ -80,7 +86,14 @@ mod with_ort {
             let (_, scores) = outputs["Identity"]
                 .try_extract_tensor::<f32>()
                 .map_err(|e| ModelError::Run(e.to_string()))?;
-            Ok(scores.to_vec())
+            let (_, cry) = outputs["cry"]
+                .try_extract_tensor::<f32>()
+                .map_err(|e| ModelError::Run(e.to_string()))?;
+            let cry = cry
+                .first()
+                .copied()
+                .ok_or_else(|| ModelError::Run("the cry output is empty".into()))?;
+            Ok((scores.to_vec(), cry))
         }
     }
 }
@@ -100,7 +113,7 @@ mod without_ort {
             ))
         }
 
-        pub fn score(&mut self, _patch: &[f32]) -> Result<Vec<f32>, ModelError> {
+        pub fn score(&mut self, _patch: &[f32]) -> Result<(Vec<f32>, f32), ModelError> {
             match *self {}
         }
     }

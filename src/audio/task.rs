@@ -5,7 +5,7 @@
 //! MQTT OFF wins over the lease: detection pauses until something turns the stream on again.
 
 use super::decode::{Pcm, Pull};
-use super::detector::{CryClasses, CryEvent, Detector, DetectorConfig, Patch};
+use super::detector::{CryEvent, Detector, DetectorConfig, Patch};
 use super::yamnet::Yamnet;
 use super::{Windows, rms_dbfs};
 use crate::camera::CameraState;
@@ -14,6 +14,7 @@ use crate::camera::state::Status;
 use crate::config::CryConfig;
 use crate::events::task::{EventRequest, EventsHandle};
 use crate::media::fanout::{AudioForm, Hub};
+use crate::settings::Settings;
 use crate::snapshot::policy::Kind;
 use crate::snapshot::{Request, SnapshotHandle};
 use std::path::PathBuf;
@@ -57,8 +58,11 @@ impl CryStatus {
 pub struct CryState {
     pub status: CryStatus,
     pub crying: bool,
-    /// The highest cry score of the last second, in percent; `None` before any audio.
+    /// The detector's own probability (the mean it decides on), the highest of the last second,
+    /// in percent; `None` before any audio.
     pub confidence: Option<u8>,
+    /// The "Cry sensitivity" in force, in percent.
+    pub sensitivity: u8,
     pub last_started_at: Option<SystemTime>,
     pub last_ended_at: Option<SystemTime>,
 }
@@ -83,6 +87,10 @@ pub struct CryTask {
     pub notices: mpsc::Sender<CryNotice>,
     /// Each cry records a clip.
     pub events: EventsHandle,
+    /// The "Cry sensitivity" entity's value; a change applies from the next patch and is kept
+    /// in `settings` across restarts.
+    pub sensitivity: watch::Receiver<u8>,
+    pub settings: Arc<Settings>,
     pub cancel: CancellationToken,
 }
 
@@ -108,6 +116,7 @@ impl CryTask {
             status: CryStatus::Starting,
             crying: false,
             confidence: None,
+            sensitivity: *self.sensitivity.borrow(),
             last_started_at: None,
             last_ended_at: None,
         });
@@ -120,7 +129,7 @@ impl CryTask {
         (state_rx, task)
     }
 
-    fn run(self, state: &watch::Sender<CryState>, runtime: &tokio::runtime::Handle) {
+    fn run(mut self, state: &watch::Sender<CryState>, runtime: &tokio::runtime::Handle) {
         let set_status = |status: CryStatus| set_status(state, status);
         let mut yamnet = match Yamnet::load(&self.model) {
             Ok(yamnet) => yamnet,
@@ -143,8 +152,10 @@ impl CryTask {
         let mut hold = Hold::Held {
             _lease: self.demand.lease(Purpose::CryDetection),
         };
+        let mut config = DetectorConfig::from(&self.config);
+        config.sensitivity = f32::from(*self.sensitivity.borrow_and_update()) / 100.0;
         let mut run = Run {
-            detector: Detector::new(DetectorConfig::from(&self.config)),
+            detector: Detector::new(config),
             windows: Windows::new(),
             audio_at: Duration::ZERO,
             anchor: None,
@@ -153,8 +164,8 @@ impl CryTask {
             confidence_at: None,
         };
         tracing::info!(
-            "cry detection listening (threshold {:.2}, hold {} s)",
-            self.config.threshold,
+            "cry detection listening (sensitivity {:.0} %, hold {} s)",
+            config.sensitivity * 100.0,
             self.config.hold.as_secs_f64()
         );
         set_status(CryStatus::Listening);
@@ -171,6 +182,7 @@ impl CryTask {
                     });
                     run.last_audio = Instant::now();
                     run.windows.push(&samples);
+                    self.follow_sensitivity(&mut run, state);
                     while let Some((patch, end)) = run.windows.next_patch() {
                         if let Err(e) =
                             self.analyse(&mut yamnet, &mut run, &patch, end, state, runtime)
@@ -241,6 +253,27 @@ impl CryTask {
         }
     }
 
+    /// A parent moved the "Cry sensitivity" slider: use it from the next patch and keep it.
+    fn follow_sensitivity(&mut self, run: &mut Run, state: &watch::Sender<CryState>) {
+        if !self.sensitivity.has_changed().unwrap_or(false) {
+            return;
+        }
+        let percent = *self.sensitivity.borrow_and_update();
+        run.detector.set_sensitivity(f32::from(percent) / 100.0);
+        tracing::info!("cry sensitivity set to {percent} %");
+        if let Err(e) = self
+            .settings
+            .update(&self.camera, |s| s.cry_sensitivity = Some(percent))
+        {
+            tracing::error!("{e:#}; the change holds until restart");
+        }
+        state.send_if_modified(|s| {
+            let changed = s.sensitivity != percent;
+            s.sensitivity = percent;
+            changed
+        });
+    }
+
     fn analyse(
         &self,
         yamnet: &mut Yamnet,
@@ -252,23 +285,24 @@ impl CryTask {
     ) -> Result<(), super::yamnet::ModelError> {
         let rms = rms_dbfs(patch);
         // The gate saves the inference on silence, which is most of a night.
-        let classes = if rms >= super::detector::GATE_DBFS {
-            Some(CryClasses::from_scores(&yamnet.score(patch)?))
+        let probability = if rms >= super::detector::GATE_DBFS {
+            Some(yamnet.score(patch)?.cry)
         } else {
             None
         };
         let step = run.detector.step(Patch {
             end,
             rms_dbfs: rms,
-            classes,
+            probability,
         });
         tracing::debug!(
-            "patch ending {:.2} s: {rms:.0} dBFS, score {:?}, {}",
+            "patch ending {:.2} s: {rms:.0} dBFS, cry probability {:?}, mean {:?}, {}",
             end.as_secs_f64(),
-            step.score,
+            step.probability,
+            step.mean,
             step.verdict.as_str()
         );
-        let percent = step.score.map_or(0, |s| (s * 100.0).round() as u8);
+        let percent = step.mean.map_or(0, |m| (m * 100.0).round() as u8);
         run.pending_confidence = Some(run.pending_confidence.unwrap_or(0).max(percent));
         if run
             .confidence_at

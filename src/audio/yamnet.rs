@@ -2,7 +2,8 @@
 //!
 //! The model is a file the user (or the add-on image) provides: nothing is downloaded. Its
 //! input is `input_1`, f32 `[1, 15600]` in [-1, 1]; its output `Identity` is f32 `[1, 521]`
-//! per-class sigmoid scores.
+//! per-class sigmoid scores, and `cry` (f32 `[1, 1]`) the cry head's probability, which
+//! `scripts/cry-train.py` adds on YAMNet's embedding (`models/yamnet/README.md`).
 
 use super::PATCH_SAMPLES;
 use super::onnx;
@@ -14,6 +15,15 @@ pub const CLASSES: usize = 521;
 const DEFAULT_LIBRARY: &str = "libonnxruntime.so";
 /// YAMNet's official class map, looked for next to the model for readable class names.
 pub const CLASS_MAP_FILE: &str = "yamnet_class_map.csv";
+
+/// What the model says of one patch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatchScores {
+    /// YAMNet's 521 class scores, for showing what a sound is.
+    pub classes: Vec<f32>,
+    /// The cry head's probability that a baby is crying: what the detector decides on.
+    pub cry: f32,
+}
 
 /// Why cry detection cannot run; each says what to do.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -62,17 +72,17 @@ impl Yamnet {
         })
     }
 
-    /// 521 class scores for one 15,600-sample patch.
-    pub fn score(&mut self, patch: &[f32]) -> Result<Vec<f32>, ModelError> {
+    /// The scores of one 15,600-sample patch.
+    pub fn score(&mut self, patch: &[f32]) -> Result<PatchScores, ModelError> {
         assert_eq!(patch.len(), PATCH_SAMPLES, "YAMNet takes exactly one patch");
-        let scores = self.session.score(patch)?;
-        if scores.len() != CLASSES {
+        let (classes, cry) = self.session.score(patch)?;
+        if classes.len() != CLASSES {
             return Err(ModelError::Run(format!(
                 "expected {CLASSES} scores, got {}",
-                scores.len()
+                classes.len()
             )));
         }
-        Ok(scores)
+        Ok(PatchScores { classes, cry })
     }
 
     /// A class's display name from the class map next to the model, else `class <n>`.

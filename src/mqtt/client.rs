@@ -28,6 +28,8 @@ pub struct BridgedCamera {
     pub snapshot: SnapshotHandle,
     /// `None` when cry detection is disabled for this camera.
     pub cry: Option<watch::Receiver<CryState>>,
+    /// The "Cry sensitivity" entity's way in; `None` when cry detection is disabled.
+    pub cry_sensitivity: Option<watch::Sender<u8>>,
     pub events: EventsHandle,
     pub name: String,
     pub links: CameraLinks,
@@ -263,6 +265,7 @@ impl Bridge {
                 let handle = camera.handle.clone();
                 let snapshot = camera.snapshot.clone();
                 let events = camera.events.clone();
+                let cry_sensitivity = camera.cry_sensitivity.clone();
                 // Stopping a camera may take a moment; the bridge keeps publishing meanwhile.
                 tokio::spawn(async move {
                     let result = match addressed.command {
@@ -287,6 +290,13 @@ impl Bridge {
                         Command::EventStream(on) => {
                             events.request(EventRequest::EventStream(on)).await
                         }
+                        Command::CrySensitivity(percent) => match cry_sensitivity {
+                            Some(sensitivity) => {
+                                sensitivity.send_replace(percent);
+                                Ok(())
+                            }
+                            None => Err("cry detection is off for this camera".to_string()),
+                        },
                     };
                     if let Err(e) = result {
                         tracing::warn!(camera = %handle.id, "command not applied: {e}");

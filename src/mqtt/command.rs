@@ -23,6 +23,8 @@ pub enum Command {
     RecordClip(Option<Duration>),
     SelectEvent(Slot),
     EventStream(bool),
+    /// The "Cry sensitivity" number, in percent.
+    CrySensitivity(u8),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +106,9 @@ pub fn parse(
             Slot::parse(text)
                 .ok_or_else(|| bad("one of Cry 1…5, Motion 1…5, Manual 1…5".into()))?,
         ),
+        Entity::CrySensitivity => Command::CrySensitivity(
+            parse_percent(text).ok_or_else(|| bad("a whole percent from 1 to 99".into()))?,
+        ),
         Entity::RecordClip if text.eq_ignore_ascii_case(PRESS) => Command::RecordClip(None),
         Entity::RecordClip => {
             Command::RecordClip(Some(parse_clip_seconds(text).ok_or_else(|| {
@@ -129,6 +134,12 @@ pub fn parse(
 
 /// The longest manual clip, in seconds.
 pub const MAX_CLIP_S: u64 = 600;
+
+/// HA's number entity sends `60` or `60.0`.
+fn parse_percent(text: &str) -> Option<u8> {
+    let value: f64 = text.parse().ok()?;
+    (value.fract() == 0.0 && (1.0..=99.0).contains(&value)).then_some(value as u8)
+}
 
 fn parse_clip_seconds(text: &str) -> Option<Duration> {
     let seconds: f64 = text.parse().ok()?;
@@ -212,6 +223,19 @@ mod tests {
             run("ipcam/nursery/toaster/command", b"ON"),
             Err(CommandError::UnknownEntity { .. })
         ));
+    }
+
+    #[test]
+    fn cry_sensitivity_takes_a_whole_percent() {
+        let command = |payload: &str| {
+            run("ipcam/nursery/cry_sensitivity/command", payload.as_bytes()).map(|a| a.command)
+        };
+        assert_eq!(command("60"), Ok(Command::CrySensitivity(60)));
+        assert_eq!(command(" 35.0 "), Ok(Command::CrySensitivity(35)));
+        for bad in ["0", "100", "42.5", "loud", "NaN"] {
+            let err = command(bad).unwrap_err().to_string();
+            assert!(err.contains("1 to 99"), "{bad}: {err}");
+        }
     }
 
     #[test]

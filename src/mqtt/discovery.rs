@@ -114,7 +114,9 @@ pub fn device(topics: &Topics, camera: &str, name: &str, features: Features) -> 
         .map(|entity| {
             let component = component(topics, camera, entity);
             let enabled = match entity {
-                Entity::Crying | Entity::CryConfidence => features.cry_detection,
+                Entity::Crying | Entity::CryConfidence | Entity::CrySensitivity => {
+                    features.cry_detection
+                }
                 _ => true,
             };
             // A component with only its platform is how HA removes one from a device.
@@ -248,6 +250,20 @@ fn component(topics: &Topics, camera: &str, entity: Entity) -> Component {
             unit_of_measurement: Some("%"),
             state_class: Some("measurement"),
             icon: Some("mdi:baby-face-outline"),
+            ..base
+        },
+        Entity::CrySensitivity => Component {
+            platform: "number",
+            name: "Cry sensitivity",
+            command_topic: topic(Leaf::Command),
+            json_attributes_topic: None,
+            min: Some(1),
+            max: Some(99),
+            step: Some(1),
+            mode: Some("slider"),
+            unit_of_measurement: Some("%"),
+            entity_category: Some("config"),
+            icon: Some("mdi:tune-vertical"),
             ..base
         },
         Entity::Event => Component {

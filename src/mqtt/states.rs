@@ -114,8 +114,8 @@ fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_seconds(time).to_string()
 }
 
-/// The Crying sensor and Cry confidence; empty retained payloads when detection is disabled,
-/// so nothing from an earlier run lingers.
+/// The Crying sensor, Cry confidence and Cry sensitivity; empty retained payloads when detection
+/// is disabled, so nothing from an earlier run lingers.
 pub fn cry_states(topics: &Topics, camera: &str, cry: Option<&CryState>) -> Vec<(String, String)> {
     let topic = |entity, leaf| topics.entity(camera, entity, leaf);
     let Some(cry) = cry else {
@@ -123,6 +123,7 @@ pub fn cry_states(topics: &Topics, camera: &str, cry: Option<&CryState>) -> Vec<
             (topic(Entity::Crying, Leaf::State), String::new()),
             (topic(Entity::Crying, Leaf::Attributes), String::new()),
             (topic(Entity::CryConfidence, Leaf::State), String::new()),
+            (topic(Entity::CrySensitivity, Leaf::State), String::new()),
         ];
     };
     let attributes = json!({
@@ -138,6 +139,10 @@ pub fn cry_states(topics: &Topics, camera: &str, cry: Option<&CryState>) -> Vec<
         (
             topic(Entity::Crying, Leaf::Attributes),
             attributes.to_string(),
+        ),
+        (
+            topic(Entity::CrySensitivity, Leaf::State),
+            cry.sensitivity.to_string(),
         ),
     ];
     if let Some(confidence) = cry.confidence {
@@ -331,7 +336,7 @@ mod tests {
     fn disabled_cry_detection_clears_its_retained_states() {
         let topics = Topics::new(&MqttConfig::default());
         let cleared = cry_states(&topics, "nursery", None);
-        assert_eq!(cleared.len(), 3);
+        assert_eq!(cleared.len(), 4);
         assert!(cleared.iter().all(|(_, payload)| payload.is_empty()));
     }
 

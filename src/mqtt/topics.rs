@@ -18,6 +18,7 @@ pub enum Entity {
     TakeSnapshot,
     Crying,
     CryConfidence,
+    CrySensitivity,
     Event,
     EventStream,
     Motion,
@@ -25,7 +26,7 @@ pub enum Entity {
 }
 
 impl Entity {
-    pub const ALL: [Entity; 13] = [
+    pub const ALL: [Entity; 14] = [
         Entity::LiveStream,
         Entity::StreamStatus,
         Entity::Info,
@@ -35,6 +36,7 @@ impl Entity {
         Entity::TakeSnapshot,
         Entity::Crying,
         Entity::CryConfidence,
+        Entity::CrySensitivity,
         Entity::Event,
         Entity::EventStream,
         Entity::Motion,
@@ -52,6 +54,7 @@ impl Entity {
             Entity::TakeSnapshot => "take_snapshot",
             Entity::Crying => "crying",
             Entity::CryConfidence => "cry_confidence",
+            Entity::CrySensitivity => "cry_sensitivity",
             Entity::Event => "event",
             Entity::EventStream => "event_stream",
             Entity::Motion => "motion",

@@ -775,6 +775,11 @@ pub fn onnxruntime_library() -> Option<String> {
     (out.status.success() && !path.is_empty()).then_some(path)
 }
 
+/// The cry model the add-on ships (YAMNet with the cry head), from the repository.
+pub fn cry_model() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/yamnet/yamnet-cry.onnx")
+}
+
 /// The shared fixtures beside the checkout, or `None` with a message naming what is missing.
 pub fn shared_file(relative: &str) -> Option<PathBuf> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
