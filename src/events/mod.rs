@@ -111,10 +111,46 @@ pub fn event_id(kind: Kind, started_at: SystemTime) -> String {
     format!("{}-{compact}", kind.key())
 }
 
+/// Whether `text` has the form [`event_id`] gives, and so names a clip file we wrote. Names read
+/// back from disk are checked with it before they become paths.
+pub fn is_event_id(text: &str) -> bool {
+    let Some((kind, stamp)) = text.split_once('-') else {
+        return false;
+    };
+    let digits: Vec<&str> = stamp.split('-').collect();
+    [Kind::Cry, Kind::Motion, Kind::Manual]
+        .iter()
+        .any(|k| k.key() == kind)
+        && digits.len() == 3
+        && digits
+            .iter()
+            .zip([8, 6, 3])
+            .all(|(part, len)| part.len() == len && part.bytes().all(|b| b.is_ascii_digit()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn only_our_own_event_ids_pass_the_check() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_800_000_000_123);
+        for kind in [Kind::Cry, Kind::Motion, Kind::Manual] {
+            assert!(is_event_id(&event_id(kind, at)));
+        }
+        for bad in [
+            "../../etc/passwd",
+            "cry-20270115-080000-123/../x",
+            "cry-2027011-080000-123",
+            "dog-20270115-080000-123",
+            "cry-20270115-080000",
+            "holiday",
+            "",
+        ] {
+            assert!(!is_event_id(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn slots_are_fifteen_labels_that_parse_back() {

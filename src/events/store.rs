@@ -6,7 +6,7 @@
 //! the oldest until the folder fits `max_disk_mb`. A clip being played is never deleted: it is
 //! deleted when its last viewer leaves.
 
-use super::Kind;
+use super::{Kind, is_event_id};
 use crate::config::ClipConfig;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -74,6 +74,11 @@ impl ClipStore {
         let dir = media_dir.join(camera);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create the clip folder {}", dir.display()))?;
+        let marker = dir.join(MARKER);
+        if !marker.exists() {
+            std::fs::write(&marker, MARKER_TEXT)
+                .with_context(|| format!("cannot mark the clip folder {}", dir.display()))?;
+        }
         let mut clips = scan(&dir);
         clips.sort_by_key(|c| std::cmp::Reverse(c.started_at));
         let store = Arc::new(Self {
@@ -218,8 +223,28 @@ impl ClipStore {
     }
 }
 
-/// Removes the clip folders of cameras that left the config (no ghost state). A folder with
-/// anything but clips and their sidecars in it is left alone and named in the log.
+/// Marks a clip folder as made by the add-on: only a marked folder is ever removed.
+const MARKER: &str = ".ipcam-mqtt";
+const MARKER_TEXT: &str = "ipcam-mqtt keeps a camera's event clips here. It removes this folder when the camera leaves its configuration, and only if nothing else is in it.\n";
+
+/// Whether a file in a clip folder is one the add-on wrote: the marker, or a clip, its sidecar
+/// or its partial file, named by an event id.
+fn is_ours(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if name == MARKER {
+        return true;
+    }
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    // A sidecar being written is `<event_id>.json.tmp`.
+    let stem = stem.strip_suffix(".json").unwrap_or(stem);
+    path.extension()
+        .is_some_and(|e| e == "mp4" || e == "json" || e == "tmp")
+        && is_event_id(stem)
+}
+
+/// Removes the clip folders of cameras that left the config (no ghost state): only folders the
+/// add-on marked as its own, holding nothing but what it wrote. Anything else on the media share
+/// is the user's and left alone, named in the log.
 pub fn remove_unconfigured(media_dir: &Path, cameras: &[&str]) {
     let Ok(entries) = std::fs::read_dir(media_dir) else {
         return;
@@ -229,13 +254,11 @@ pub fn remove_unconfigured(media_dir: &Path, cameras: &[&str]) {
         if name.as_deref().is_none_or(|n| cameras.contains(&n)) {
             continue;
         }
-        let ours = std::fs::read_dir(&dir).is_ok_and(|files| {
-            files.flatten().all(|f| {
-                f.path()
-                    .extension()
-                    .is_some_and(|e| e == "mp4" || e == "json" || e == "tmp")
-            })
-        });
+        if !dir.join(MARKER).is_file() {
+            continue;
+        }
+        let ours =
+            std::fs::read_dir(&dir).is_ok_and(|files| files.flatten().all(|f| is_ours(&f.path())));
         if ours {
             tracing::info!(
                 "camera \"{}\" is no longer configured: removing its clips in {}",
@@ -303,11 +326,18 @@ fn scan(dir: &Path) -> Vec<ClipMeta> {
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .filter_map(|sidecar| {
+            // The id comes from the file's own name, checked against our format, never from
+            // its content: a planted `"event_id": "../../x"` must not become a path.
+            let event_id = sidecar
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .filter(|s| is_event_id(s))?
+                .to_string();
             let meta: ClipMeta = match std::fs::read(&sidecar)
                 .ok()
                 .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             {
-                Some(meta) => meta,
+                Some(meta) => ClipMeta { event_id, ..meta },
                 None => {
                     tracing::warn!("skipping {}: not a clip description", sidecar.display());
                     return None;
