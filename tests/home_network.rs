@@ -85,8 +85,8 @@ fn home(tag: u32) -> Result<(Netns, String, String), String> {
 }
 
 /// A stand-in for the Supervisor's ingress proxy (the real one cannot run here): it strips
-/// `/api/hassio_ingress/<token>` and forwards to the add-on's ingress port with `X-Ingress-Path`,
-/// as the Supervisor does.
+/// `/api/hassio_ingress/<token>` and forwards to the add-on's ingress port with the browser's
+/// headers, `X-Forwarded-Host` and `X-Ingress-Path`, as the Supervisor does.
 const INGRESS_PROXY: &str = r#"
 import http.server, sys, urllib.request
 listen, port, upstream = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -97,8 +97,11 @@ class Proxy(http.server.BaseHTTPRequestHandler):
             self.send_error(404); return
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) or None
         request = urllib.request.Request(upstream + self.path[len(PREFIX):], data=body, method=self.command)
-        for name in ("Content-Type", "Accept"):
+        # As the Supervisor does: the browser's headers go on (Origin among them), with the host
+        # it reached in X-Forwarded-Host and the ingress path.
+        for name in ("Content-Type", "Accept", "Origin", "User-Agent"):
             if self.headers.get(name): request.add_header(name, self.headers[name])
+        request.add_header("X-Forwarded-Host", self.headers.get("Host", ""))
         request.add_header("X-Ingress-Path", PREFIX)
         try:
             reply = urllib.request.urlopen(request, timeout=30)

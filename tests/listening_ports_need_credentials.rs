@@ -133,3 +133,75 @@ fn bound_to_the_network_without_credentials_gets_generated_ones_and_anonymous_is
     let (status, _) = http_get(&format!("http://127.0.0.1:{}/api/streams", addon.http_port));
     assert_eq!(status, 200, "anonymous, as chosen");
 }
+
+/// A page on another site must not ride a browser's cached credentials into live video: the
+/// WebSocket and WHEP refuse a foreign `Origin`, with the right password and all.
+#[cfg(feature = "webrtc")]
+#[test]
+fn cross_origin_requests_are_refused_even_with_credentials() {
+    let broker = Mosquitto::start();
+    let camera = Camera::start(&[]);
+    let yaml = config(broker.port, free_port(), &[("cam", &camera.url(), "")]).replacen(
+        "http:\n",
+        "http:\n  username: viewer\n  password: s3cret-http\n",
+        1,
+    );
+    let addon = AddOn::start(&yaml);
+    let base = format!("http://127.0.0.1:{}", addon.http_port);
+    let upgrade = |origin: &str| {
+        let (status, _) = http_get_with(
+            &format!("{base}/api/ws?src=cam"),
+            &[
+                "-u",
+                "viewer:s3cret-http",
+                "-H",
+                "Connection: Upgrade",
+                "-H",
+                "Upgrade: websocket",
+                "-H",
+                "Sec-WebSocket-Version: 13",
+                "-H",
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+                "-H",
+                &format!("Origin: {origin}"),
+                "--max-time",
+                "2",
+            ],
+        );
+        status
+    };
+    assert_eq!(
+        upgrade("http://evil.example"),
+        403,
+        "a foreign page's WebSocket"
+    );
+    assert_eq!(upgrade("null"), 403, "a sandboxed page's WebSocket");
+    assert_eq!(upgrade(&base), 101, "the viewer's own page");
+    let (status, body) = http_get_with(
+        &format!("{base}/api/webrtc?src=cam"),
+        &[
+            "-u",
+            "viewer:s3cret-http",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/sdp",
+            "-H",
+            "Origin: http://evil.example",
+            "--data-binary",
+            "v=0",
+        ],
+    );
+    assert_eq!(
+        status,
+        403,
+        "a foreign page's WHEP offer: {}",
+        String::from_utf8_lossy(&body)
+    );
+    assert!(String::from_utf8_lossy(&body).contains("cross-origin requests are refused"));
+    assert_eq!(
+        camera.connections(),
+        0,
+        "nothing foreign reached the camera"
+    );
+}

@@ -149,6 +149,7 @@ fn router(api: &Arc<Api>, gate: Gate) -> Router {
             (api.clone(), gate),
             authenticate,
         ))
+        .layer(axum::middleware::from_fn_with_state(gate, same_origin))
         .with_state(api.clone())
 }
 
@@ -210,6 +211,60 @@ pub fn too_many(wait: std::time::Duration) -> Response {
     response
 }
 
+/// Refuses what a page on another site asks a browser to send here: with cached Basic
+/// credentials (or DNS rebinding against loopback) it could open live video. Browsers name the
+/// page's origin in `Origin`; it must be this server, as the client reached it.
+async fn same_origin(
+    State(gate): State<Gate>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let headers = request.headers();
+    let behind_ingress = gate == Gate::Ingress && peer.ip() == HA_INGRESS;
+    if is_cross_origin(headers, behind_ingress) {
+        return plain(
+            StatusCode::FORBIDDEN,
+            "cross-origin requests are refused: open the viewer from this server's own address",
+        );
+    }
+    next.run(request).await
+}
+
+/// Pure: whether the request's `Origin` names another host than the one it was sent to (`Host`,
+/// or behind Home Assistant's ingress proxy the `X-Forwarded-Host` it sets).
+fn is_cross_origin(headers: &HeaderMap, behind_ingress: bool) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return false;
+    };
+    let Some(origin_host) = origin
+        .to_str()
+        .ok()
+        .and_then(|o| url::Url::parse(o).ok())
+        .and_then(|u| {
+            let host = u.host_str()?.to_ascii_lowercase();
+            Some(match u.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host,
+            })
+        })
+    else {
+        return true; // `null` (a sandboxed page or a file) or garbage
+    };
+    let same = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|host| {
+                let host = host.trim().to_ascii_lowercase();
+                host == origin_host
+                    || host.strip_suffix(":80") == Some(&origin_host)
+                    || host.strip_suffix(":443") == Some(&origin_host)
+            })
+    };
+    !(same("host") || (behind_ingress && same("x-forwarded-host")))
+}
+
 async fn authenticate(
     State((api, gate)): State<(Arc<Api>, Gate)>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
@@ -259,6 +314,46 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pages_of_other_sites_are_cross_origin() {
+        let headers = |pairs: &[(&'static str, &str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.insert(*name, value.parse().unwrap());
+            }
+            map
+        };
+        let same = headers(&[
+            ("host", "192.168.1.20:1984"),
+            ("origin", "http://192.168.1.20:1984"),
+        ]);
+        assert!(!is_cross_origin(&same, false));
+        let no_origin = headers(&[("host", "192.168.1.20:1984")]);
+        assert!(
+            !is_cross_origin(&no_origin, false),
+            "tools and players send none"
+        );
+        let evil = headers(&[
+            ("host", "192.168.1.20:1984"),
+            ("origin", "http://evil.example"),
+        ]);
+        assert!(is_cross_origin(&evil, false));
+        let null = headers(&[("host", "127.0.0.1:1984"), ("origin", "null")]);
+        assert!(is_cross_origin(&null, false));
+        let ingress = headers(&[
+            ("host", "172.30.32.1:63000"),
+            ("x-forwarded-host", "homeassistant.local:8123"),
+            ("origin", "http://homeassistant.local:8123"),
+        ]);
+        assert!(!is_cross_origin(&ingress, true));
+        assert!(
+            is_cross_origin(&ingress, false),
+            "only the ingress proxy may forward a host"
+        );
+        let default_port = headers(&[("host", "ha.example:443"), ("origin", "https://ha.example")]);
+        assert!(!is_cross_origin(&default_port, false));
+    }
 
     #[test]
     fn only_the_right_basic_credentials_pass() {
