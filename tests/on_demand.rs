@@ -153,3 +153,51 @@ fn describe_only_probes_do_not_keep_the_camera_running() {
         "the probes shared one camera connection"
     );
 }
+
+/// "OFF stops it at once, always": ON then OFF back to back from one client (what
+/// `printf 'ON\nOFF\n' | mosquitto_pub -l` sends), 100 times, leaves the camera off every time;
+/// commands for a camera apply in the order they were published.
+#[test]
+fn on_then_off_back_to_back_always_ends_off_over_100_rounds() {
+    use std::io::Write;
+    let rig = Rig::start(&[], "");
+    for round in 0..100u32 {
+        let mut publisher = std::process::Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &rig.broker.port.to_string()])
+            .args(["-t", "ipcam/cam/live_stream/command", "-l"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        publisher
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"ON\nOFF\n")
+            .unwrap();
+        assert!(publisher.wait().unwrap().success());
+        // Published after both: once it shows, both reached the add-on before it.
+        let marker = (10 + round).to_string();
+        rig.broker
+            .publish("ipcam/cam/snapshot_interval/command", &marker, false);
+        rig.mqtt.wait_for(
+            "ipcam/cam/snapshot_interval/state",
+            &marker,
+            Duration::from_secs(15),
+        );
+        rig.mqtt.wait_for_json(
+            "ipcam/cam/live_stream/attributes",
+            Duration::from_secs(5),
+            |a| a["held_by_mqtt"] == false,
+        );
+        assert_eq!(
+            rig.mqtt.last("ipcam/cam/live_stream/state").as_deref(),
+            Some("OFF"),
+            "round {round}"
+        );
+    }
+    rig.mqtt.wait_for(
+        "ipcam/cam/stream_status/state",
+        "inactive",
+        Duration::from_secs(15),
+    );
+}

@@ -81,10 +81,15 @@ pub async fn run(
     let (incoming_tx, incoming) = mpsc::channel(256);
     let broker = format!("{}:{}", config.host(), config.port);
     let poller = tokio::spawn(poll(event_loop, incoming_tx, broker));
+    let queues = cameras
+        .iter()
+        .map(|camera| Commander::for_camera(camera).spawn())
+        .collect();
     let mut bridge = Bridge {
         client,
         topics,
         cameras,
+        queues,
         published: HashMap::new(),
         clear_commands: false,
     };
@@ -136,10 +141,73 @@ async fn poll(mut event_loop: EventLoop, incoming: mpsc::Sender<Incoming>, broke
     }
 }
 
+/// How many commands may wait for one camera; beyond that a flood is dropped, with a warning.
+const COMMAND_QUEUE: usize = 64;
+
+/// What a camera's MQTT commands reach.
+struct Commander {
+    handle: CameraHandle,
+    snapshot: SnapshotHandle,
+    events: EventsHandle,
+    cry_sensitivity: Option<watch::Sender<u8>>,
+}
+
+impl Commander {
+    fn for_camera(camera: &BridgedCamera) -> Commander {
+        Commander {
+            handle: camera.handle.clone(),
+            snapshot: camera.snapshot.clone(),
+            events: camera.events.clone(),
+            cry_sensitivity: camera.cry_sensitivity.clone(),
+        }
+    }
+
+    /// The camera's queue; its task applies each command before taking the next, and ends when
+    /// the bridge drops the queue.
+    fn spawn(self) -> mpsc::Sender<Command> {
+        let (queue, mut commands) = mpsc::channel(COMMAND_QUEUE);
+        tokio::spawn(async move {
+            while let Some(command) = commands.recv().await {
+                if let Err(e) = self.apply(command).await {
+                    tracing::warn!(camera = %self.handle.id, "command not applied: {e}");
+                }
+            }
+        });
+        queue
+    }
+
+    async fn apply(&self, command: Command) -> Result<(), String> {
+        match command {
+            Command::LiveStream(on) => self.handle.set_live(on).await.map_err(|e| e.to_string()),
+            Command::SnapshotMode(mode) => self.snapshot.request(Request::SetMode(mode)).await,
+            Command::SnapshotInterval(seconds) => {
+                self.snapshot.request(Request::SetInterval(seconds)).await
+            }
+            Command::TakeSnapshot => self.snapshot.request(Request::Take).await,
+            Command::Motion(on) => self.events.request(EventRequest::Motion(on)).await,
+            Command::RecordClip(length) => {
+                let length = length.unwrap_or(DEFAULT_MANUAL);
+                self.events.request(EventRequest::RecordClip(length)).await
+            }
+            Command::SelectEvent(slot) => self.events.request(EventRequest::Select(slot)).await,
+            Command::EventStream(on) => self.events.request(EventRequest::EventStream(on)).await,
+            Command::CrySensitivity(percent) => match &self.cry_sensitivity {
+                Some(sensitivity) => {
+                    sensitivity.send_replace(percent);
+                    Ok(())
+                }
+                None => Err("cry detection is off for this camera".to_string()),
+            },
+        }
+    }
+}
+
 struct Bridge {
     client: AsyncClient,
     topics: Topics,
     cameras: Vec<BridgedCamera>,
+    /// Each camera's command queue, in the order of `cameras`.
+    queues: Vec<mpsc::Sender<Command>>,
     /// The last payload per retained topic, to publish only changes and to republish all.
     published: HashMap<String, Bytes>,
     /// Set when an oversized message broke the connection: cleared before subscribing again.
@@ -255,53 +323,23 @@ impl Bridge {
         let parsed = command::parse(&self.topics, |c| self.is_known(c), topic, payload);
         match parsed {
             Ok(addressed) => {
-                let Some(camera) = self
+                let Some(index) = self
                     .cameras
                     .iter()
-                    .find(|c| c.handle.id == addressed.camera)
+                    .position(|c| c.handle.id == addressed.camera)
                 else {
                     return;
                 };
-                let handle = camera.handle.clone();
-                let snapshot = camera.snapshot.clone();
-                let events = camera.events.clone();
-                let cry_sensitivity = camera.cry_sensitivity.clone();
-                // Stopping a camera may take a moment; the bridge keeps publishing meanwhile.
-                tokio::spawn(async move {
-                    let result = match addressed.command {
-                        Command::LiveStream(on) => {
-                            handle.set_live(on).await.map_err(|e| e.to_string())
-                        }
-                        Command::SnapshotMode(mode) => {
-                            snapshot.request(Request::SetMode(mode)).await
-                        }
-                        Command::SnapshotInterval(seconds) => {
-                            snapshot.request(Request::SetInterval(seconds)).await
-                        }
-                        Command::TakeSnapshot => snapshot.request(Request::Take).await,
-                        Command::Motion(on) => events.request(EventRequest::Motion(on)).await,
-                        Command::RecordClip(length) => {
-                            let length = length.unwrap_or(DEFAULT_MANUAL);
-                            events.request(EventRequest::RecordClip(length)).await
-                        }
-                        Command::SelectEvent(slot) => {
-                            events.request(EventRequest::Select(slot)).await
-                        }
-                        Command::EventStream(on) => {
-                            events.request(EventRequest::EventStream(on)).await
-                        }
-                        Command::CrySensitivity(percent) => match cry_sensitivity {
-                            Some(sensitivity) => {
-                                sensitivity.send_replace(percent);
-                                Ok(())
-                            }
-                            None => Err("cry detection is off for this camera".to_string()),
-                        },
-                    };
-                    if let Err(e) = result {
-                        tracing::warn!(camera = %handle.id, "command not applied: {e}");
-                    }
-                });
+                // One queue per camera, applied by one task: commands take effect in the order
+                // they were published ("ON" then "OFF" leaves the camera off), and a slow stop
+                // never holds up the bridge or the other cameras.
+                if self.queues[index].try_send(addressed.command).is_err() {
+                    tracing::warn!(
+                        camera = %addressed.camera,
+                        "commands arrive faster than they are applied; {:?} dropped",
+                        addressed.command
+                    );
+                }
             }
             Err(e) => tracing::warn!(
                 "ignored MQTT command on {}: {e}",
