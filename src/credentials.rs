@@ -31,20 +31,20 @@ pub fn fill_in(
         return Ok(());
     }
     let path = data_dir.join(FILE);
-    let mut kept: BTreeMap<String, Pair> = std::fs::read(&path)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default();
+    let mut kept = read_kept(&path)?;
     let mut changed = false;
     for i in wanted {
         let (name, server) = &mut servers[i];
-        let pair = kept.entry(name.to_string()).or_insert_with(|| {
-            changed = true;
-            Pair {
-                username: USERNAME.into(),
-                password: random_password(),
+        let pair = match kept.entry(name.to_string()) {
+            std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::btree_map::Entry::Vacant(entry) => {
+                changed = true;
+                entry.insert(Pair {
+                    username: USERNAME.into(),
+                    password: random_password()?,
+                })
             }
-        });
+        };
         server.username = Some(pair.username.clone());
         server.password = Some(Secret::new(pair.password.clone()));
         tracing::info!(
@@ -66,27 +66,58 @@ fn needs_generated(server: &ServerConfig, in_addon: bool) -> bool {
     reachable && server.credentials().is_none() && !server.allow_anonymous
 }
 
-/// 24 random bytes from the kernel, URL-safe: 32 characters.
-fn random_password() -> String {
-    use base64::Engine;
-    let mut bytes = [0u8; 24];
-    if let Ok(mut random) = std::fs::File::open("/dev/urandom") {
-        use std::io::Read;
-        let _ = random.read_exact(&mut bytes);
+/// The kept pairs. A file that is there but unreadable stops the start with what to do: a new
+/// password made silently would lock out every client that has the old one.
+fn read_kept(path: &Path) -> anyhow::Result<BTreeMap<String, Pair>> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+            anyhow::anyhow!(
+                "{} is damaged ({e}); fix it, or delete it to generate new credentials (clients must then be given them)",
+                path.display()
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
     }
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// 24 random bytes from the kernel (getrandom), URL-safe: 32 characters. No randomness is an
+/// error, never a weak password.
+fn random_password() -> anyhow::Result<String> {
+    use base64::Engine;
+    let mut bytes = [0u8; 24];
+    let mut filled = 0;
+    while filled < bytes.len() {
+        // SAFETY: the pointer and length describe the unfilled rest of `bytes`.
+        let got = unsafe {
+            libc::getrandom(bytes[filled..].as_mut_ptr().cast(), bytes.len() - filled, 0)
+        };
+        if got < 0 {
+            let error = std::io::Error::last_os_error();
+            if error.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            anyhow::bail!("no randomness for a generated password: {error}");
+        }
+        filled += got as usize;
+    }
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Mode 0600, written whole or not at all (a temporary file renamed into place).
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    let partial = path.with_extension("json.partial");
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(path)?;
-    file.write_all(bytes)
+        .open(&partial)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&partial, path)
 }
 
 #[cfg(test)]
@@ -169,5 +200,35 @@ mod tests {
         assert!(loopback.credentials().is_none());
         assert!(lan.credentials().is_some());
         assert!(open.credentials().is_none());
+    }
+
+    #[test]
+    fn a_damaged_file_is_an_error_not_new_passwords() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE), b"{\"rtsp\": {\"username\": ").unwrap();
+        let mut rtsp = ServerConfig::rtsp();
+        let error = fill_in(&mut [("rtsp", &mut rtsp)], dir.path(), true)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("is damaged"), "{error}");
+        assert!(
+            error.contains("delete it to generate new credentials"),
+            "{error}"
+        );
+        assert!(rtsp.credentials().is_none());
+        assert_eq!(
+            std::fs::read(dir.path().join(FILE)).unwrap(),
+            b"{\"rtsp\": {\"username\": ",
+            "the file is left for the user"
+        );
+    }
+
+    #[test]
+    fn generated_passwords_differ_and_are_not_a_constant() {
+        let a = random_password().unwrap();
+        let b = random_password().unwrap();
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+        assert_ne!(a, "A".repeat(32));
     }
 }

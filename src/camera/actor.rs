@@ -63,7 +63,10 @@ impl CameraActor {
         let mut demand_rx = self.demand.subscribe();
         let mut ready_rx = self.hub.subscribe_ready();
         let mut tick = tokio::time::interval(TICK);
-        tracing::info!("camera ready at {} (on demand)", self.config.url);
+        tracing::info!(
+            "camera ready at {} (on demand)",
+            crate::secret::redact_urls(self.config.url.as_str())
+        );
         loop {
             let deadline = run.timers.next_deadline();
             let input = tokio::select! {

@@ -489,9 +489,11 @@ async fn watch_bus(bus: gst::Bus, report: impl Fn(Error)) {
 }
 
 /// A wrong password is said plainly and never retried; everything else is worth another try.
-fn classify(error: gst::glib::Error, debug: Option<&str>) -> Error {
-    let text = format!("{error} {}", debug.unwrap_or(""));
-    if error.matches(gst::ResourceError::NotAuthorized) || text.contains("401") {
+/// Decided by the error's domain and code (rtspsrc posts `NotAuthorized` for a 401 and
+/// `NotFound` for a 404), never by searching its text: a camera id or a source line number
+/// holding "401" is no wrong password.
+fn classify(error: gst::glib::Error, _debug: Option<&str>) -> Error {
+    if error.matches(gst::ResourceError::NotAuthorized) {
         return Error::new(
             ErrorKind::Auth,
             "the camera rejected the username or password (401 Unauthorized)",
@@ -503,7 +505,7 @@ fn classify(error: gst::glib::Error, debug: Option<&str>) -> Error {
             format!("a GStreamer plugin is missing: {error}"),
         );
     }
-    if error.matches(gst::ResourceError::NotFound) || text.contains("404") {
+    if error.matches(gst::ResourceError::NotFound) {
         return Error::new(
             ErrorKind::Transient,
             "the camera says the stream path does not exist (404)",
@@ -518,6 +520,21 @@ fn classify(error: gst::glib::Error, debug: Option<&str>) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wrong_password_is_known_by_its_error_code_not_by_401_in_the_text() {
+        gst::init().unwrap();
+        let denied = gst::glib::Error::new(gst::ResourceError::NotAuthorized, "Unauthorized");
+        assert_eq!(classify(denied, None).kind(), ErrorKind::Auth);
+        let look_alike = gst::glib::Error::new(
+            gst::ResourceError::Failed,
+            "Could not connect to camera cam401 (gstrtspsrc.c:401)",
+        );
+        let error = classify(look_alike, Some("rtspsrc line 401: 401 bytes"));
+        assert_eq!(error.kind(), ErrorKind::Transient, "retried, not fatal");
+        let missing = gst::glib::Error::new(gst::ResourceError::NotFound, "Not Found");
+        assert_eq!(classify(missing, None).kind(), ErrorKind::Transient);
+    }
 
     #[test]
     fn the_silent_frame_decodes_to_1024_samples_of_silence() {
