@@ -36,7 +36,7 @@ fn nanos(duration: Duration) -> i64 {
 
 /// Moves `value` toward `target` by at most `step`.
 fn slew(value: i64, target: i64, step: i64) -> i64 {
-    target.clamp(value - step, value + step)
+    target.clamp(value.saturating_sub(step), value.saturating_add(step))
 }
 
 /// The offset from media time to our clock, shared by the tracks of one camera session.
@@ -148,10 +148,14 @@ impl TrackTimeline {
         ))
     }
 
-    /// Media time in ns since the origin, corrected.
+    /// Media time in ns since the origin, corrected. The timestamps, clock rate and reports are
+    /// the camera's to choose: every sum here saturates rather than overflow.
     fn media(&self, extended: u64, origin: u64) -> i64 {
         let ticks = extended as i128 - origin as i128;
-        (ticks * 1_000_000_000 / i128::from(self.clock_rate)) as i64 + self.correction
+        let ns = ticks * 1_000_000_000 / i128::from(self.clock_rate);
+        i64::try_from(ns)
+            .unwrap_or(if ns < 0 { i64::MIN } else { i64::MAX })
+            .saturating_add(self.correction)
     }
 
     /// The presentation time (ns on our running time) of a packet with `rtp_timestamp` that
@@ -165,25 +169,29 @@ impl TrackTimeline {
             None => self.start(session, rtp_timestamp, arrival),
         };
         let mut media = self.media(self.extended, origin);
-        let advanced = media - self.newest_media;
+        let advanced = media.saturating_sub(self.newest_media);
         let waited = arrival.saturating_sub(self.last_arrival) as i64;
-        if advanced < -nanos(RESYNC) || advanced > waited + nanos(RESYNC) {
+        if advanced < -nanos(RESYNC) || advanced > waited.saturating_add(nanos(RESYNC)) {
             // The camera restarted its RTP clock: go on from this arrival.
             let offset = session.offset.unwrap_or(0);
-            self.correction += arrival as i64 - offset - media;
-            media = arrival as i64 - offset;
+            let placed = (arrival as i64).saturating_sub(offset);
+            self.correction = self.correction.saturating_add(placed.saturating_sub(media));
+            media = placed;
             self.newest_media = media;
         }
         self.newest_media = self.newest_media.max(media);
         self.last_arrival = arrival;
-        let offset = session.observe(arrival as i64 - media, arrival);
+        let offset = session.observe((arrival as i64).saturating_sub(media), arrival);
         let step = waited / SLEW;
         self.sync_applied = if self.sync_wanted >= self.sync_applied {
             self.sync_wanted
         } else {
             slew(self.sync_applied, self.sync_wanted, step)
         };
-        (media + offset + self.sync_applied).max(0) as u64
+        media
+            .saturating_add(offset)
+            .saturating_add(self.sync_applied)
+            .max(0) as u64
     }
 
     /// Places the first packet: by the clock-base when it agrees with the session within
@@ -199,11 +207,21 @@ impl TrackTimeline {
         let placed = match session.offset {
             // The first track of the session defines it.
             None => true,
-            Some(offset) => (arrival as i64 - offset - media).abs() <= nanos(RESYNC),
+            Some(offset) => {
+                (arrival as i64)
+                    .saturating_sub(offset)
+                    .saturating_sub(media)
+                    .saturating_abs()
+                    <= nanos(RESYNC)
+            }
         };
         if !placed || self.clock_base.is_none() {
-            let offset = session.offset.unwrap_or(arrival as i64 - media);
-            self.correction = arrival as i64 - offset - media;
+            let offset = session
+                .offset
+                .unwrap_or((arrival as i64).saturating_sub(media));
+            self.correction = (arrival as i64)
+                .saturating_sub(offset)
+                .saturating_sub(media);
         }
         self.newest_media = self.media(self.extended, origin);
         self.last_arrival = arrival;
@@ -224,7 +242,10 @@ impl TrackTimeline {
         if extended_rtp.abs_diff(self.extended) > u64::from(self.clock_rate) {
             return None;
         }
-        let time = (self.media(extended_rtp, origin) + offset).max(0) as u64;
+        let time = self
+            .media(extended_rtp, origin)
+            .saturating_add(offset)
+            .max(0) as u64;
         Some(SyncPoint { extended_rtp, time })
     }
 }
@@ -454,5 +475,23 @@ mod tests {
             EXTENDED_BASE + u64::from(u32::MAX - FRAME) + 1_800
         );
         assert_eq!(timeline.sync_point(FRAME * 100), None, "4 s away: bogus");
+    }
+
+    /// Timestamps, clock rate and reports come from the camera: extreme ones give extreme times,
+    /// never an overflow (a panic in the reading thread would end the session).
+    #[test]
+    fn hostile_timestamps_and_reports_never_overflow() {
+        for clock_rate in [1, 90_000, u32::MAX] {
+            let mut timeline = Solo::new(clock_rate);
+            timeline.set_sync_offset(i64::MAX);
+            let mut arrival = u64::MAX / 4;
+            for rtp in [0, u32::MAX, 1, u32::MAX / 2, 0, u32::MAX] {
+                let _ = timeline.pts(rtp, arrival);
+                arrival = arrival.saturating_add(u64::MAX / 8);
+            }
+            timeline.set_sync_offset(i64::MIN);
+            let _ = timeline.pts(7, 0);
+            let _ = timeline.sync_point(u32::MAX);
+        }
     }
 }

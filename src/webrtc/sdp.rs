@@ -53,7 +53,8 @@ impl OfferChoice {
                 let Some((pt, codec)) = rtpmap.value().and_then(|v| v.split_once(' ')) else {
                     continue;
                 };
-                let Ok(payload) = pt.parse::<u32>() else {
+                // RTP payload types are 7 bits; anything else would wrap in the packets we send.
+                let Some(payload) = pt.parse::<u32>().ok().filter(|pt| *pt <= 127) else {
                     continue;
                 };
                 let offered = Offered { payload, mline };
@@ -296,6 +297,18 @@ a=rtpmap:99 H264/90000\r\na=fmtp:99 packetization-mode=1;profile-level-id=42e01f
             + "\r\n";
         let error = OfferChoice::from_offer(&parse(&vp8_only)).unwrap_err();
         assert!(error.contains("no H.264"), "{error}");
+    }
+
+    #[test]
+    fn payload_types_beyond_7_bits_are_not_used() {
+        // Constrained Baseline (106, preferred) on a payload type that does not fit RTP.
+        let offer = CHROMIUM.replace("106", "300");
+        let choice = OfferChoice::from_offer(&parse(&offer)).unwrap();
+        assert_eq!(choice.h264, at(102, 0), "the next H.264 that fits 7 bits");
+        assert_eq!(
+            OfferChoice::from_offer(&parse(CHROMIUM)).unwrap().h264,
+            at(106, 0)
+        );
     }
 
     #[test]
