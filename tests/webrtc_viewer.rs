@@ -163,7 +163,23 @@ fn whep_peers_decode_video_and_ten_joining_and_leaving_leak_nothing() {
         Duration::from_secs(5),
         || first.audio_frames() > 10,
     );
-    // WHEP's DELETE ends the session.
+    // Another client cannot end it by guessing: the ids are not small sequential numbers.
+    for guess in 1..=20 {
+        let other = format!(
+            "http://127.0.0.1:{}/api/webrtc/{guess}",
+            rig.addon.http_port
+        );
+        assert_eq!(
+            http_get_with(&other, &["-X", "DELETE"]).0,
+            404,
+            "guessed {guess}"
+        );
+    }
+    let frames = first.frames();
+    wait_until("the session to play on", Duration::from_secs(5), || {
+        first.frames() > frames + 10
+    });
+    // WHEP's DELETE, with the Location its creator was given, ends the session.
     let session = format!(
         "http://127.0.0.1:{}/api/{}",
         rig.addon.http_port, first.location

@@ -138,31 +138,37 @@ impl Recorder {
         let path = self.store.begin(&meta).map_err(|e| e.to_string())?;
         let (guard, video_src, audio_src) = writer(&path, &video_caps, audio_caps.as_ref())
             .inspect_err(|_| self.store.abandon(&event_id))?;
-        let id = {
+        let started = {
             let mut inner = self.lock();
-            inner.next_id += 1;
-            let id = inner.next_id;
             let frames = inner.preroll.frames();
-            let first = &frames[0];
-            let buffer = first.sample.buffer().ok_or("an empty frame")?;
-            let base = [buffer.dts(), buffer.pts()]
-                .into_iter()
-                .flatten()
-                .min()
-                .unwrap_or(gst::ClockTime::ZERO);
-            let mut active = Active {
-                id,
-                video: video_src,
-                audio: audio_src,
-                base,
-                last_pts: base,
-            };
-            for frame in &frames {
-                active.push(frame);
+            // A camera that reconnects between the checks above and here empties the pre-roll:
+            // that recording fails cleanly, and the next one starts afresh.
+            match frames.first().and_then(|first| first.sample.buffer()) {
+                None => Err("the pre-roll was cleared (the camera reconnected)".to_string()),
+                Some(buffer) => {
+                    inner.next_id += 1;
+                    let id = inner.next_id;
+                    let base = [buffer.dts(), buffer.pts()]
+                        .into_iter()
+                        .flatten()
+                        .min()
+                        .unwrap_or(gst::ClockTime::ZERO);
+                    let mut active = Active {
+                        id,
+                        video: video_src,
+                        audio: audio_src,
+                        base,
+                        last_pts: base,
+                    };
+                    for frame in &frames {
+                        active.push(frame);
+                    }
+                    inner.active.push(active);
+                    Ok(id)
+                }
             }
-            inner.active.push(active);
-            id
         };
+        let id = started.inspect_err(|_| self.store.abandon(&event_id))?;
         tracing::info!(
             camera = %self.camera,
             "recording {event_id} ({} s of pre-roll)",

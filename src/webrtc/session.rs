@@ -57,7 +57,15 @@ pub struct WebrtcCamera {
     sessions: Mutex<HashMap<u64, Session>>,
 }
 
-static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+/// A session's id is its `DELETE /api/webrtc/<id>` capability: unguessable, so one client cannot
+/// end another's viewer. std's `RandomState` is keyed from the OS's randomness.
+fn new_session_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.finish()
+}
 
 /// Everything one viewer holds; dropping it ends the viewer.
 struct Session {
@@ -139,7 +147,7 @@ impl WebrtcCamera {
             }
             VideoSend::H264 | VideoSend::H265 => (None, self.hub.clone()),
         };
-        let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+        let id = new_session_id();
         let (pipeline, webrtc, video, audio) =
             self.viewer_pipeline(&plan).map_err(SignalError::Internal)?;
         self.clock.apply(&pipeline);
