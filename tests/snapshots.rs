@@ -130,6 +130,9 @@ fn frame_jpeg_works_while_idle_and_while_streaming_on_one_camera_connection() {
     assert_eq!(jpeg_size(&small), Ok((160, 120)));
     let (_, stretched) = rig.addon.frame("src=cam&width=200&height=100");
     assert_eq!(jpeg_size(&stretched), Ok((200, 100)));
+    // Never larger than the picture: an 8K request of a 320x240 camera gets 320x240.
+    let (_, huge) = rig.addon.frame("src=cam&w=7680");
+    assert_eq!(jpeg_size(&huge), Ok((320, 240)));
     // go2rtc's cache parameter: the same picture again, not a new one.
     let (_, cached) = rig.addon.frame("src=cam&w=160&cache=10s");
     assert_eq!(cached, small);

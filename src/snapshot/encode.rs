@@ -19,6 +19,29 @@ pub struct Size {
     pub height: Option<u32>,
 }
 
+impl Size {
+    /// Never larger than the picture: a 7680-wide request of a 1080p camera gets 1920, and the
+    /// other side keeps the proportion asked for. Upscaling costs memory and shows nothing more.
+    pub fn within(self, source: Option<(u32, u32)>) -> Size {
+        let Some((source_w, source_h)) = source.filter(|(w, h)| *w > 0 && *h > 0) else {
+            return self;
+        };
+        let scale = [
+            self.width.map(|w| f64::from(source_w) / f64::from(w)),
+            self.height.map(|h| f64::from(source_h) / f64::from(h)),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(1.0f64, f64::min);
+        let shrink =
+            |side: Option<u32>| side.map(|s| ((f64::from(s) * scale).round() as u32).max(16));
+        Size {
+            width: shrink(self.width),
+            height: shrink(self.height),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Encoded {
     pub jpeg: bytes::Bytes,
@@ -41,6 +64,11 @@ pub fn to_jpeg(sample: &gst::Sample, size: Size, quality: u8) -> Result<Encoded,
         }
     };
     let buffer = sample.buffer_owned().ok_or("the frame is empty")?;
+    let source = caps.structure(0).and_then(|s| {
+        let side = |name: &str| s.get::<i32>(name).ok().and_then(|v| u32::try_from(v).ok());
+        Some((side("width")?, side("height")?))
+    });
+    let size = size.within(source);
 
     let mut scaled = String::from("video/x-raw,pixel-aspect-ratio=1/1");
     if let Some(width) = size.width {
@@ -110,6 +138,21 @@ fn pipeline_error(pipeline: &gst::Pipeline) -> Option<String> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn requests_larger_than_the_picture_get_the_picture() {
+        let ask = |width, height| Size { width, height };
+        let hd = Some((1920, 1080));
+        assert_eq!(ask(Some(7680), None).within(hd), ask(Some(1920), None));
+        assert_eq!(ask(Some(640), None).within(hd), ask(Some(640), None));
+        assert_eq!(
+            ask(Some(7680), Some(7680)).within(hd),
+            ask(Some(1080), Some(1080)),
+            "both sides shrink together, keeping the shape asked for"
+        );
+        assert_eq!(ask(None, None).within(hd), ask(None, None));
+        assert_eq!(ask(Some(7680), None).within(None), ask(Some(7680), None));
+    }
 
     /// One real H.264 keyframe, as the hub holds it (avc, with codec_data).
     pub(crate) fn keyframe(width: i32, height: i32) -> gst::Sample {

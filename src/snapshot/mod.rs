@@ -229,6 +229,13 @@ impl Snapshotter {
         size: Size,
         source: Source,
     ) -> Result<Snapshot, String> {
+        // Each encode decodes a whole keyframe: a crowd of requests for many cameras waits its
+        // turn instead of taking every core and hundreds of MB at once.
+        static ENCODES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+        let _turn = ENCODES
+            .acquire()
+            .await
+            .map_err(|_| "the encoder is shutting down".to_string())?;
         let quality = self.config.quality;
         let encoded = tokio::task::spawn_blocking(move || encode::to_jpeg(&sample, size, quality))
             .await
