@@ -153,20 +153,110 @@ fn router(api: &Arc<Api>, gate: Gate) -> Router {
         .with_state(api.clone())
 }
 
+/// A client must send a request's headers within this long, the first one included; a
+/// connection that never does (or dribbles them) is closed.
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Connections held at once, in all and from one address. A household needs a handful; more
+/// is a client gone wrong, and each costs memory.
+const MAX_CONNECTIONS: usize = 256;
+const MAX_CONNECTIONS_PER_ADDRESS: usize = 32;
+
+/// Serves `app` on `listener` one hyper connection per client, with a header-read timeout and
+/// caps on connections (in all, and per address), which `axum::serve` does not offer.
 fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     cancel: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    let all = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let per_address: Arc<Mutex<HashMap<std::net::IpAddr, usize>>> = Arc::default();
     tokio::spawn(async move {
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { cancel.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            tracing::error!("the HTTP server stopped: {e}");
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = cancel.cancelled() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        tracing::warn!("HTTP accept failed: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let Ok(permit) = all.clone().try_acquire_owned() else {
+                tracing::debug!("HTTP: {MAX_CONNECTIONS} connections open; refusing {peer}");
+                continue;
+            };
+            let held = Held::take(&per_address, peer.ip());
+            let Some(held) = held else {
+                tracing::debug!(
+                    "HTTP: {} already holds {MAX_CONNECTIONS_PER_ADDRESS} connections; refusing another",
+                    peer.ip()
+                );
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let service = hyper_util::service::TowerToHyperService::new(
+                app.clone()
+                    .layer(axum::Extension(axum::extract::ConnectInfo(peer))),
+            );
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .with_upgrades();
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                let _permits = (permit, held);
+                tokio::pin!(connection);
+                tokio::select! {
+                    _ = connection.as_mut() => {}
+                    _ = cancel.cancelled() => {
+                        connection.as_mut().graceful_shutdown();
+                        let _ = connection.await;
+                    }
+                }
+            });
         }
     })
+}
+
+/// One connection's place in its address's count, given back when dropped.
+struct Held {
+    counts: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+    address: std::net::IpAddr,
+}
+
+impl Held {
+    fn take(
+        counts: &Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+        address: std::net::IpAddr,
+    ) -> Option<Held> {
+        let mut map = counts.lock().unwrap_or_else(|e| e.into_inner());
+        let count = map.entry(address).or_default();
+        if *count >= MAX_CONNECTIONS_PER_ADDRESS {
+            return None;
+        }
+        *count += 1;
+        Some(Held {
+            counts: counts.clone(),
+            address,
+        })
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = map.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(&self.address);
+            }
+        }
+    }
 }
 
 #[cfg(feature = "webrtc")]

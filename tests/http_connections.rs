@@ -1,0 +1,78 @@
+//! Nobody holds the HTTP port hostage: connections that never finish their headers are closed,
+//! and one address cannot take more than its share, while good clients are served throughout.
+mod common;
+use common::*;
+use socket2::{Domain, Socket, Type};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// A TCP connection to `port` from the loopback address `from` (127.0.0.0/8 is all ours).
+fn connect_from(from: Ipv4Addr, port: u16) -> TcpStream {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::from((from, 0)).into()).unwrap();
+    socket
+        .connect(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)).into())
+        .unwrap();
+    socket.into()
+}
+
+/// Whether the server has closed the connection (a read gives end of file or an error).
+fn closed(stream: &mut TcpStream) -> bool {
+    stream.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 512];
+    match stream.read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    }
+}
+
+#[test]
+fn unfinished_headers_are_closed_and_one_address_cannot_take_every_connection() {
+    let rig = Rig::start(&[], "");
+    let port = rig.addon.http_port;
+    let pid = rig.addon.proc.child.id();
+    let api = format!("http://127.0.0.1:{port}/api");
+    assert_eq!(http_get(&api).0, 200);
+    let fds_before = open_fds(pid);
+
+    // 100 requests that never finish their headers, from 50 addresses.
+    let mut stalled: Vec<TcpStream> = (0..100u8)
+        .map(|i| {
+            let mut stream = connect_from(Ipv4Addr::new(127, 0, 1, 2 + i % 50), port);
+            stream
+                .write_all(b"GET /api HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+                .unwrap();
+            stream
+        })
+        .collect();
+    assert_eq!(http_get(&api).0, 200, "a good client is served meanwhile");
+    wait_until(
+        "the server to close every unfinished request",
+        Duration::from_secs(30),
+        || stalled.iter_mut().all(closed),
+    );
+
+    // One address: at most 32 connections; the 33rd is closed at once.
+    let from = Ipv4Addr::new(127, 0, 2, 7);
+    let mut held: Vec<TcpStream> = (0..40).map(|_| connect_from(from, port)).collect();
+    let mut refused = 0;
+    wait_until(
+        "the connections over the address's share to be refused",
+        Duration::from_secs(5),
+        || {
+            refused = held.iter_mut().map(closed).filter(|c| *c).count();
+            refused >= 8
+        },
+    );
+    assert_eq!(refused, 8, "32 held, the rest refused");
+    assert_eq!(http_get(&api).0, 200, "other addresses are still served");
+    drop(held);
+    drop(stalled);
+    wait_until(
+        "file descriptors back to where they were",
+        Duration::from_secs(20),
+        || open_fds(pid) <= fds_before + 2,
+    );
+}
