@@ -76,3 +76,44 @@ fn unfinished_headers_are_closed_and_one_address_cannot_take_every_connection() 
         || open_fds(pid) <= fds_before + 2,
     );
 }
+
+/// RTSP too: 50 connections that send OPTIONS and then say nothing, from 25 addresses, are
+/// closed once they have idled without a stream; a viewer plays on throughout and the server's
+/// threads come back down.
+#[test]
+fn rtsp_connections_that_ask_for_nothing_and_idle_are_closed() {
+    let rig = Rig::start(&[], "");
+    let pid = rig.addon.proc.child.id();
+    let viewer = counting_viewer(&rig.addon.live_url("cam"), "1");
+    wait_until("the viewer to play", Duration::from_secs(15), || {
+        viewer.decoded_frames() > 10
+    });
+    let threads_before = threads(pid);
+    let url = rig.addon.live_url("cam");
+    let mut idle: Vec<TcpStream> = (0..50u8)
+        .map(|i| {
+            let mut stream =
+                connect_from(Ipv4Addr::new(127, 0, 3, 2 + i % 25), rig.addon.rtsp_port);
+            rtsp_request(&mut stream, 1, &format!("OPTIONS {url}"), "");
+            stream
+        })
+        .collect();
+    assert!(
+        threads(pid) > threads_before,
+        "each connection holds a thread while open"
+    );
+    wait_until(
+        "the server to close every connection that asked for nothing",
+        Duration::from_secs(40),
+        || idle.iter_mut().all(closed),
+    );
+    let frames = viewer.decoded_frames();
+    wait_until("the viewer to play on", Duration::from_secs(10), || {
+        viewer.decoded_frames() > frames + 10
+    });
+    wait_until(
+        "the threads to come back down",
+        Duration::from_secs(20),
+        || threads(pid) <= threads_before + 2,
+    );
+}

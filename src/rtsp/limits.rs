@@ -1,12 +1,14 @@
 //! Limits on RTSP connections that are not viewers, so half-sent requests (slowloris) cannot
 //! pile up a thread each: a connection must send a complete request within
-//! [`FIRST_REQUEST_TIMEOUT`], and one address holds at most [`MAX_PER_ADDRESS`] connections.
+//! [`FIRST_REQUEST_TIMEOUT`], one without a stream must not idle longer than
+//! [`IDLE_WITHOUT_STREAM`] after its last request, one address holds at most
+//! [`MAX_PER_ADDRESS`] connections, and the server [`MAX_CONNECTIONS`] in all.
 
 use gstreamer::glib;
 use gstreamer_rtsp_server as gst_rtsp_server;
 use gstreamer_rtsp_server::prelude::*;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,22 +19,31 @@ pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Far above what one host needs: HA, an NVR recording every camera and players behind one
 /// NAT, or the benchmark's 32 cameras × 2 viewers from loopback.
 pub const MAX_PER_ADDRESS: usize = 256;
+/// Every client asks for its stream right after OPTIONS or DESCRIBE; one that then says nothing
+/// and holds no session is gone wrong (a viewer's session has its own keep-alive timeout).
+pub const IDLE_WITHOUT_STREAM: Duration = Duration::from_secs(15);
+/// All connections at once: each costs a thread.
+pub const MAX_CONNECTIONS: usize = 1024;
 
 /// Open connections per remote address. Pure, tested directly.
 #[derive(Debug, Default)]
 pub struct Admission {
     open: HashMap<String, usize>,
+    total: usize,
 }
 
 impl Admission {
-    /// Counts a new connection; false when its address already holds the most it may.
+    /// Counts a new connection; false when its address, or the server, already holds the most
+    /// it may.
     pub fn admit(&mut self, address: &str) -> bool {
+        self.total += 1;
         let open = self.open.entry(address.to_string()).or_default();
         *open += 1;
-        *open <= MAX_PER_ADDRESS
+        *open <= MAX_PER_ADDRESS && self.total <= MAX_CONNECTIONS
     }
 
     pub fn leave(&mut self, address: &str) {
+        self.total = self.total.saturating_sub(1);
         if let Some(open) = self.open.get_mut(address) {
             *open -= 1;
             if *open == 0 {
@@ -50,6 +61,8 @@ struct Tracked {
     address: String,
     since: std::time::Instant,
     requested: Arc<AtomicBool>,
+    /// Milliseconds after `since` of the last request.
+    last_request_ms: Arc<AtomicU64>,
     admitted: bool,
 }
 
@@ -82,17 +95,21 @@ impl ConnectionLimits {
         let address = remote_address(client).unwrap_or_default();
         let admitted = lock(&self.admission).admit(&address);
         let requested = Arc::new(AtomicBool::new(false));
-        let mark = |requested: &Arc<AtomicBool>| {
-            let requested = requested.clone();
+        let last_request_ms = Arc::new(AtomicU64::new(0));
+        let since = std::time::Instant::now();
+        let mark = || {
+            let (requested, last) = (requested.clone(), last_request_ms.clone());
             move |_: &gst_rtsp_server::RTSPClient, _: &gst_rtsp_server::RTSPContext| {
                 requested.store(true, Ordering::Relaxed);
+                last.store(since.elapsed().as_millis() as u64, Ordering::Relaxed);
                 gstreamer_rtsp::RTSPStatusCode::Ok
             }
         };
-        client.connect_pre_options_request(mark(&requested));
-        client.connect_pre_describe_request(mark(&requested));
-        client.connect_pre_setup_request(mark(&requested));
-        client.connect_pre_get_parameter_request(mark(&requested));
+        client.connect_pre_options_request(mark());
+        client.connect_pre_describe_request(mark());
+        client.connect_pre_setup_request(mark());
+        client.connect_pre_play_request(mark());
+        client.connect_pre_get_parameter_request(mark());
         let key = client.as_ptr() as usize;
         let limits = Arc::downgrade(self);
         client.connect_closed(move |_| {
@@ -107,8 +124,9 @@ impl ConnectionLimits {
             key,
             Tracked {
                 address,
-                since: std::time::Instant::now(),
+                since,
                 requested,
+                last_request_ms,
                 admitted,
             },
         );
@@ -119,12 +137,20 @@ impl ConnectionLimits {
         let Some(tracked) = clients.get(&(client.as_ptr() as usize)) else {
             return gst_rtsp_server::RTSPFilterResult::Keep;
         };
+        let idle = tracked
+            .since
+            .elapsed()
+            .saturating_sub(Duration::from_millis(
+                tracked.last_request_ms.load(Ordering::Relaxed),
+            ));
         let reason = if !tracked.admitted {
-            "it is one connection too many from its address"
+            "it is one connection too many"
         } else if !tracked.requested.load(Ordering::Relaxed)
             && tracked.since.elapsed() >= FIRST_REQUEST_TIMEOUT
         {
             "it sent no complete request"
+        } else if idle >= IDLE_WITHOUT_STREAM && client.session_filter(None).is_empty() {
+            "it asked for no stream and went quiet"
         } else {
             return gst_rtsp_server::RTSPFilterResult::Keep;
         };
