@@ -39,11 +39,13 @@ fn supervisor_stand_in(
     (url, seen)
 }
 
-fn options_without_broker(rtsp_port: u16) -> String {
-    format!(
-        "rtsp:\n  port: {rtsp_port}\nhttp:\n  port: {}\ncameras:\n  - id: cam\n    url: rtsp://127.0.0.1:9/stream\n",
-        free_port()
-    )
+/// Saved options that name no broker, as a user leaves them.
+fn options_without_broker() -> serde_json::Value {
+    serde_json::json!({
+        "rtsp": {"port": free_port()},
+        "http": {"port": free_port()},
+        "cameras": [{"id": "cam", "url": "rtsp://127.0.0.1:9/stream"}],
+    })
 }
 
 #[test]
@@ -58,8 +60,8 @@ fn the_broker_comes_from_the_supervisor_when_the_options_name_none() {
             broker.port
         ),
     );
-    let addon = AddOn::start_with_env(
-        &options_without_broker(free_port()),
+    let addon = AddOn::start_as_addon(
+        &options_without_broker(),
         &[("SUPERVISOR_TOKEN", "test-token"), ("SUPERVISOR_URL", &url)],
     );
     mqtt.wait_for("ipcam/status", "online", Duration::from_secs(10));
@@ -89,18 +91,13 @@ fn service_not_enabled_stops_the_add_on_with_a_clear_error() {
     );
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("options.json");
-    std::fs::write(
-        &path,
-        format!(
-            "{}data_dir: {}\n",
-            options_without_broker(free_port()),
-            dir.path().display()
-        ),
-    )
-    .unwrap();
+    let mut saved = options_without_broker();
+    saved["media_dir"] = dir.path().join("media").to_str().unwrap().into();
+    std::fs::write(&path, common::supervisor::options_json(&saved)).unwrap();
     let mut addon = Proc::spawn(
         std::process::Command::new(BIN)
             .args(["--config", path.to_str().unwrap()])
+            .args(["--data-dir", dir.path().join("data").to_str().unwrap()])
             .env("SUPERVISOR_TOKEN", "test-token")
             .env("SUPERVISOR_URL", &url),
     );
