@@ -51,6 +51,8 @@ pub struct Api {
     /// A page opening a camera makes one offer, a reconnect after a stall another; the burst
     /// leaves room for a household opening one camera at once through HA's ingress.
     pub offer_limit: limits::RateLimit,
+    /// Places for clip downloads streaming at once.
+    pub downloads: Arc<tokio::sync::Semaphore>,
 }
 
 /// Everything the API serves, per camera.
@@ -102,6 +104,7 @@ impl HttpServer {
                 .map(|(user, password)| (user.to_string(), password.clone())),
             snapshot_limit: limits::RateLimit::new("snapshots", 5.0, 10),
             offer_limit: limits::RateLimit::new("WebRTC offers", 2.0, 20),
+            downloads: clips::downloads(),
         });
         let address = SocketAddr::new(config.bind_address(), config.port());
         let listener = bind(address, "http.port").await?;
