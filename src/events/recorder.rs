@@ -273,10 +273,19 @@ impl Recording {
         .map_err(|e| e.to_string())
         .and_then(|r| r);
         match result {
-            Ok(()) => {
+            Ok(ending) => {
+                let complete = ending == Ending::Closed;
+                if !complete {
+                    tracing::warn!(
+                        camera = %recorder.camera,
+                        "the clip writer did not close {} within {} s (a slow disk or share?); it is kept as written, and plays up to its last fragment",
+                        meta.event_id,
+                        FINISH_WAIT.as_secs()
+                    );
+                }
                 recorder
                     .store
-                    .finish(meta.clone())
+                    .finish(meta.clone(), complete)
                     .map_err(|e| e.to_string())?;
                 tracing::info!(
                     camera = %recorder.camera,
@@ -342,18 +351,27 @@ fn writer(
     Ok((guard, video, audio))
 }
 
-fn wait_for_end(guard: &PipelineGuard) -> Result<(), String> {
+/// How a clip writer ended, when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// End of stream: the file is closed and whole.
+    Closed,
+    /// Still writing after [`FINISH_WAIT`]; its fragments so far are on disk and play.
+    TimedOut,
+}
+
+fn wait_for_end(guard: &PipelineGuard) -> Result<Ending, String> {
     let bus = guard.pipeline().bus().ok_or("the clip writer has no bus")?;
     let message = bus.timed_pop_filtered(
         gst::ClockTime::from_nseconds(FINISH_WAIT.as_nanos() as u64),
         &[gst::MessageType::Eos, gst::MessageType::Error],
     );
     match message.as_ref().map(|m| m.view()) {
-        Some(gst::MessageView::Eos(_)) => Ok(()),
+        Some(gst::MessageView::Eos(_)) => Ok(Ending::Closed),
         Some(gst::MessageView::Error(e)) => {
             Err(format!("the clip could not be written: {}", e.error()))
         }
-        _ => Err("the clip writer did not finish in time".into()),
+        _ => Ok(Ending::TimedOut),
     }
 }
 

@@ -114,8 +114,10 @@ impl ClipStore {
     }
 
     /// A finished clip joins the index; retention runs.
-    pub fn finish(&self, mut meta: ClipMeta) -> anyhow::Result<()> {
-        meta.complete = true;
+    /// Adds a written clip to the index; `complete` is false for one whose writer did not close
+    /// it cleanly (a fragmented MP4 still plays up to its last fragment).
+    pub fn finish(&self, mut meta: ClipMeta, complete: bool) -> anyhow::Result<()> {
+        meta.complete = complete;
         meta.bytes = std::fs::metadata(self.path(&meta.event_id)).map_or(0, |m| m.len());
         write_sidecar(&self.sidecar(&meta.event_id), &meta)?;
         {
@@ -448,11 +450,11 @@ mod tests {
             if i == 0 {
                 // The oldest is being watched when the sixth arrives.
                 let pin = store.pin(&meta.event_id);
-                store.finish(meta).unwrap();
+                store.finish(meta, true).unwrap();
                 std::mem::forget(pin);
                 continue;
             }
-            store.finish(meta).unwrap();
+            store.finish(meta, true).unwrap();
         }
         assert_eq!(store.clips().len(), 5);
         assert!(store.path(&ids[0]).exists(), "pinned: still on disk");
