@@ -205,3 +205,48 @@ fn cross_origin_requests_are_refused_even_with_credentials() {
         "nothing foreign reached the camera"
     );
 }
+
+/// Guessing gets nowhere: after 10 wrong passwords an address gets 429 for a while, even with
+/// the right one; other addresses, and a browser's bare first request, are not affected.
+#[test]
+fn wrong_passwords_are_throttled_per_address() {
+    let broker = Mosquitto::start();
+    let camera = Camera::start(&[]);
+    let yaml = config(broker.port, free_port(), &[("cam", &camera.url(), "")]).replacen(
+        "http:\n",
+        "http:\n  username: viewer\n  password: s3cret-http\n",
+        1,
+    );
+    let addon = AddOn::start(&yaml);
+    let api = format!("http://127.0.0.1:{}/api", addon.http_port);
+    let from = |address: &str, login: Option<&str>| {
+        let mut args = vec!["--interface", address];
+        if let Some(login) = login {
+            args.extend(["-u", login]);
+        }
+        http_get_with(&api, &args).0
+    };
+    for _ in 0..10 {
+        assert_eq!(from("127.0.0.5", Some("viewer:guess")), 401);
+    }
+    assert_eq!(from("127.0.0.5", Some("viewer:guess")), 429);
+    assert_eq!(
+        from("127.0.0.5", Some("viewer:s3cret-http")),
+        429,
+        "even the right one waits"
+    );
+    assert_eq!(
+        from("127.0.0.5", None),
+        401,
+        "a bare request is asked for a password"
+    );
+    assert_eq!(
+        from("127.0.0.6", Some("viewer:s3cret-http")),
+        200,
+        "other addresses"
+    );
+    for _ in 0..20 {
+        assert_eq!(from("127.0.0.7", None), 401, "bare requests are not tries");
+    }
+    assert_eq!(from("127.0.0.7", Some("viewer:s3cret-http")), 200);
+}

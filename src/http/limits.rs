@@ -61,16 +61,30 @@ impl RateLimit {
             .warned
             .is_none_or(|at| now.duration_since(at) >= WARN_EVERY)
         {
+            let rate = if self.per_second >= 1.0 {
+                format!("{} a second", self.per_second)
+            } else {
+                format!("{:.0} a minute", self.per_second * 60.0)
+            };
             tracing::warn!(
-                "{client} asks for {} of {camera} faster than {} a second; answering 429 until it slows down",
+                "{client} asks for {} of {camera} faster than {rate}; answering 429 until it slows down",
                 self.what,
-                self.per_second
             );
             bucket.warned = Some(now);
         }
         Err(Duration::from_secs_f64(
             (1.0 - bucket.tokens) / self.per_second,
         ))
+    }
+
+    /// How long until `client` has a token on `camera` again, without taking one; `None` when
+    /// it has one now.
+    pub fn waiting(&self, client: IpAddr, camera: &str, now: Instant) -> Option<Duration> {
+        let buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let bucket = buckets.get(&(client, camera.to_string()))?;
+        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
+        let tokens = (bucket.tokens + elapsed * self.per_second).min(self.burst);
+        (tokens < 1.0).then(|| Duration::from_secs_f64((1.0 - tokens) / self.per_second))
     }
 }
 
@@ -102,6 +116,28 @@ mod tests {
             );
         }
         assert!(limit.check(a, "nursery", much_later).is_err());
+    }
+
+    #[test]
+    fn waiting_looks_without_taking() {
+        let limit = RateLimit::new("failed logins", 1.0, 2);
+        let start = Instant::now();
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(limit.waiting(a, "login", start), None);
+        assert!(limit.check(a, "login", start).is_ok());
+        assert!(limit.check(a, "login", start).is_ok());
+        assert_eq!(
+            limit.waiting(a, "login", start),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            limit.waiting(a, "login", start),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            limit.waiting(a, "login", start + Duration::from_secs(1)),
+            None
+        );
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub struct Api {
     pub offer_limit: limits::RateLimit,
     /// Places for clip downloads streaming at once.
     pub downloads: Arc<tokio::sync::Semaphore>,
+    /// Wrong passwords per client address: a few tries, then one a minute.
+    login_limit: limits::RateLimit,
 }
 
 /// Everything the API serves, per camera.
@@ -64,6 +66,11 @@ pub struct Sources {
     pub streams: Vec<CameraEntry>,
     pub settings: Arc<crate::settings::Settings>,
 }
+
+/// Wrong passwords a client address may try in a row, then one a minute: a person who mistypes
+/// is not locked out, a script guessing gets nowhere.
+const LOGIN_BURST: u32 = 10;
+const LOGIN_RATE: f64 = 1.0 / 60.0;
 
 /// Which listener a request came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +112,7 @@ impl HttpServer {
             snapshot_limit: limits::RateLimit::new("snapshots", 5.0, 10),
             offer_limit: limits::RateLimit::new("WebRTC offers", 2.0, 20),
             downloads: clips::downloads(),
+            login_limit: limits::RateLimit::new("password tries", LOGIN_RATE, LOGIN_BURST),
         });
         let address = SocketAddr::new(config.bind_address(), config.port());
         let listener = bind(address, "http.port").await?;
@@ -367,22 +375,39 @@ async fn authenticate(
     let from_ingress = gate == Gate::Ingress
         && peer.ip() == HA_INGRESS
         && request.headers().contains_key("x-ingress-path");
-    match &api.credentials {
-        Some(_) if from_ingress => next.run(request).await,
-        Some((user, password)) if !is_authorized(request.headers(), user, password) => {
-            let mut response = plain(
-                StatusCode::UNAUTHORIZED,
-                "a username and password are required",
-            );
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Basic realm=\"ipcam-mqtt\""),
-            );
-            response
-        }
-        _ => next.run(request).await,
+    let Some((user, password)) = &api.credentials else {
+        return next.run(request).await;
+    };
+    if from_ingress {
+        return next.run(request).await;
     }
+    let tried = request.headers().contains_key(header::AUTHORIZATION);
+    let now = std::time::Instant::now();
+    // While an address is over its wrong tries, even the right password waits: a guesser must
+    // not learn which try was right.
+    if tried && let Some(wait) = api.login_limit.waiting(peer.ip(), LOGIN, now) {
+        return too_many(wait);
+    }
+    if is_authorized(request.headers(), user, password) {
+        return next.run(request).await;
+    }
+    if tried {
+        // Counted only when a password was given: a browser's first, bare request is not a try.
+        let _ = api.login_limit.check(peer.ip(), LOGIN, now);
+    }
+    let mut response = plain(
+        StatusCode::UNAUTHORIZED,
+        "a username and password are required",
+    );
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Basic realm=\"ipcam-mqtt\""),
+    );
+    response
 }
+
+/// The rate limit's key for wrong passwords (it is per address and key).
+const LOGIN: &str = "the HTTP API";
 
 fn is_authorized(headers: &HeaderMap, user: &str, password: &Secret) -> bool {
     let Some(encoded) = headers
