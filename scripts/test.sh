@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
-# The build without cry detection (no ONNX Runtime) must stay clean too.
+# The build without cry detection (no ONNX Runtime) must stay clean too, and the add-on's own
+# (no demo, so no embedded broker).
 cargo clippy --lib --no-default-features --quiet -- -D warnings
+cargo clippy --bin ipcam-mqtt --no-default-features --features cry,webrtc --quiet -- -D warnings
 cargo test --all-targets

@@ -5,6 +5,7 @@ pub mod audio;
 pub mod camera;
 pub mod config;
 pub mod credentials;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod error;
 pub mod events;

@@ -36,6 +36,7 @@ enum Cmd {
     /// Check the configuration and list every problem, naming the field.
     CheckConfig,
     /// Run on an embedded broker and a synthetic camera: no camera or broker needed.
+    #[cfg(feature = "demo")]
     Demo(ipcam_mqtt::demo::DemoOptions),
     /// Print what cry detection hears in a file or RTSP stream, patch by patch.
     Classify(ipcam_mqtt::audio::classify::ClassifyOptions),
@@ -109,6 +110,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let cancel = CancellationToken::new();
         tokio::spawn(watch_signals(cancel.clone()));
         match command {
+            #[cfg(feature = "demo")]
             Cmd::Demo(options) => ipcam_mqtt::demo::run(options, cancel).await,
             _ => {
                 let mut config = Config::load(&cli.config)?;
