@@ -14,17 +14,10 @@ fn large_clips_stream_with_ranges_and_parallel_downloads_keep_memory_flat() {
     let dir = media.path().join("cam");
     std::fs::create_dir_all(&dir).unwrap();
     let clip = dir.join(format!("{CLIP}.mp4"));
-    let made = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=1280x720:rate=25",
-        ])
-        .args([
+    write_mp4(
+        &clip,
+        "testsrc2=size=1280x720:rate=25",
+        &[
             "-t",
             "8",
             "-c:v",
@@ -33,12 +26,8 @@ fn large_clips_stream_with_ranges_and_parallel_downloads_keep_memory_flat() {
             "ultrafast",
             "-b:v",
             "24M",
-        ])
-        .args(["-movflags", "+faststart"])
-        .arg(&clip)
-        .status()
-        .unwrap();
-    assert!(made.success());
+        ],
+    );
     let size = std::fs::metadata(&clip).unwrap().len();
     assert!(size > 10_000_000, "a large clip: {size} bytes");
     let sidecar = serde_json::json!({

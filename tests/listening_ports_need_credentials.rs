@@ -14,6 +14,19 @@ fn listen_addresses(port: u16) -> Vec<String> {
         .collect()
 }
 
+/// An add-on whose HTTP API needs `viewer:s3cret-http`, with its broker and camera.
+fn with_http_password() -> (Mosquitto, Camera, AddOn) {
+    let broker = Mosquitto::start();
+    let camera = Camera::start(&[]);
+    let yaml = config(broker.port, free_port(), &[("cam", &camera.url(), "")]).replacen(
+        "http:\n",
+        "http:\n  username: viewer\n  password: s3cret-http\n",
+        1,
+    );
+    let addon = AddOn::start(&yaml);
+    (broker, camera, addon)
+}
+
 #[test]
 fn with_credentials_every_client_must_authenticate() {
     let broker = Mosquitto::start();
@@ -62,14 +75,7 @@ fn without_credentials_the_server_listens_on_loopback_only() {
 
 #[test]
 fn with_credentials_the_http_api_needs_them_and_listens_on_every_interface() {
-    let broker = Mosquitto::start();
-    let camera = Camera::start(&[]);
-    let yaml = config(broker.port, free_port(), &[("cam", &camera.url(), "")]).replacen(
-        "http:\n",
-        "http:\n  username: viewer\n  password: s3cret-http\n",
-        1,
-    );
-    let addon = AddOn::start(&yaml);
+    let (_broker, camera, addon) = with_http_password();
     let url = format!(
         "http://127.0.0.1:{}/api/frame.jpeg?src=cam",
         addon.http_port
@@ -139,14 +145,7 @@ fn bound_to_the_network_without_credentials_gets_generated_ones_and_anonymous_is
 #[cfg(feature = "webrtc")]
 #[test]
 fn cross_origin_requests_are_refused_even_with_credentials() {
-    let broker = Mosquitto::start();
-    let camera = Camera::start(&[]);
-    let yaml = config(broker.port, free_port(), &[("cam", &camera.url(), "")]).replacen(
-        "http:\n",
-        "http:\n  username: viewer\n  password: s3cret-http\n",
-        1,
-    );
-    let addon = AddOn::start(&yaml);
+    let (_broker, camera, addon) = with_http_password();
     let base = format!("http://127.0.0.1:{}", addon.http_port);
     let upgrade = |origin: &str| {
         let (status, _) = http_get_with(
@@ -210,14 +209,7 @@ fn cross_origin_requests_are_refused_even_with_credentials() {
 /// the right one; other addresses, and a browser's bare first request, are not affected.
 #[test]
 fn wrong_passwords_are_throttled_per_address() {
-    let broker = Mosquitto::start();
-    let camera = Camera::start(&[]);
-    let yaml = config(broker.port, free_port(), &[("cam", &camera.url(), "")]).replacen(
-        "http:\n",
-        "http:\n  username: viewer\n  password: s3cret-http\n",
-        1,
-    );
-    let addon = AddOn::start(&yaml);
+    let (_broker, _camera, addon) = with_http_password();
     let api = format!("http://127.0.0.1:{}/api", addon.http_port);
     let from = |address: &str, login: Option<&str>| {
         let mut args = vec!["--interface", address];

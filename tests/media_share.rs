@@ -17,23 +17,11 @@ fn sidecar(event_id: &str) -> String {
 
 /// A real (if tiny) MP4 that ffmpeg writes.
 fn mp4(path: &std::path::Path) {
-    let status = std::process::Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=64x48:rate=5",
-            "-t",
-            "1",
-        ])
-        .args(["-c:v", "libx264", "-f", "mp4"])
-        .arg(path)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    write_mp4(
+        path,
+        "testsrc=size=64x48:rate=5",
+        &["-t", "1", "-c:v", "libx264", "-f", "mp4"],
+    );
 }
 
 #[test]

@@ -775,6 +775,21 @@ pub fn onnxruntime_library() -> Option<String> {
     (out.status.success() && !path.is_empty()).then_some(path)
 }
 
+/// Writes an MP4 that ffmpeg makes from the lavfi `source`, with encoder `args`.
+pub fn write_mp4(path: &Path, source: &str, args: &[&str]) {
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", source])
+        .args(args)
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "ffmpeg could not write {}",
+        path.display()
+    );
+}
+
 /// The cry model the add-on ships (YAMNet with the cry head), from the repository.
 pub fn cry_model() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("models/yamnet/yamnet-cry.onnx")
