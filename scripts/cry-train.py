@@ -20,7 +20,7 @@ What it does:
    a long negative night, and the threshold curve; the default sensitivity is chosen from it.
 5. YAMNet with two more outputs: `embedding` [1, 1024] and `cry` [1, 1], the head's probability.
 """
-import audioop, csv, hashlib, json, math, os, sys, wave
+import audioop, csv, hashlib, json, math, os, wave
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -217,16 +217,13 @@ def evaluate(head, data, rows, val_idx, labels, thresholds):
     report = {"conditions": {}}
     for condition in CONDITIONS:
         curve = {}
-        clips = []
-        for k, i in enumerate(val_idx):
-            p = head.predict_proba(data[f"{condition}/{k}/e"])[:, 1]
-            clips.append((labels[i], rows[i]["file"], detect(p, data[f"{condition}/{k}/l"], 0)))
         for t in thresholds:
             results = []
             for k, i in enumerate(val_idx):
                 p = head.predict_proba(data[f"{condition}/{k}/e"])[:, 1]
                 results.append((labels[i], rows[i]["file"], detect(p, data[f"{condition}/{k}/l"], t)))
-            latency = [s[0] * HOP / RATE + (SMOOTH - 1) * 0 + PATCH / RATE for c, _, s in results if c and s]
+            # When the patch that started the cry ends, from the clip's start.
+            latency = [s[0] * HOP / RATE + PATCH / RATE for c, _, s in results if c and s]
             curve[t] = {"recall": sum(1 for c, _, s in results if c and s),
                         "cries": int(sum(1 for c, _, _ in results if c)),
                         "false_alarms": sum(1 for c, _, s in results if not c and s),
