@@ -34,7 +34,7 @@ fn after_a_broker_restart_everything_is_republished_and_commands_work() {
     let mqtt = broker.watch();
     wait_until(
         "availability, discovery and states republished",
-        Duration::from_secs(5),
+        Duration::from_secs(15),
         || {
             mqtt.last("ipcam/status").as_deref() == Some("online")
                 && mqtt.last(&discovery_topic).is_some()

@@ -93,7 +93,7 @@ fn camera_that_goes_down_is_retried_with_backoff_and_recovers() {
     mqtt.wait_for(
         "ipcam/cam/stream_status/state",
         "activating",
-        Duration::from_secs(2),
+        Duration::from_secs(15),
     );
     // Let a few retries go by with the camera away: 1 s, 2 s, 4 s...
     std::thread::sleep(Duration::from_secs(4));
@@ -104,7 +104,7 @@ fn camera_that_goes_down_is_retried_with_backoff_and_recovers() {
         "active",
         Duration::from_secs(15),
     );
-    mqtt.wait_for("ipcam/cam/status", "online", Duration::from_secs(2));
+    mqtt.wait_for("ipcam/cam/status", "online", Duration::from_secs(15));
     println!(
         "recovered {:?} after the camera came back",
         restored.elapsed()
@@ -119,7 +119,7 @@ fn camera_that_goes_down_is_retried_with_backoff_and_recovers() {
     let after_recovery = viewer.decoded_frames();
     wait_until(
         "the viewer to decode new frames",
-        Duration::from_secs(5),
+        Duration::from_secs(15),
         || viewer.decoded_frames() >= after_recovery + 25,
     );
     assert!(
@@ -150,9 +150,9 @@ fn unreachable_camera_fails_the_viewer_within_start_timeout_and_shows_failed() {
     mqtt.wait_for(
         "ipcam/gone/stream_status/state",
         "failed",
-        Duration::from_secs(3),
+        Duration::from_secs(15),
     );
-    mqtt.wait_for("ipcam/gone/status", "offline", Duration::from_secs(3));
+    mqtt.wait_for("ipcam/gone/status", "offline", Duration::from_secs(15));
     assert!(addon.logs().contains("refusing a viewer"));
 }
 

@@ -84,14 +84,14 @@ fn demo_serves_a_synthetic_camera_and_publishes_it_on_its_own_broker() {
     let mut codecs = ffprobe_codecs(&url, "tcp").unwrap();
     codecs.sort();
     assert_eq!(codecs, ["aac", "h264"]);
-    wait_until("demo discovery", Duration::from_secs(5), || {
+    wait_until("demo discovery", Duration::from_secs(15), || {
         mqtt.last("homeassistant/device/ipcam_demo/config")
             .is_some()
     });
     mqtt.wait_for(
         "ipcam/demo/stream_status/state",
         "active",
-        Duration::from_secs(5),
+        Duration::from_secs(15),
     );
     let (status, jpeg) = http_get(&format!(
         "http://127.0.0.1:{http_port}/api/frame.jpeg?src=demo"

@@ -95,9 +95,11 @@ fn a_cry_turns_the_sensor_on_then_off_after_the_hold_and_quiet_audio_never_does(
     assert!(confidences.iter().all(|c| *c < 50), "{confidences:?}");
 
     // The info sensor says detection runs and that it keeps the stream up.
-    let info = mqtt.wait_for_json("ipcam/quiet/info/attributes", Duration::from_secs(5), |a| {
-        a["cry_detection"] == "listening"
-    });
+    let info = mqtt.wait_for_json(
+        "ipcam/quiet/info/attributes",
+        Duration::from_secs(15),
+        |a| a["cry_detection"] == "listening",
+    );
     assert!(
         info["held_by"]
             .as_array()
@@ -155,7 +157,7 @@ fn a_missing_model_or_runtime_turns_detection_off_with_one_clear_error_and_strea
             attributes["status"].as_str().unwrap().contains(expected),
             "{attributes}"
         );
-        let info = mqtt.wait_for_json("ipcam/cam/info/attributes", Duration::from_secs(5), |a| {
+        let info = mqtt.wait_for_json("ipcam/cam/info/attributes", Duration::from_secs(15), |a| {
             a["cry_detection"]
                 .as_str()
                 .is_some_and(|s| s.contains(expected))
@@ -178,7 +180,7 @@ fn a_missing_model_or_runtime_turns_detection_off_with_one_clear_error_and_strea
         mqtt.wait_for(
             "ipcam/cam/stream_status/state",
             "active",
-            Duration::from_secs(5),
+            Duration::from_secs(15),
         );
     }
 }

@@ -83,7 +83,7 @@ fn a_cry_clip_starts_before_the_cry_plays_at_the_event_path_and_downloads() {
     let addon = AddOn::start(&yaml);
     let empty = probe(&format!("rtsp://127.0.0.1:{}/cam_event", addon.rtsp_port));
     assert!(empty.is_err(), "no clip yet: the event path must refuse");
-    mqtt.wait_for_json(EVENT_ATTRIBUTES, Duration::from_secs(5), |a| {
+    mqtt.wait_for_json(EVENT_ATTRIBUTES, Duration::from_secs(15), |a| {
         a["status"] == "no recording"
     });
 
@@ -134,10 +134,10 @@ fn motion_and_manual_clips_fill_their_slots_and_the_select_chooses_what_plays() 
         &[("cam", &camera.url(), "pre_roll: 1\npost_roll: 1")],
     ));
     broker.publish("ipcam/cam/motion/command", "ON", false);
-    mqtt.wait_for("ipcam/cam/motion/state", "ON", Duration::from_secs(5));
+    mqtt.wait_for("ipcam/cam/motion/state", "ON", Duration::from_secs(15));
     std::thread::sleep(Duration::from_secs(4));
     broker.publish("ipcam/cam/motion/command", "OFF", false);
-    mqtt.wait_for("ipcam/cam/motion/state", "OFF", Duration::from_secs(5));
+    mqtt.wait_for("ipcam/cam/motion/state", "OFF", Duration::from_secs(15));
     let motion = mqtt.wait_for_json(EVENT_ATTRIBUTES, Duration::from_secs(20), |a| {
         a["kind"] == "motion"
     });
@@ -163,7 +163,7 @@ fn motion_and_manual_clips_fill_their_slots_and_the_select_chooses_what_plays() 
     // Garbage changes nothing.
     broker.publish("ipcam/cam/event/command", "Dog 7", false);
     broker.publish("ipcam/cam/record_clip/command", "forever", false);
-    wait_until("two warnings", Duration::from_secs(5), || {
+    wait_until("two warnings", Duration::from_secs(15), || {
         addon.proc.output.count("ignored MQTT command") >= 2
     });
     assert_eq!(
@@ -172,8 +172,8 @@ fn motion_and_manual_clips_fill_their_slots_and_the_select_chooses_what_plays() 
     );
 
     broker.publish("ipcam/cam/event/command", "Motion 1", false);
-    mqtt.wait_for("ipcam/cam/event/state", "Motion 1", Duration::from_secs(5));
-    let chosen = mqtt.wait_for_json(EVENT_ATTRIBUTES, Duration::from_secs(5), |a| {
+    mqtt.wait_for("ipcam/cam/event/state", "Motion 1", Duration::from_secs(15));
+    let chosen = mqtt.wait_for_json(EVENT_ATTRIBUTES, Duration::from_secs(15), |a| {
         a["kind"] == "motion"
     });
     assert_eq!(chosen["event_id"], motion["event_id"]);
@@ -189,16 +189,20 @@ fn motion_and_manual_clips_fill_their_slots_and_the_select_chooses_what_plays() 
     for stop in [("event_stream", "OFF"), ("event", "Manual 1")] {
         let started = std::time::Instant::now();
         let mut viewer = counting_viewer(&event_url, "0.1");
-        mqtt.wait_for("ipcam/cam/event_stream/state", "ON", Duration::from_secs(5));
+        mqtt.wait_for(
+            "ipcam/cam/event_stream/state",
+            "ON",
+            Duration::from_secs(15),
+        );
         // A viewer that plays; one still negotiating is checked below.
-        wait_until("the event viewer playing", Duration::from_secs(5), || {
+        wait_until("the event viewer playing", Duration::from_secs(15), || {
             viewer.decoded_frames() > 0
         });
         broker.publish(&format!("ipcam/cam/{}/command", stop.0), stop.1, false);
         mqtt.wait_for(
             "ipcam/cam/event_stream/state",
             "OFF",
-            Duration::from_secs(5),
+            Duration::from_secs(15),
         );
         // Generous: two CI runs on a loaded 2-core machine saw the viewer outlast 5 s.
         assert!(
@@ -214,12 +218,16 @@ fn motion_and_manual_clips_fill_their_slots_and_the_select_chooses_what_plays() 
     // a stop in that window closes its connection too.
     for stop in [("event_stream", "OFF"), ("event", "Motion 1")] {
         let negotiating = rtsp_described(addon.rtsp_port, &event_url);
-        mqtt.wait_for("ipcam/cam/event_stream/state", "ON", Duration::from_secs(5));
+        mqtt.wait_for(
+            "ipcam/cam/event_stream/state",
+            "ON",
+            Duration::from_secs(15),
+        );
         broker.publish(&format!("ipcam/cam/{}/command", stop.0), stop.1, false);
         mqtt.wait_for(
             "ipcam/cam/event_stream/state",
             "OFF",
-            Duration::from_secs(5),
+            Duration::from_secs(15),
         );
         assert_closed_by_server(
             negotiating,
@@ -230,7 +238,7 @@ fn motion_and_manual_clips_fill_their_slots_and_the_select_chooses_what_plays() 
     broker.publish("ipcam/cam/event_stream/command", "ON", false);
     wait_until(
         "ON to be ignored with a log line",
-        Duration::from_secs(5),
+        Duration::from_secs(15),
         || addon.logs().contains("Event stream ON ignored"),
     );
     assert_eq!(
@@ -240,7 +248,7 @@ fn motion_and_manual_clips_fill_their_slots_and_the_select_chooses_what_plays() 
 
     // An empty slot: no recording, and the event path says so.
     broker.publish("ipcam/cam/event/command", "Cry 1", false);
-    mqtt.wait_for_json(EVENT_ATTRIBUTES, Duration::from_secs(5), |a| {
+    mqtt.wait_for_json(EVENT_ATTRIBUTES, Duration::from_secs(15), |a| {
         a["status"] == "no recording"
     });
     assert!(probe(&format!("rtsp://127.0.0.1:{}/cam_event", addon.rtsp_port)).is_err());

@@ -58,10 +58,10 @@ fn discovery_and_states_are_published_again_when_home_assistant_comes_online() {
     });
     let states_before = mqtt.count("ipcam/nursery/stream_status/state");
     broker.publish("homeassistant/status", "online", false);
-    wait_until("discovery again", Duration::from_secs(5), || {
+    wait_until("discovery again", Duration::from_secs(15), || {
         mqtt.count(DISCOVERY) == 2
     });
-    wait_until("states again", Duration::from_secs(5), || {
+    wait_until("states again", Duration::from_secs(15), || {
         mqtt.count("ipcam/nursery/stream_status/state") > states_before
     });
     // HA going offline is not a reason to republish.
@@ -133,7 +133,7 @@ fn bridge_availability_is_the_last_will_and_goes_offline_on_shutdown_and_on_a_cr
     let addon = nursery(&broker, &camera);
     mqtt.wait_for("ipcam/status", "online", Duration::from_secs(10));
     addon.proc.signal("TERM");
-    mqtt.wait_for("ipcam/status", "offline", Duration::from_secs(5));
+    mqtt.wait_for("ipcam/status", "offline", Duration::from_secs(15));
     let mut addon = addon;
     assert!(
         addon.proc.wait_exit(Duration::from_secs(5)).is_some(),
@@ -192,11 +192,11 @@ fn two_instances_with_different_node_ids_share_one_broker_without_collisions() {
     mqtt.wait_for(
         "cabin/nursery/stream_status/state",
         "inactive",
-        Duration::from_secs(5),
+        Duration::from_secs(15),
     );
     mqtt.wait_for(
         "ipcam/nursery/stream_status/state",
         "inactive",
-        Duration::from_secs(5),
+        Duration::from_secs(15),
     );
 }

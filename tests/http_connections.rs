@@ -60,7 +60,7 @@ fn unfinished_headers_are_closed_and_one_address_cannot_take_every_connection() 
     let mut refused = 0;
     wait_until(
         "the connections over the address's share to be refused",
-        Duration::from_secs(5),
+        Duration::from_secs(15),
         || {
             refused = held.iter_mut().map(closed).filter(|c| *c).count();
             refused >= 8

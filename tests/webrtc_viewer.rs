@@ -142,7 +142,7 @@ fn go2rtc_websocket_signalling_plays_and_closing_the_socket_ends_the_session() {
     drop(socket);
     wait_until(
         "the session to end with its socket",
-        Duration::from_secs(5),
+        Duration::from_secs(15),
         || webrtc_viewers() == 0,
     );
 }
@@ -160,7 +160,7 @@ fn whep_peers_decode_video_and_ten_joining_and_leaving_leak_nothing() {
     });
     wait_until(
         "decoded Opus audio over WHEP",
-        Duration::from_secs(5),
+        Duration::from_secs(15),
         || first.audio_frames() > 10,
     );
     // Another client cannot end it by guessing: the ids are not small sequential numbers.
@@ -176,7 +176,7 @@ fn whep_peers_decode_video_and_ten_joining_and_leaving_leak_nothing() {
         );
     }
     let frames = first.frames();
-    wait_until("the session to play on", Duration::from_secs(5), || {
+    wait_until("the session to play on", Duration::from_secs(15), || {
         first.frames() > frames + 10
     });
     // WHEP's DELETE, with the Location its creator was given, ends the session.
@@ -255,7 +255,7 @@ fn h265_cameras_pass_h265_through_and_transcode_only_for_peers_without_it() {
         Duration::from_secs(15),
         || h264.frames() > 25,
     );
-    wait_until("Opus from the AAC camera", Duration::from_secs(5), || {
+    wait_until("Opus from the AAC camera", Duration::from_secs(15), || {
         h264.audio_frames() > 10
     });
     let second = WhepClient::connect_offering(&url, &[whep::H264]).unwrap();
@@ -275,7 +275,7 @@ fn h265_cameras_pass_h265_through_and_transcode_only_for_peers_without_it() {
     drop((h264, second));
     wait_until(
         "the transcoder to stop with its last viewer",
-        Duration::from_secs(5),
+        Duration::from_secs(15),
         || rig.addon.logs().contains("transcoding stopped"),
     );
     assert_eq!(webrtc_viewers(&rig), 1, "the H.265 peer stays");
