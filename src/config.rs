@@ -178,7 +178,7 @@ impl ServerConfig {
     /// One line for the start-up log: who may connect.
     pub fn access_summary(&self, section: &str) -> String {
         if self.credentials().is_some() {
-            "Basic auth required".into()
+            "Digest auth required".into()
         } else if self.bind_address().is_loopback() {
             format!(
                 "no credentials set, so loopback only; set {section}.username/password to serve the network"

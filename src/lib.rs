@@ -14,6 +14,7 @@ pub mod http;
 pub mod listen;
 pub mod media;
 pub mod mqtt;
+pub mod rate_limit;
 pub mod rtsp;
 pub mod secret;
 pub mod settings;

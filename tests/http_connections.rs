@@ -2,20 +2,9 @@
 //! and one address cannot take more than its share, while good clients are served throughout.
 mod common;
 use common::*;
-use socket2::{Domain, Socket, Type};
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::time::Duration;
-
-/// A TCP connection to `port` from the loopback address `from` (127.0.0.0/8 is all ours).
-fn connect_from(from: Ipv4Addr, port: u16) -> TcpStream {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    socket.bind(&SocketAddr::from((from, 0)).into()).unwrap();
-    socket
-        .connect(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)).into())
-        .unwrap();
-    socket.into()
-}
 
 /// Whether the server has closed the connection (a read gives end of file or an error).
 fn closed(stream: &mut TcpStream) -> bool {

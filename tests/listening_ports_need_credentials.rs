@@ -242,3 +242,110 @@ fn wrong_passwords_are_throttled_per_address() {
     }
     assert_eq!(from("127.0.0.7", Some("viewer:s3cret-http")), 200);
 }
+
+/// The `Authorization` header of an RTSP Digest login (RFC 2617 without qop, as
+/// gst-rtsp-server asks for it) answering the challenge `www_authenticate`.
+fn digest_login(
+    www_authenticate: &str,
+    user: &str,
+    password: &str,
+    method: &str,
+    uri: &str,
+) -> String {
+    use md5::{Digest, Md5};
+    let field = |name: &str| {
+        regex::Regex::new(&format!(r#"{name}="([^"]*)""#))
+            .unwrap()
+            .captures(www_authenticate)
+            .unwrap_or_else(|| panic!("no {name} in {www_authenticate}"))[1]
+            .to_string()
+    };
+    let (realm, nonce) = (field("realm"), field("nonce"));
+    let hex = |text: String| format!("{:x}", Md5::digest(text.as_bytes()));
+    let ha1 = hex(format!("{user}:{realm}:{password}"));
+    let ha2 = hex(format!("{method}:{uri}"));
+    let response = hex(format!("{ha1}:{nonce}:{ha2}"));
+    format!(
+        "Authorization: Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\"\r\n"
+    )
+}
+
+/// RTSP asks for Digest only (a Basic login, which carries the password itself, is refused), and
+/// guessing gets nowhere: after 10 wrong passwords an address is refused a while even with the
+/// right one, while other addresses log in.
+#[test]
+fn rtsp_logins_are_digest_only_and_wrong_passwords_are_throttled_per_address() {
+    let broker = Mosquitto::start();
+    let camera = Camera::start(&[]);
+    let yaml = config(broker.port, free_port(), &[("cam", &camera.url(), "")]).replacen(
+        "rtsp:\n",
+        "rtsp:\n  username: viewer\n  password: s3cret-view\n",
+        1,
+    );
+    let addon = AddOn::start(&yaml);
+    let url = addon.live_url("cam");
+    let describe = format!("DESCRIBE {url}");
+    // One connection per try, as a client that reconnects would make; the challenge comes from
+    // that connection's bare first request.
+    let login = |from: [u8; 4], password: &str| {
+        let mut rtsp = connect_from(from.into(), addon.rtsp_port);
+        let challenge = rtsp_exchange(&mut rtsp, 1, &describe, "");
+        assert!(challenge.starts_with("RTSP/1.0 401"), "{challenge}");
+        let header = challenge
+            .lines()
+            .find_map(|l| l.strip_prefix("WWW-Authenticate: "))
+            .unwrap_or_else(|| panic!("no challenge: {challenge}"))
+            .to_string();
+        let authorization = digest_login(&header, "viewer", password, "DESCRIBE", &url);
+        let reply = rtsp_exchange(&mut rtsp, 2, &describe, &authorization);
+        (header, reply.lines().next().unwrap_or_default().to_string())
+    };
+
+    let (challenge, answer) = login([127, 0, 0, 5], "s3cret-view");
+    assert!(challenge.starts_with("Digest "), "{challenge}");
+    assert!(!challenge.contains("Basic"), "{challenge}");
+    assert_eq!(answer, "RTSP/1.0 200 OK");
+
+    let mut rtsp = connect_from([127, 0, 0, 5].into(), addon.rtsp_port);
+    let basic = format!(
+        "Authorization: Basic {}\r\n",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            "viewer:s3cret-view"
+        )
+    );
+    let reply = rtsp_exchange(&mut rtsp, 1, &describe, &basic);
+    assert!(
+        reply.starts_with("RTSP/1.0 401"),
+        "Basic was accepted: {reply}"
+    );
+
+    for _ in 0..10 {
+        assert_eq!(
+            login([127, 0, 0, 6], "guess").1,
+            "RTSP/1.0 401 Unauthorized"
+        );
+    }
+    assert_eq!(
+        login([127, 0, 0, 6], "s3cret-view").1,
+        "RTSP/1.0 401 Unauthorized",
+        "even the right one waits"
+    );
+    assert_eq!(
+        login([127, 0, 0, 7], "s3cret-view").1,
+        "RTSP/1.0 200 OK",
+        "other addresses"
+    );
+    let logs = addon.logs();
+    assert!(
+        logs.contains("wrong RTSP username or password from 127.0.0.6"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains(
+            "127.0.0.6 asks for password tries of the RTSP server faster than 1 a minute"
+        ),
+        "{logs}"
+    );
+    assert!(!logs.contains("s3cret-view"));
+}

@@ -11,7 +11,6 @@
 
 pub mod clips;
 pub mod frame;
-pub mod limits;
 pub mod streams;
 #[cfg(feature = "webrtc")]
 pub mod webrtc;
@@ -21,6 +20,7 @@ pub use streams::CameraEntry;
 
 use crate::config::ServerConfig;
 use crate::events::store::ClipStore;
+use crate::rate_limit::RateLimit;
 use crate::secret::Secret;
 use crate::snapshot::Snapshotter;
 #[cfg(feature = "webrtc")]
@@ -47,14 +47,14 @@ pub struct Api {
     pub settings: Arc<crate::settings::Settings>,
     credentials: Option<(String, Secret)>,
     /// HA's proxy fetches at most a couple of stills a second per camera.
-    pub snapshot_limit: limits::RateLimit,
+    pub snapshot_limit: RateLimit,
     /// A page opening a camera makes one offer, a reconnect after a stall another; the burst
     /// leaves room for a household opening one camera at once through HA's ingress.
-    pub offer_limit: limits::RateLimit,
+    pub offer_limit: RateLimit,
     /// Places for clip downloads streaming at once.
     pub downloads: Arc<tokio::sync::Semaphore>,
     /// Wrong passwords per client address: a few tries, then one a minute.
-    login_limit: limits::RateLimit,
+    login_limit: RateLimit,
 }
 
 /// Everything the API serves, per camera.
@@ -66,11 +66,6 @@ pub struct Sources {
     pub streams: Vec<CameraEntry>,
     pub settings: Arc<crate::settings::Settings>,
 }
-
-/// Wrong passwords a client address may try in a row, then one a minute: a person who mistypes
-/// is not locked out, a script guessing gets nowhere.
-const LOGIN_BURST: u32 = 10;
-const LOGIN_RATE: f64 = 1.0 / 60.0;
 
 /// Which listener a request came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,10 +104,10 @@ impl HttpServer {
             credentials: config
                 .credentials()
                 .map(|(user, password)| (user.to_string(), password.clone())),
-            snapshot_limit: limits::RateLimit::new("snapshots", 5.0, 10),
-            offer_limit: limits::RateLimit::new("WebRTC offers", 2.0, 20),
+            snapshot_limit: RateLimit::new("snapshots", 5.0, 10),
+            offer_limit: RateLimit::new("WebRTC offers", 2.0, 20),
             downloads: clips::downloads(),
-            login_limit: limits::RateLimit::new("password tries", LOGIN_RATE, LOGIN_BURST),
+            login_limit: RateLimit::for_logins(),
         });
         let address = SocketAddr::new(config.bind_address(), config.port());
         let listener = bind(address, "http.port").await?;

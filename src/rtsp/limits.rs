@@ -163,7 +163,7 @@ impl ConnectionLimits {
 }
 
 /// The client's remote IP address.
-fn remote_address(client: &gst_rtsp_server::RTSPClient) -> Option<String> {
+pub fn remote_address(client: &gst_rtsp_server::RTSPClient) -> Option<String> {
     // SAFETY: the connection is owned by the client, which outlives this call; both getters
     // return borrowed pointers (transfer none), and the string is copied at once.
     unsafe {

@@ -1,6 +1,7 @@
 //! The RTSP edge: a thin payloader media per viewer over the camera hubs.
 
 pub mod asked_paths;
+pub mod auth;
 pub mod factory;
 pub mod limits;
 pub mod server;

@@ -226,11 +226,10 @@ fn build(
     }
     let role = "viewer";
     if let Some((user, pass)) = &credentials {
-        let auth = gst_rtsp_server::RTSPAuth::new();
         let token = gst_rtsp_server::RTSPToken::builder()
             .field(gst_rtsp_server::RTSP_TOKEN_MEDIA_FACTORY_ROLE, role)
             .build();
-        auth.add_basic(&gst_rtsp_server::RTSPAuth::make_basic(user, pass), &token);
+        let auth = super::auth::ThrottledAuth::new(user, pass, &token);
         server.set_auth(Some(&auth));
     }
     // A slow client must back up into its own media, where the hub drops whole frames until the

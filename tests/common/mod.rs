@@ -857,9 +857,34 @@ impl Rig {
     }
 }
 
+/// A TCP connection to `port` from the loopback address `from` (127.0.0.0/8 is all ours).
+pub fn connect_from(from: std::net::Ipv4Addr, port: u16) -> std::net::TcpStream {
+    use socket2::{Domain, Socket, Type};
+    use std::net::{Ipv4Addr, SocketAddr};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::from((from, 0)).into()).unwrap();
+    socket
+        .connect(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)).into())
+        .unwrap();
+    socket.into()
+}
+
 /// Sends one RTSP request on a raw connection and reads the reply (headers and body);
 /// panics unless it is `200 OK`. Returns the reply's headers.
 pub fn rtsp_request(
+    stream: &mut std::net::TcpStream,
+    cseq: u32,
+    line: &str,
+    headers: &str,
+) -> String {
+    let text = rtsp_exchange(stream, cseq, line, headers);
+    assert!(text.starts_with("RTSP/1.0 200"), "{line}: {text}");
+    text
+}
+
+/// Sends one RTSP request on a raw connection and reads the reply, whatever its status.
+/// Returns the reply's headers.
+pub fn rtsp_exchange(
     stream: &mut std::net::TcpStream,
     cseq: u32,
     line: &str,
@@ -876,7 +901,6 @@ pub fn rtsp_request(
         response.push(byte[0]);
     }
     let text = String::from_utf8_lossy(&response).into_owned();
-    assert!(text.starts_with("RTSP/1.0 200"), "{line}: {text}");
     if let Some(length) = text
         .lines()
         .find_map(|l| l.strip_prefix("Content-Length: "))

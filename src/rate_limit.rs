@@ -1,6 +1,7 @@
-//! Rate limits on the expensive endpoints: a snapshot may decode a frame, a WebRTC offer builds
-//! a pipeline. A token bucket per client address and camera, so one busy client (Home
-//! Assistant proxies every dashboard through one address) is limited per camera, not overall.
+//! Rate limits per client address and key: on the expensive HTTP endpoints (a snapshot may
+//! decode a frame, a WebRTC offer builds a pipeline) and on wrong passwords (HTTP and RTSP).
+//! A token bucket per address and key, so one busy client (Home Assistant proxies every
+//! dashboard through one address) is limited per camera, not overall.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -25,7 +26,18 @@ struct Bucket {
     warned: Option<Instant>,
 }
 
+/// Wrong passwords an address may try in a row, then one a minute: a person who mistypes is
+/// not locked out, a script guessing gets nowhere.
+const LOGIN_BURST: u32 = 10;
+const LOGIN_RATE: f64 = 1.0 / 60.0;
+
 impl RateLimit {
+    /// The limit on wrong passwords. While an address is over it, even the right password is
+    /// refused, so a guesser cannot learn which try was right.
+    pub fn for_logins() -> Self {
+        Self::new("password tries", LOGIN_RATE, LOGIN_BURST)
+    }
+
     pub fn new(what: &'static str, per_second: f64, burst: u32) -> Self {
         Self {
             what,
@@ -56,6 +68,27 @@ impl RateLimit {
             bucket.tokens -= 1.0;
             return Ok(());
         }
+        self.warn_once(bucket, client, camera, now);
+        Err(Duration::from_secs_f64(
+            (1.0 - bucket.tokens) / self.per_second,
+        ))
+    }
+
+    /// How long until `client` has a token on `camera` again, without taking one; `None` when
+    /// it has one now. Being refused is logged as in [`RateLimit::check`].
+    pub fn waiting(&self, client: IpAddr, camera: &str, now: Instant) -> Option<Duration> {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let bucket = buckets.get_mut(&(client, camera.to_string()))?;
+        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
+        let tokens = (bucket.tokens + elapsed * self.per_second).min(self.burst);
+        if tokens >= 1.0 {
+            return None;
+        }
+        self.warn_once(bucket, client, camera, now);
+        Some(Duration::from_secs_f64((1.0 - tokens) / self.per_second))
+    }
+
+    fn warn_once(&self, bucket: &mut Bucket, client: IpAddr, camera: &str, now: Instant) {
         // Once a minute per client and camera, not per request: a flood must not flood the log.
         if bucket
             .warned
@@ -67,24 +100,11 @@ impl RateLimit {
                 format!("{:.0} a minute", self.per_second * 60.0)
             };
             tracing::warn!(
-                "{client} asks for {} of {camera} faster than {rate}; answering 429 until it slows down",
+                "{client} asks for {} of {camera} faster than {rate}; refusing it until it slows down",
                 self.what,
             );
             bucket.warned = Some(now);
         }
-        Err(Duration::from_secs_f64(
-            (1.0 - bucket.tokens) / self.per_second,
-        ))
-    }
-
-    /// How long until `client` has a token on `camera` again, without taking one; `None` when
-    /// it has one now.
-    pub fn waiting(&self, client: IpAddr, camera: &str, now: Instant) -> Option<Duration> {
-        let buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let bucket = buckets.get(&(client, camera.to_string()))?;
-        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
-        let tokens = (bucket.tokens + elapsed * self.per_second).min(self.burst);
-        (tokens < 1.0).then(|| Duration::from_secs_f64((1.0 - tokens) / self.per_second))
     }
 }
 

@@ -1,0 +1,85 @@
+//! RTSP logins: Digest only (the password never crosses the network, unlike Basic), and wrong
+//! passwords throttled per client address as on the HTTP API.
+
+use crate::rate_limit::RateLimit;
+use gstreamer::glib;
+use gstreamer::subclass::prelude::*;
+use gstreamer_rtsp_server as gst_rtsp_server;
+use gstreamer_rtsp_server::prelude::*;
+use gstreamer_rtsp_server::subclass::prelude::*;
+use std::net::IpAddr;
+use std::sync::OnceLock;
+
+/// The rate limit's key for wrong RTSP passwords.
+const LOGIN: &str = "the RTSP server";
+
+mod imp {
+    use super::*;
+
+    #[derive(Default)]
+    pub struct ThrottledAuth {
+        pub logins: OnceLock<RateLimit>,
+    }
+
+    #[glib::object_subclass]
+    impl ObjectSubclass for ThrottledAuth {
+        const NAME: &'static str = "IpcamThrottledAuth";
+        type Type = super::ThrottledAuth;
+        type ParentType = gst_rtsp_server::RTSPAuth;
+    }
+
+    impl ObjectImpl for ThrottledAuth {}
+
+    impl RTSPAuthImpl for ThrottledAuth {
+        fn authenticate(&self, ctx: &gst_rtsp_server::RTSPContext) -> bool {
+            let Some(logins) = self.logins.get() else {
+                return false;
+            };
+            // A client's first, bare request is how it learns the Digest nonce, not a try.
+            let tried = ctx
+                .request()
+                .is_some_and(|request| !request.parse_auth_credentials().is_empty());
+            let address = ctx.client().and_then(super::remote_ip);
+            let now = std::time::Instant::now();
+            if tried
+                && let Some(address) = address
+                && logins.waiting(address, LOGIN, now).is_some()
+            {
+                // Over its wrong tries even the right password is refused, so a guesser cannot
+                // learn which try was right. The client gets the usual 401.
+                return false;
+            }
+            let accepted = self.parent_authenticate(ctx) && ctx.token().is_some();
+            if tried && !accepted {
+                tracing::info!(
+                    "wrong RTSP username or password from {}",
+                    address.map_or_else(|| "an unknown address".into(), |a| a.to_string())
+                );
+                if let Some(address) = address {
+                    let _ = logins.check(address, LOGIN, now);
+                }
+            }
+            accepted
+        }
+    }
+}
+
+glib::wrapper! {
+    pub struct ThrottledAuth(ObjectSubclass<imp::ThrottledAuth>)
+        @extends gst_rtsp_server::RTSPAuth;
+}
+
+impl ThrottledAuth {
+    /// Accepts `user` with `password` by Digest, giving `token` to whoever logs in.
+    pub fn new(user: &str, password: &str, token: &gst_rtsp_server::RTSPToken) -> Self {
+        let auth: Self = glib::Object::new();
+        let _ = auth.imp().logins.set(RateLimit::for_logins());
+        auth.set_supported_methods(gstreamer_rtsp::RTSPAuthMethod::Digest);
+        auth.add_digest(user, password, token);
+        auth
+    }
+}
+
+fn remote_ip(client: &gst_rtsp_server::RTSPClient) -> Option<IpAddr> {
+    super::limits::remote_address(client)?.parse().ok()
+}
