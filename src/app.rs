@@ -69,6 +69,7 @@ pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Resul
         crate::listen::check_free(address, option)?;
     }
     crate::ha::supervisor::find_broker(&mut config.mqtt).await?;
+    let mqtt_transport = crate::mqtt::tls::transport(&config.mqtt).map_err(anyhow::Error::msg)?;
     crate::credentials::fill_in(
         &mut [("rtsp", &mut config.rtsp), ("http", &mut config.http)],
         &config.data_dir,
@@ -331,7 +332,14 @@ pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Resul
     let mqtt_config = config.mqtt.clone();
     let mqtt_cancel = cancel.clone();
     let mqtt = tokio::spawn(async move {
-        crate::mqtt::client::run(&mqtt_config, bridged, cry_notices_rx, mqtt_cancel).await
+        crate::mqtt::client::run(
+            &mqtt_config,
+            mqtt_transport,
+            bridged,
+            cry_notices_rx,
+            mqtt_cancel,
+        )
+        .await
     });
 
     cancel.cancelled().await;

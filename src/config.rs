@@ -59,9 +59,15 @@ pub fn default_data_dir() -> PathBuf {
 pub struct MqttConfig {
     /// `None`: the broker the Supervisor names (in the add-on), else localhost.
     pub host: Option<String>,
-    pub port: u16,
+    /// `None`: 8883 with TLS, else 1883.
+    pub port: Option<u16>,
     pub username: Option<String>,
     pub password: Option<Secret>,
+    /// Connect over TLS (MQTTS), checking the broker's certificate; never falls back to plain.
+    pub tls: bool,
+    /// The PEM certificate of the authority that signed the broker's (a home broker's own CA);
+    /// `None`: the system's trusted authorities.
+    pub ca_file: Option<PathBuf>,
     /// Distinguishes two instances on one broker; also the default topic prefix.
     pub node_id: String,
     /// Topic prefix for states and commands; defaults to `node_id`.
@@ -73,9 +79,11 @@ impl Default for MqttConfig {
     fn default() -> Self {
         Self {
             host: None,
-            port: 1883,
+            port: None,
             username: None,
             password: None,
+            tls: false,
+            ca_file: None,
             node_id: "ipcam".into(),
             prefix: None,
             discovery_prefix: "homeassistant".into(),
@@ -90,6 +98,10 @@ impl MqttConfig {
 
     pub fn host(&self) -> &str {
         self.host.as_deref().unwrap_or("localhost")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(if self.tls { 8883 } else { 1883 })
     }
 }
 
@@ -979,8 +991,14 @@ fn check_mqtt(mqtt: &MqttConfig, problems: &mut Vec<Problem>) {
     if mqtt.host.as_deref().is_some_and(|h| h.trim().is_empty()) {
         problem("host", "must not be empty".into());
     }
-    if mqtt.port == 0 {
+    if mqtt.port == Some(0) {
         problem("port", "must be 1 to 65535".into());
+    }
+    if mqtt.ca_file.is_some() && !mqtt.tls {
+        problem(
+            "ca_file",
+            "is set but mqtt.tls is off: set tls: true to use it".into(),
+        );
     }
     if mqtt.node_id.is_empty()
         || !mqtt

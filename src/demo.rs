@@ -37,7 +37,7 @@ pub async fn run(options: DemoOptions, cancel: CancellationToken) -> anyhow::Res
     let config = Config {
         mqtt: MqttConfig {
             host: Some("127.0.0.1".into()),
-            port: mqtt_port,
+            port: Some(mqtt_port),
             ..MqttConfig::default()
         },
         rtsp: ServerConfig {

@@ -187,7 +187,8 @@ fn config_yaml_passes_the_add_on_linter_schema_and_rules() {
     assert!(config["timeout"].as_u64().unwrap() >= 20, "room for clips");
     assert_eq!(config["homeassistant_api"], true);
     let mapped: Vec<&str> = maps.iter().filter_map(|m| m["type"].as_str()).collect();
-    assert_eq!(mapped, ["media", "addon_config"]);
+    // /ssl read-only: where a home broker's CA certificate lives (mqtt.ca_file).
+    assert_eq!(mapped, ["media", "addon_config", "ssl"]);
 }
 
 /// A Supervisor option type: `str`, `int(1,100)`, `list(a|b)`, `match(…)`, … with `?` optional.

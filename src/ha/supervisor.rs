@@ -55,7 +55,7 @@ pub async fn find_broker(mqtt: &mut MqttConfig) -> anyhow::Result<()> {
         }
     );
     mqtt.host = Some(broker.host);
-    mqtt.port = broker.port;
+    mqtt.port = Some(broker.port);
     if mqtt.username.is_none() {
         mqtt.username = broker.username;
         mqtt.password = broker.password;

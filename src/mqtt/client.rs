@@ -15,7 +15,7 @@ use crate::config::MqttConfig;
 use crate::events::task::{DEFAULT_MANUAL, EventRequest, EventsHandle};
 use crate::snapshot::{Request, SnapshotHandle};
 use bytes::Bytes;
-use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS, Transport};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -55,6 +55,7 @@ enum Incoming {
 
 pub async fn run(
     config: &MqttConfig,
+    transport: Transport,
     cameras: Vec<BridgedCamera>,
     cry_notices: mpsc::Receiver<CryNotice>,
     cancel: CancellationToken,
@@ -63,8 +64,9 @@ pub async fn run(
     let mut options = MqttOptions::new(
         format!("ipcam-mqtt-{}", config.node_id),
         config.host().to_string(),
-        config.port,
+        config.port(),
     );
+    options.set_transport(transport);
     options.set_keep_alive(Duration::from_secs(30));
     options.set_max_packet_size(MAX_INCOMING, MAX_OUTGOING);
     options.set_last_will(LastWill::new(
@@ -79,7 +81,7 @@ pub async fn run(
     }
     let (client, event_loop) = AsyncClient::new(options, 256);
     let (incoming_tx, incoming) = mpsc::channel(256);
-    let broker = format!("{}:{}", config.host(), config.port);
+    let broker = format!("{}:{}", config.host(), config.port());
     let poller = tokio::spawn(poll(event_loop, incoming_tx, broker));
     let queues = cameras
         .iter()
@@ -129,8 +131,14 @@ async fn poll(mut event_loop: EventLoop, incoming: mpsc::Sender<Incoming>, broke
                 if oversized && incoming.send(Incoming::Oversized).await.is_err() {
                     return;
                 }
+                let hint = if matches!(e, rumqttc::ConnectionError::Tls(_)) {
+                    " (with mqtt.tls the broker's certificate must be signed by mqtt.ca_file, or \
+                     an authority the system trusts, for the name in mqtt.host)"
+                } else {
+                    ""
+                };
                 tracing::warn!(
-                    "MQTT broker {broker}: {}; reconnecting in {} s",
+                    "MQTT broker {broker}: {}{hint}; reconnecting in {} s",
                     crate::secret::redact_urls(&e.to_string()),
                     delay.as_secs()
                 );

@@ -4,4 +4,5 @@ pub mod client;
 pub mod command;
 pub mod discovery;
 pub mod states;
+pub mod tls;
 pub mod topics;

@@ -167,6 +167,23 @@ impl Mosquitto {
         Mosquitto { port, proc }
     }
 
+    /// With `extra` lines in its configuration (e.g. a TLS listener), besides its plain
+    /// loopback listener on `port`.
+    pub fn start_with(extra: &str) -> Mosquitto {
+        let port = free_port();
+        let conf = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            conf.path(),
+            format!("allow_anonymous true\nlistener {port} 127.0.0.1\n{extra}"),
+        )
+        .unwrap();
+        let proc = Proc::spawn(Command::new("mosquitto").arg("-c").arg(conf.path()));
+        wait_until("mosquitto to listen", Duration::from_secs(10), || {
+            std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok()
+        });
+        Mosquitto { port, proc }
+    }
+
     /// E.g. `STOP` to freeze the broker with its connections open.
     pub fn signal(&self, signal: &str) {
         self.proc.signal(signal);

@@ -65,8 +65,13 @@ pub fn supervisor_check(saved: Option<&Value>) -> Option<Result<String, String>>
 /// accepts them at Save and at Start.
 pub fn options_json(saved: &Value) -> String {
     let full = merged_options(saved);
-    if let Some(Err(output)) = supervisor_check(Some(&full)) {
-        panic!("the Supervisor refuses these options:\n{output}\n{full:#}");
+    match supervisor_check(Some(&full)) {
+        Some(Err(output)) => panic!("the Supervisor refuses these options:\n{output}\n{full:#}"),
+        // The Supervisor drops an option its schema lacks: the add-on would never see it.
+        Some(Ok(output)) if output.contains("Unknown option") => {
+            panic!("the Supervisor drops options unknown to config.yaml:\n{output}")
+        }
+        _ => {}
     }
     serde_json::to_string_pretty(&full).unwrap()
 }
