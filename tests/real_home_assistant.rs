@@ -219,7 +219,7 @@ fn camera_appears_with_a_working_switch_and_snapshot_camera(release: Release) {
     });
     // Every discovered entity, as HA registered it: our name, one device, category and icon.
     let mqtt_config = ipcam_mqtt::config::MqttConfig {
-        port: ha.mqtt_port,
+        port: Some(ha.mqtt_port),
         ..Default::default()
     };
     let discovery = serde_json::to_value(ipcam_mqtt::mqtt::discovery::device(
