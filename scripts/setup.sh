@@ -49,6 +49,12 @@ if ! python3 -c "import onnxruntime" 2>/dev/null; then
   python3 -m pip install -q --root-user-action=ignore "onnxruntime==1.31.*"
 fi
 
+# The Prometheus text-format parser of the Prometheus Python client, to read `/metrics` in tests.
+if ! python3 -c "import prometheus_client" 2>/dev/null; then
+  echo "setup: installing prometheus_client from PyPI"
+  python3 -m pip install -q --root-user-action=ignore "prometheus_client==0.21.1"
+fi
+
 if ! command -v cargo >/dev/null; then
   echo "setup: cargo is missing; install Rust (rustup) first" >&2
   exit 1

@@ -129,7 +129,13 @@ pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Resul
         stores.push(store);
     }
     tracing::info!("event clips are kept in {}", config.media_dir.display());
-    let server = Arc::new(RtspServer::start(&config.rtsp, mounts, event_mounts)?);
+    let logins = Arc::new(crate::metrics::LoginFailures::default());
+    let server = Arc::new(RtspServer::start(
+        &config.rtsp,
+        mounts,
+        event_mounts,
+        logins.clone(),
+    )?);
     let addr = server.local_addr();
     let host = config.rtsp.public_host();
     log_listening("RTSP server", addr, &config.rtsp, "rtsp");
@@ -191,10 +197,11 @@ pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Resul
     let streams = handles
         .iter()
         .zip(&cameras)
-        .map(|(handle, (camera, _, _))| CameraEntry {
+        .map(|(handle, (camera, hub, _))| CameraEntry {
             id: camera.id.clone(),
             name: camera.name.clone(),
             state: handle.state(),
+            counters: hub.counters().clone(),
         })
         .collect();
     let http = HttpServer::start(
@@ -207,6 +214,7 @@ pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Resul
             webrtc,
             streams,
             settings: settings.clone(),
+            logins: logins.clone(),
         },
         cancel.clone(),
     )
@@ -257,6 +265,7 @@ pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Resul
             snapshot: snapshot.clone(),
             viewers: server.clone() as Arc<dyn ViewerControl>,
             playing,
+            counters: hub.counters().clone(),
             cancel: cancel.child_token(),
         }
         .spawn();

@@ -13,6 +13,7 @@ pub mod ha;
 pub mod http;
 pub mod listen;
 pub mod media;
+pub mod metrics;
 pub mod mqtt;
 pub mod rate_limit;
 pub mod rtsp;

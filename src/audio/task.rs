@@ -121,7 +121,7 @@ impl CryTask {
             last_ended_at: None,
         });
         let runtime = tokio::runtime::Handle::current();
-        let span = tracing::info_span!("camera", id = %self.camera);
+        let span = crate::camera::span(&self.camera);
         let task = tokio::task::spawn_blocking(move || {
             let _span = span.enter();
             self.run(&state_tx, &runtime);

@@ -34,7 +34,7 @@ impl CameraActor {
         let (commands_tx, commands) = mpsc::channel(16);
         let (state_tx, state) = watch::channel(CameraState::default());
         let id = self.config.id.clone();
-        let span = tracing::info_span!("camera", id = %id);
+        let span = super::span(&id);
         let task = tokio::spawn(self.run(commands, state_tx).instrument(span));
         (
             CameraHandle {
@@ -58,6 +58,7 @@ impl CameraActor {
             hold: None,
             timers: Timers::default(),
             started_at: None,
+            lost: false,
         };
         let (failures_tx, mut failures) = mpsc::unbounded_channel::<SourceFailure>();
         let mut demand_rx = self.demand.subscribe();
@@ -131,6 +132,8 @@ struct Running<'a> {
     hold: Option<Lease>,
     timers: Timers,
     started_at: Option<SystemTime>,
+    /// The connection was lost while the camera was still wanted: the next one is a reconnect.
+    lost: bool,
 }
 
 impl Running<'_> {
@@ -198,8 +201,18 @@ impl Running<'_> {
         if before == after {
             return;
         }
+        let counters = self.actor.hub.counters();
+        match (before, after) {
+            (_, Status::Inactive) => self.lost = false,
+            (Status::Active, _) => self.lost = true,
+            _ => {}
+        }
         match after {
             Status::Active => {
+                crate::metrics::count(&counters.connects, 1);
+                if std::mem::take(&mut self.lost) {
+                    crate::metrics::count(&counters.reconnects, 1);
+                }
                 self.started_at = Some(SystemTime::now());
                 let info = self.actor.hub.info();
                 tracing::info!(

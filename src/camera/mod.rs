@@ -12,6 +12,12 @@ use state::Status;
 use std::time::SystemTime;
 use tokio::sync::{mpsc, oneshot, watch};
 
+/// The log span every task of one camera runs in (connection, snapshots, events, cry
+/// detection), so its lines carry `camera{id=…}` and can be filtered by camera.
+pub fn span(id: &str) -> tracing::Span {
+    tracing::info_span!("camera", id = %id)
+}
+
 /// What the rest of the add-on may ask of a camera.
 #[derive(Debug)]
 pub enum Command {

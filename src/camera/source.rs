@@ -393,6 +393,7 @@ fn link_track(
             gst_app::AppSinkCallbacks::builder()
                 .new_sample(move |sink| {
                     let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    hub.received(sample.buffer().map_or(0, |b| b.size()));
                     hub.push_g711(generation, sample);
                     Ok(gst::FlowSuccess::Ok)
                 })
@@ -415,6 +416,10 @@ fn link_track(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                // G.711 was counted as it came, before it became AAC.
+                if !g711 {
+                    hub.received(sample.buffer().map_or(0, |b| b.size()));
+                }
                 match track {
                     Track::Video => hub.push_video(generation, sample),
                     Track::Audio => hub.push_audio(generation, sample),

@@ -8,6 +8,7 @@ use super::recorder::{Recorder, Recording};
 use super::store::{ClipMeta, ClipStore};
 use super::{Kind, Slot};
 use crate::camera::ViewerControl;
+use crate::metrics::CameraCounters;
 use crate::settings::Settings;
 use crate::snapshot::policy::Kind as SnapshotKind;
 use crate::snapshot::{Request as SnapshotRequest, SnapshotHandle};
@@ -92,6 +93,8 @@ pub struct EventsTask {
     pub snapshot: SnapshotHandle,
     pub viewers: Arc<dyn ViewerControl>,
     pub playing: watch::Receiver<usize>,
+    /// Where failed clips are counted (`/metrics`).
+    pub counters: Arc<CameraCounters>,
     pub cancel: CancellationToken,
 }
 
@@ -114,7 +117,7 @@ impl EventsTask {
     pub fn spawn(self) -> (EventsHandle, tokio::task::JoinHandle<()>) {
         let (requests_tx, requests) = mpsc::channel(32);
         let (state_tx, state) = watch::channel(EventsState::default());
-        let span = tracing::info_span!("camera", id = %self.camera);
+        let span = crate::camera::span(&self.camera);
         let task = tokio::spawn(tracing::Instrument::instrument(
             self.run(requests, state_tx),
             span,
@@ -189,6 +192,7 @@ impl EventsTask {
                     }
                     Internal::Started(kind, Err(e)) | Internal::Finished(kind, Err(e)) => {
                         slots.remove(&kind);
+                        crate::metrics::count(&self.counters.clip_failures, 1);
                         tracing::warn!("{} clip not recorded: {e}", kind.key());
                         error = Some(e);
                     }
@@ -204,6 +208,7 @@ impl EventsTask {
             if let Slotted::Running { recording, .. } = slotted
                 && let Err(e) = recording.finish().await
             {
+                crate::metrics::count(&self.counters.clip_failures, 1);
                 tracing::warn!("{} clip not finished at shutdown: {e}", kind.key());
             }
         }

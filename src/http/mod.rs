@@ -11,6 +11,7 @@
 
 pub mod clips;
 pub mod frame;
+pub mod metrics;
 pub mod streams;
 #[cfg(feature = "webrtc")]
 pub mod webrtc;
@@ -55,6 +56,8 @@ pub struct Api {
     pub downloads: Arc<tokio::sync::Semaphore>,
     /// Wrong passwords per client address: a few tries, then one a minute.
     login_limit: RateLimit,
+    /// Wrong passwords counted for `/metrics` (RTSP's too).
+    pub logins: Arc<crate::metrics::LoginFailures>,
 }
 
 /// Everything the API serves, per camera.
@@ -65,6 +68,7 @@ pub struct Sources {
     pub webrtc: Vec<Arc<WebrtcCamera>>,
     pub streams: Vec<CameraEntry>,
     pub settings: Arc<crate::settings::Settings>,
+    pub logins: Arc<crate::metrics::LoginFailures>,
 }
 
 /// Which listener a request came in on.
@@ -108,6 +112,7 @@ impl HttpServer {
             offer_limit: RateLimit::new("WebRTC offers", 2.0, 20),
             downloads: clips::downloads(),
             login_limit: RateLimit::for_logins(),
+            logins: sources.logins,
         });
         let address = SocketAddr::new(config.bind_address(), config.port());
         let listener = bind(address, "http.port").await?;
@@ -135,6 +140,7 @@ fn router(api: &Arc<Api>, gate: Gate) -> Router {
         .route("/api/still.jpeg", get(frame::still_handler))
         .route("/api/clips/{camera}/{file}", get(clips::handler))
         .route("/api/streams", get(streams::streams))
+        .route("/metrics", get(metrics::metrics))
         .route("/api", get(streams::about))
         .route(
             "/",
@@ -388,6 +394,7 @@ async fn authenticate(
     }
     if tried {
         // Counted only when a password was given: a browser's first, bare request is not a try.
+        crate::metrics::count(&api.logins.http, 1);
         let _ = api.login_limit.check(peer.ip(), LOGIN, now);
     }
     let mut response = plain(

@@ -3,6 +3,7 @@
 
 use super::Api;
 use crate::camera::CameraState;
+use crate::metrics::CameraCounters;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -14,6 +15,7 @@ pub struct CameraEntry {
     pub id: String,
     pub name: String,
     pub state: watch::Receiver<CameraState>,
+    pub counters: Arc<CameraCounters>,
 }
 
 pub async fn streams(State(api): State<Arc<Api>>) -> Response {

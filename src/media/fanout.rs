@@ -13,6 +13,7 @@
 //! Pushing happens on the ingest's streaming threads; the lock is held only for queue operations,
 //! which never block.
 
+use crate::metrics::CameraCounters;
 use gstreamer as gst;
 use gstreamer::glib;
 use gstreamer::prelude::*;
@@ -167,7 +168,7 @@ pub struct Hub {
     ready_generation: watch::Sender<u64>,
     keyframe: watch::Sender<Option<Keyframe>>,
     next_consumer: AtomicU64,
-    dropped: AtomicU64,
+    counters: Arc<CameraCounters>,
 }
 
 impl Default for Hub {
@@ -184,7 +185,7 @@ impl Hub {
             ready_generation: watch::Sender::new(0),
             keyframe: watch::Sender::new(None),
             next_consumer: AtomicU64::new(1),
-            dropped: AtomicU64::new(0),
+            counters: Arc::default(),
         }
     }
 
@@ -298,7 +299,17 @@ impl Hub {
 
     /// Frames dropped for slow consumers, since start.
     pub fn dropped_frames(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.counters.dropped_frames.load(Ordering::Relaxed)
+    }
+
+    /// The camera's counters (`/metrics`).
+    pub fn counters(&self) -> &Arc<CameraCounters> {
+        &self.counters
+    }
+
+    /// Counts media bytes as they arrive from the camera.
+    pub fn received(&self, bytes: usize) {
+        crate::metrics::count(&self.counters.received_bytes, bytes as u64);
     }
 
     /// When the last video frame arrived: the stall watchdog reads this.
@@ -421,7 +432,7 @@ impl Hub {
         );
         drop(state);
         if dropped > 0 {
-            self.dropped.fetch_add(dropped, Ordering::Relaxed);
+            crate::metrics::count(&self.counters.dropped_frames, dropped);
         }
     }
 
@@ -514,7 +525,7 @@ impl Hub {
         });
         drop(state);
         if dropped > 0 {
-            self.dropped.fetch_add(dropped, Ordering::Relaxed);
+            crate::metrics::count(&self.counters.dropped_frames, dropped);
         }
     }
 
@@ -555,7 +566,7 @@ impl Hub {
         let dropped = feed_taps(&state.audio_taps, AudioForm::Aac, &sample, viewers);
         drop(state);
         if dropped > 0 {
-            self.dropped.fetch_add(dropped, Ordering::Relaxed);
+            crate::metrics::count(&self.counters.dropped_frames, dropped);
         }
     }
 }

@@ -1,6 +1,7 @@
 //! RTSP logins: Digest only (the password never crosses the network, unlike Basic), and wrong
 //! passwords throttled per client address as on the HTTP API.
 
+use crate::metrics::LoginFailures;
 use crate::rate_limit::RateLimit;
 use gstreamer::glib;
 use gstreamer::subclass::prelude::*;
@@ -8,7 +9,7 @@ use gstreamer_rtsp_server as gst_rtsp_server;
 use gstreamer_rtsp_server::prelude::*;
 use gstreamer_rtsp_server::subclass::prelude::*;
 use std::net::IpAddr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// The rate limit's key for wrong RTSP passwords.
 const LOGIN: &str = "the RTSP server";
@@ -18,7 +19,7 @@ mod imp {
 
     #[derive(Default)]
     pub struct ThrottledAuth {
-        pub logins: OnceLock<RateLimit>,
+        pub logins: OnceLock<(RateLimit, Arc<LoginFailures>)>,
     }
 
     #[glib::object_subclass]
@@ -32,7 +33,7 @@ mod imp {
 
     impl RTSPAuthImpl for ThrottledAuth {
         fn authenticate(&self, ctx: &gst_rtsp_server::RTSPContext) -> bool {
-            let Some(logins) = self.logins.get() else {
+            let Some((logins, failures)) = self.logins.get() else {
                 return false;
             };
             // A client's first, bare request is how it learns the Digest nonce, not a try.
@@ -51,6 +52,7 @@ mod imp {
             }
             let accepted = self.parent_authenticate(ctx) && ctx.token().is_some();
             if tried && !accepted {
+                crate::metrics::count(&failures.rtsp, 1);
                 tracing::info!(
                     "wrong RTSP username or password from {}",
                     address.map_or_else(|| "an unknown address".into(), |a| a.to_string())
@@ -69,13 +71,23 @@ glib::wrapper! {
         @extends gst_rtsp_server::RTSPAuth;
 }
 
+/// The one login RTSP clients give, and where wrong ones are counted.
+pub struct Login {
+    pub user: String,
+    pub password: String,
+    pub failures: Arc<LoginFailures>,
+}
+
 impl ThrottledAuth {
-    /// Accepts `user` with `password` by Digest, giving `token` to whoever logs in.
-    pub fn new(user: &str, password: &str, token: &gst_rtsp_server::RTSPToken) -> Self {
+    /// Accepts `login` by Digest, giving `token` to whoever logs in.
+    pub fn new(login: &Login, token: &gst_rtsp_server::RTSPToken) -> Self {
         let auth: Self = glib::Object::new();
-        let _ = auth.imp().logins.set(RateLimit::for_logins());
+        let _ = auth
+            .imp()
+            .logins
+            .set((RateLimit::for_logins(), login.failures.clone()));
         auth.set_supported_methods(gstreamer_rtsp::RTSPAuthMethod::Digest);
-        auth.add_digest(user, password, token);
+        auth.add_digest(&login.user, &login.password, token);
         auth
     }
 }

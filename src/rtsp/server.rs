@@ -5,9 +5,11 @@
 //! DESCRIBE (a camera that never answers) block every other client for 20 s.
 
 use super::asked_paths::AskedPaths;
+use super::auth::Login;
 use super::factory::{Mount, ViewerFactory, media_element_name};
 use crate::config::ServerConfig;
 use crate::events::playback::{EventFactory, EventMount, event_element_name, event_path};
+use crate::metrics::LoginFailures;
 use gstreamer::glib;
 use gstreamer_rtsp_server as gst_rtsp_server;
 use gstreamer_rtsp_server::prelude::*;
@@ -38,12 +40,15 @@ impl RtspServer {
         config: &ServerConfig,
         mounts: Vec<Mount>,
         event_mounts: Vec<EventMount>,
+        logins: Arc<LoginFailures>,
     ) -> anyhow::Result<RtspServer> {
         let bind = config.bind_address();
         let port = config.port();
-        let credentials = config
-            .credentials()
-            .map(|(user, pass)| (user.to_string(), pass.expose().to_string()));
+        let login = config.credentials().map(|(user, password)| Login {
+            user: user.to_string(),
+            password: password.expose().to_string(),
+            failures: logins,
+        });
         let asked = Arc::new(AskedPaths::default());
         let asked_in_server = asked.clone();
         let (ready_tx, ready_rx) = std_mpsc::channel();
@@ -56,7 +61,7 @@ impl RtspServer {
                     match build(
                         bind.to_string(),
                         port,
-                        credentials,
+                        login,
                         mounts,
                         event_mounts,
                         &asked_in_server,
@@ -209,7 +214,7 @@ fn set_client_socket_option(
 fn build(
     bind: String,
     port: u16,
-    credentials: Option<(String, String)>,
+    login: Option<Login>,
     mounts: Vec<Mount>,
     event_mounts: Vec<EventMount>,
     asked: &Arc<AskedPaths>,
@@ -225,11 +230,11 @@ fn build(
         pool.set_max_threads(-1);
     }
     let role = "viewer";
-    if let Some((user, pass)) = &credentials {
+    if let Some(login) = &login {
         let token = gst_rtsp_server::RTSPToken::builder()
             .field(gst_rtsp_server::RTSP_TOKEN_MEDIA_FACTORY_ROLE, role)
             .build();
-        let auth = super::auth::ThrottledAuth::new(user, pass, &token);
+        let auth = super::auth::ThrottledAuth::new(login, &token);
         server.set_auth(Some(&auth));
     }
     // A slow client must back up into its own media, where the hub drops whole frames until the
@@ -255,7 +260,7 @@ fn build(
         );
     for (path, factory) in factories {
         let factory: gst_rtsp_server::RTSPMediaFactory = factory;
-        if credentials.is_some() {
+        if login.is_some() {
             factory.add_role_from_structure(
                 &gstreamer::Structure::builder(role)
                     .field(gst_rtsp_server::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)

@@ -311,7 +311,7 @@ impl SnapshotTask {
             error: None,
         };
         let (state_tx, state) = watch::channel(initial);
-        let span = tracing::info_span!("camera", id = %self.snapshotter.camera);
+        let span = crate::camera::span(&self.snapshotter.camera);
         let task = tokio::spawn(self.run(requests, state_tx).instrument(span));
         (
             SnapshotHandle {
