@@ -12,7 +12,7 @@ const FILE: &str = "credentials.json";
 const USERNAME: &str = "homeassistant";
 
 #[derive(serde::Serialize, serde::Deserialize, Clone)]
-struct Pair {
+pub struct Pair {
     username: String,
     password: String,
 }
@@ -70,7 +70,7 @@ fn needs_generated(server: &ServerConfig, in_addon: bool) -> bool {
 /// password made silently would lock out every client that has the old one.
 fn read_kept(path: &Path) -> anyhow::Result<BTreeMap<String, Pair>> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+        Ok(bytes) => parse_kept(&bytes).map_err(|e| {
             anyhow::anyhow!(
                 "{} is damaged ({e}); fix it, or delete it to generate new credentials (clients must then be given them)",
                 path.display()
@@ -79,6 +79,23 @@ fn read_kept(path: &Path) -> anyhow::Result<BTreeMap<String, Pair>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
         Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
     }
+}
+
+/// The pairs in the file's bytes, each a usable login: a user name that a Basic or Digest
+/// header can carry, and a password that is not empty.
+pub fn parse_kept(bytes: &[u8]) -> Result<BTreeMap<String, Pair>, String> {
+    let kept: BTreeMap<String, Pair> = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    for (server, pair) in &kept {
+        let usable_name = !pair.username.is_empty()
+            && !pair
+                .username
+                .chars()
+                .any(|c| c == ':' || c == '"' || c.is_control());
+        if !usable_name || pair.password.is_empty() {
+            return Err(format!("the {server} login is not usable"));
+        }
+    }
+    Ok(kept)
 }
 
 /// 24 random bytes from the kernel (getrandom), URL-safe: 32 characters. No randomness is an
@@ -200,6 +217,23 @@ mod tests {
         assert!(loopback.credentials().is_none());
         assert!(lan.credentials().is_some());
         assert!(open.credentials().is_none());
+    }
+
+    #[test]
+    fn a_kept_login_must_be_usable() {
+        let kept = |json: &str| parse_kept(json.as_bytes());
+        assert!(kept(r#"{"rtsp": {"username": "homeassistant", "password": "x"}}"#).is_ok());
+        for unusable in [
+            r#"{"rtsp": {"username": "homeassistant", "password": ""}}"#,
+            r#"{"rtsp": {"username": "", "password": "x"}}"#,
+            r#"{"rtsp": {"username": "a:b", "password": "x"}}"#,
+            r#"{"http": {"username": "a\nb", "password": "x"}}"#,
+        ] {
+            assert!(
+                kept(unusable).is_err_and(|e| e.contains("not usable")),
+                "{unusable}"
+            );
+        }
     }
 
     #[test]

@@ -398,6 +398,12 @@ fn a_full_disk_stops_recording_with_a_clear_error_and_recording_resumes_when_spa
         "the broken clip is not offered"
     );
     assert_eq!(addon.proc.output.count("manual clip not recorded"), 1);
+    let (_, metrics) = http_get(&format!("http://127.0.0.1:{}/metrics", addon.http_port));
+    assert!(
+        String::from_utf8_lossy(&metrics)
+            .contains("ipcam_camera_clip_failures_total{camera=\"cam\"} 1"),
+        "the failure is counted for /metrics"
+    );
     // Live streaming does not care.
     assert_eq!(
         ffprobe_codecs(&addon.live_url("cam"), "tcp").unwrap(),
@@ -410,4 +416,47 @@ fn a_full_disk_stops_recording_with_a_clear_error_and_recording_resumes_when_spa
         a["status"] == "ok"
     });
     assert!(saved["error"].is_null(), "{saved}");
+}
+
+/// Record clip pressed again and again while the camera drops and comes back: every press ends
+/// in a clip or a clear error, never a stuck slot, and the next press records.
+#[test]
+fn record_clip_while_the_camera_restarts_never_wedges_the_recorder() {
+    let broker = Mosquitto::start();
+    let mqtt = broker.watch();
+    let mut camera = Camera::start(&["--gop", "10"]);
+    let addon = AddOn::start(&config(
+        broker.port,
+        free_port(),
+        &[("cam", &camera.url(), "pre_roll: 1\npost_roll: 0")],
+    ));
+    broker.publish("ipcam/cam/live_stream/command", "ON", false);
+    mqtt.wait_for(
+        "ipcam/cam/stream_status/state",
+        "active",
+        Duration::from_secs(15),
+    );
+    for _ in 0..3 {
+        broker.publish("ipcam/cam/record_clip/command", "1", false);
+        camera.kill();
+        mqtt.wait_for("ipcam/cam/status", "offline", Duration::from_secs(15));
+        broker.publish("ipcam/cam/record_clip/command", "1", false);
+        camera.restore();
+        mqtt.wait_for(
+            "ipcam/cam/stream_status/state",
+            "active",
+            Duration::from_secs(20),
+        );
+    }
+    let before = mqtt
+        .last(EVENT_ATTRIBUTES)
+        .and_then(|a| serde_json::from_str::<serde_json::Value>(&a).ok())
+        .map(|a| a["event_id"].clone());
+    broker.publish("ipcam/cam/record_clip/command", "1", false);
+    let saved = mqtt.wait_for_json(EVENT_ATTRIBUTES, Duration::from_secs(20), |a| {
+        a["status"] == "ok" && a["kind"] == "manual" && Some(&a["event_id"]) != before.as_ref()
+    });
+    assert!(saved["duration_s"].as_f64().unwrap() > 0.5, "{saved}");
+    let logs = addon.logs();
+    assert!(!logs.contains("panicked"), "{logs}");
 }

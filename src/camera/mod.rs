@@ -5,7 +5,7 @@ pub mod demand;
 mod in_order;
 pub mod source;
 pub mod state;
-mod timeline;
+pub mod timeline;
 
 use crate::media::fanout::StreamInfo;
 use state::Status;

@@ -318,6 +318,28 @@ fn write_sidecar(path: &Path, meta: &ClipMeta) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Far beyond any clip the recorder makes (minutes); a longer one is not ours.
+const MAX_CLIP_SECONDS: f64 = 86_400.0;
+/// The last second RFC 3339 (and so MQTT's `started_at`) can write: the end of year 9999.
+const LAST_WRITABLE_TIME: Duration = Duration::from_secs(253_402_300_799);
+
+/// A clip's description from its sidecar's bytes, under the id its file name gives; `None` when
+/// they do not describe a clip we could have made (a time out of range, a negative length).
+pub fn parse_sidecar(event_id: &str, bytes: &[u8]) -> Option<ClipMeta> {
+    let meta: ClipMeta = serde_json::from_slice(bytes).ok()?;
+    let started = meta
+        .started_at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .ok()?;
+    let length_ok = meta
+        .duration_s
+        .is_none_or(|d| d.is_finite() && (0.0..=MAX_CLIP_SECONDS).contains(&d));
+    (started <= LAST_WRITABLE_TIME && length_ok).then(|| ClipMeta {
+        event_id: event_id.to_string(),
+        ..meta
+    })
+}
+
 /// Reads every sidecar; a clip cut off by a kill is kept with the length its file covers.
 fn scan(dir: &Path) -> Vec<ClipMeta> {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -335,11 +357,11 @@ fn scan(dir: &Path) -> Vec<ClipMeta> {
                 .and_then(|s| s.to_str())
                 .filter(|s| is_event_id(s))?
                 .to_string();
-            let meta: ClipMeta = match std::fs::read(&sidecar)
+            let meta = match std::fs::read(&sidecar)
                 .ok()
-                .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+                .and_then(|bytes| parse_sidecar(&event_id, &bytes))
             {
-                Some(meta) => ClipMeta { event_id, ..meta },
+                Some(meta) => meta,
                 None => {
                     tracing::warn!("skipping {}: not a clip description", sidecar.display());
                     return None;
@@ -385,6 +407,27 @@ pub fn round_tenths(duration: Duration) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sidecar_is_read_under_its_file_name_and_only_with_times_we_can_write() {
+        let sidecar = |started: u64, duration: &str| {
+            format!(
+                r#"{{"event_id": "../../etc", "kind": "motion", "started_at": {{"secs_since_epoch": {started}, "nanos_since_epoch": 0}}, "duration_s": {duration}, "video": "h264", "audio": true, "complete": true}}"#
+            )
+        };
+        let id = "motion-20261204-061500-000";
+        let meta = parse_sidecar(id, sidecar(1_796_365_000, "15.0").as_bytes()).unwrap();
+        assert_eq!(
+            meta.event_id, id,
+            "the id is the file's, never the content's"
+        );
+        assert!(parse_sidecar(id, sidecar(1_796_365_000, "null").as_bytes()).is_some());
+        // Past year 9999 MQTT's started_at cannot be written; a negative length is nonsense.
+        assert!(parse_sidecar(id, sidecar(300_000_000_000, "15.0").as_bytes()).is_none());
+        assert!(parse_sidecar(id, sidecar(1_796_365_000, "-1").as_bytes()).is_none());
+        assert!(parse_sidecar(id, sidecar(1_796_365_000, "1e300").as_bytes()).is_none());
+        assert!(parse_sidecar(id, b"not json").is_none());
+    }
 
     fn clip(kind: Kind, minutes_ago: u64, bytes: u64, now: SystemTime) -> ClipMeta {
         let started_at = now - Duration::from_secs(minutes_ago * 60);
