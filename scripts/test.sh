@@ -11,3 +11,5 @@ cargo clippy --all-targets --quiet -- -D warnings
 cargo clippy --lib --no-default-features --quiet -- -D warnings
 cargo clippy --bin ipcam-mqtt --no-default-features --features cry,webrtc --quiet -- -D warnings
 cargo test --all-targets
+# Every parser of untrusted input, fuzzed for 10 s each (unoptimized, with overflow checks).
+FUZZ_SECONDS=10 scripts/fuzz.sh

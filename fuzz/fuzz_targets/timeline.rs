@@ -27,9 +27,7 @@ fuzz_target!(|data: &[u8]| {
             }
             1 => track.set_sync_offset(i64::from(a as i32) * i64::from(b)),
             2 => {
-                if let Some(point) = track.sync_point(&session, a) {
-                    assert!(point.extended_rtp > 0);
-                }
+                let _ = track.sync_point(&session, a);
             }
             _ => {
                 // A clock that jumps far ahead (a camera restarted, or lying).

@@ -34,9 +34,15 @@ fn nanos(duration: Duration) -> i64 {
     duration.as_nanos() as i64
 }
 
-/// Moves `value` toward `target` by at most `step`.
+/// Moves `value` toward `target` by at most `step` (none when `step` is negative).
 fn slew(value: i64, target: i64, step: i64) -> i64 {
+    let step = step.max(0);
     target.clamp(value.saturating_sub(step), value.saturating_add(step))
+}
+
+/// The ns from `earlier` to `later` (0 when `later` is not later), as a signed number.
+fn elapsed(later: u64, earlier: u64) -> i64 {
+    i64::try_from(later.saturating_sub(earlier)).unwrap_or(i64::MAX)
 }
 
 /// The offset from media time to our clock, shared by the tracks of one camera session.
@@ -63,7 +69,7 @@ impl SessionTimeline {
             self.window_start = arrival;
         }
         self.current_min = self.current_min.min(delay);
-        let step = arrival.saturating_sub(self.last_arrival) as i64 / SLEW;
+        let step = elapsed(arrival, self.last_arrival) / SLEW;
         self.last_arrival = self.last_arrival.max(arrival);
         let offset = slew(offset, self.current_min.min(self.previous_min), step);
         self.offset = Some(offset);
@@ -136,7 +142,7 @@ impl TrackTimeline {
     pub fn clock_base(&self) -> u64 {
         self.clock_base
             .map(u64::from)
-            .or(self.origin.map(|o| o - EXTENDED_BASE))
+            .or_else(|| self.origin.map(|o| o.wrapping_sub(EXTENDED_BASE)))
             .unwrap_or(0)
     }
 
@@ -170,7 +176,7 @@ impl TrackTimeline {
         };
         let mut media = self.media(self.extended, origin);
         let advanced = media.saturating_sub(self.newest_media);
-        let waited = arrival.saturating_sub(self.last_arrival) as i64;
+        let waited = elapsed(arrival, self.last_arrival);
         if advanced < -nanos(RESYNC) || advanced > waited.saturating_add(nanos(RESYNC)) {
             // The camera restarted its RTP clock: go on from this arrival.
             let offset = session.offset.unwrap_or(0);
@@ -253,6 +259,23 @@ impl TrackTimeline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by fuzzing: an arrival beyond i64 made a negative slew step, and `clamp` panicked;
+    /// a clock-base after the first packet underflowed the origin the other branch computed.
+    #[test]
+    fn arrivals_beyond_i64_and_a_late_clock_base_do_not_panic() {
+        let mut session = SessionTimeline::default();
+        let mut late_base = TrackTimeline::new(90_000, Some(u32::MAX));
+        late_base.pts(&mut session, 10, 1);
+        assert_eq!(late_base.clock_base(), u64::from(u32::MAX));
+
+        let mut session = SessionTimeline::default();
+        let mut track = TrackTimeline::new(90_000, None);
+        track.pts(&mut session, 0, 1);
+        track.pts(&mut session, 3600, u64::MAX);
+        track.pts(&mut session, 7200, u64::MAX);
+        assert_eq!(slew(10, 0, -5), 10);
+    }
 
     const MS: u64 = 1_000_000;
 
