@@ -47,6 +47,8 @@ struct Active {
     /// Subtracted from every timestamp, so the clip starts at 0.
     base: gst::ClockTime,
     last_pts: gst::ClockTime,
+    /// The writer fell [`WRITER_QUEUE_BYTES`] behind and frames were dropped.
+    overflowed: bool,
 }
 
 /// A running recording; [`Recording::finish`] ends it.
@@ -159,6 +161,7 @@ impl Recorder {
                         audio: audio_src,
                         base,
                         last_pts: base,
+                        overflowed: false,
                     };
                     for frame in &frames {
                         active.push(frame);
@@ -230,6 +233,13 @@ impl Active {
         };
         // Either track can end last, and players take the file's duration from the longer one.
         self.last_pts = self.last_pts.max(pts);
+        if src.current_level_bytes() >= src.max_bytes() && !self.overflowed {
+            self.overflowed = true;
+            tracing::warn!(
+                "the clip writer is {} MiB behind (a stalled disk or network share?): frames are dropped until it catches up, and the clip is marked incomplete",
+                WRITER_QUEUE_BYTES >> 20
+            );
+        }
         let _ = src.push_buffer(copy);
     }
 }
@@ -274,8 +284,9 @@ impl Recording {
         .and_then(|r| r);
         match result {
             Ok(ending) => {
-                let complete = ending == Ending::Closed;
-                if !complete {
+                let closed = ending == Ending::Closed;
+                let complete = closed && !active.overflowed;
+                if !closed {
                     tracing::warn!(
                         camera = %recorder.camera,
                         "the clip writer did not close {} within {} s (a slow disk or share?); it is kept as written, and plays up to its last fragment",
@@ -302,6 +313,10 @@ impl Recording {
         }
     }
 }
+
+/// What a clip writer may queue per track while its disk or share is slow: about a minute of
+/// 4 Mbit/s video.
+const WRITER_QUEUE_BYTES: u64 = 32 * 1024 * 1024;
 
 /// `appsrc ! parse ! mp4mux (fragmented) ! filesink`, with an AAC branch when there is audio.
 fn writer(
@@ -334,9 +349,11 @@ fn writer(
             .and_downcast::<gst_app::AppSrc>()
             .expect("named in the description");
         src.set_caps(Some(caps));
-        // The hub never waits: a writer that falls behind queues (a clip is short).
+        // The hub never waits: a writer that falls behind queues, up to a bound, then drops
+        // the newest frames rather than grow memory without end.
         src.set_block(false);
-        src.set_max_bytes(256 * 1024 * 1024);
+        src.set_max_bytes(WRITER_QUEUE_BYTES);
+        src.set_leaky_type(gst_app::AppLeakyType::Upstream);
         src
     };
     let video = src("v", video_caps);
@@ -383,5 +400,85 @@ fn pipeline_error(guard: &PipelineGuard) -> Option<String> {
     match message.view() {
         gst::MessageView::Error(e) => Some(format!("the clip could not be written: {}", e.error())),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One real H.264 keyframe of noise (large, as a busy scene is), from GStreamer's encoder.
+    fn keyframe() -> gst::Sample {
+        gst::init().unwrap();
+        let pipeline = gst::parse::launch(
+            "videotestsrc pattern=snow num-buffers=1 ! video/x-raw,width=1280,height=720 \
+             ! x264enc speed-preset=ultrafast qp-min=10 qp-max=10 ! h264parse \
+             ! video/x-h264,stream-format=byte-stream,alignment=au ! appsink name=out",
+        )
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        let out = pipeline
+            .by_name("out")
+            .and_downcast::<gst_app::AppSink>()
+            .unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let sample = out.pull_sample().expect("an encoded frame");
+        pipeline.set_state(gst::State::Null).unwrap();
+        sample
+    }
+
+    /// A clip path that is a pipe someone opened and never reads: writes block as on a network
+    /// share that stalled.
+    fn stalled_share(dir: &std::path::Path) -> (std::path::PathBuf, std::fs::File) {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = dir.join("clip.mp4");
+        let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        let reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .unwrap();
+        (path, reader)
+    }
+
+    #[test]
+    fn a_stalled_writer_drops_frames_instead_of_growing_without_bound() {
+        let frame = keyframe();
+        let size = frame.buffer().unwrap().size() as u64;
+        let caps = frame.caps().unwrap().to_owned();
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _reader) = stalled_share(dir.path());
+        let (_guard, video, _) = writer(&path, &caps, None).unwrap();
+        let mut active = Active {
+            id: 1,
+            video: video.clone(),
+            audio: None,
+            base: gst::ClockTime::ZERO,
+            last_pts: gst::ClockTime::ZERO,
+            overflowed: false,
+        };
+        // Twice what may queue, as frames 40 ms apart.
+        let frames = 2 * WRITER_QUEUE_BYTES / size + 100;
+        for i in 0..frames {
+            let mut buffer = frame.buffer().unwrap().copy();
+            buffer
+                .make_mut()
+                .set_pts(gst::ClockTime::from_mseconds(40 * i));
+            let sample = gst::Sample::builder().buffer(&buffer).caps(&caps).build();
+            active.push(&Frame {
+                track: Track::Video,
+                keyframe: true,
+                sample,
+            });
+        }
+        assert!(active.overflowed, "{frames} frames of {size} bytes");
+        let queued = video.current_level_bytes();
+        assert!(
+            queued <= WRITER_QUEUE_BYTES + size,
+            "{queued} bytes queued, bound {WRITER_QUEUE_BYTES}"
+        );
     }
 }
