@@ -7,7 +7,6 @@
 //! - [`playback`] serves the selected clip at `<camera>_event`.
 //! - [`task`] turns cry events and MQTT commands into recordings and publishes the state.
 
-pub mod playback;
 pub mod preroll;
 pub mod recorder;
 pub mod store;

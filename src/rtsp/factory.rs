@@ -4,6 +4,7 @@
 //! late joiner of a shared media would wait for the camera's next keyframe. It costs only a
 //! payloader: the camera connection and the audio encoder stay shared in the hub.
 
+use super::holds::ViewerHolds;
 use crate::camera::demand::{Demand, Lease, Purpose};
 use crate::media::fanout::{ConsumerId, Hub, Layout};
 use crate::media::pipeline::MediaClock;
@@ -16,7 +17,7 @@ use gstreamer_rtsp as gst_rtsp;
 use gstreamer_rtsp_server as gst_rtsp_server;
 use gstreamer_rtsp_server::prelude::*;
 use gstreamer_rtsp_server::subclass::prelude::*;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// What a factory needs to know about its camera.
@@ -42,24 +43,6 @@ impl Drop for ViewerLink {
     }
 }
 
-/// Attaches what a viewer's media holds (a lease, a hub place, a pinned clip) to its element
-/// in `create_element`; [`release_on_unprepared`] drops it when the media is unprepared, the
-/// reliable "viewer gone" signal.
-pub fn hold_for_viewer<T: Send + 'static>(element: &gst::Element, hold: T) {
-    // SAFETY: the key is the type's name, so it is only ever read back as this same type.
-    unsafe { element.set_data(std::any::type_name::<T>(), hold) };
-}
-
-/// Moves the hold of [`hold_for_viewer`] from the element to the media's unprepare.
-pub fn release_on_unprepared<T: Send + 'static>(media: &gst_rtsp_server::RTSPMedia) {
-    // SAFETY: set by `hold_for_viewer::<T>` under the key of this same type.
-    let hold: Option<T> = unsafe { media.element().steal_data(std::any::type_name::<T>()) };
-    let hold = Mutex::new(hold);
-    media.connect_unprepared(move |_| {
-        hold.lock().unwrap_or_else(|e| e.into_inner()).take();
-    });
-}
-
 /// The element name marks which camera a media belongs to, for disconnecting its viewers.
 pub fn media_element_name(camera: &str) -> String {
     format!("ipcam-viewer-{camera}")
@@ -71,6 +54,7 @@ mod imp {
     #[derive(Default)]
     pub struct ViewerFactory {
         pub mount: OnceLock<Mount>,
+        holds: ViewerHolds<ViewerLink>,
     }
 
     #[glib::object_subclass]
@@ -107,7 +91,7 @@ mod imp {
                         consumer,
                     };
                     let bin: gst::Element = bin.upcast();
-                    hold_for_viewer(&bin, link);
+                    self.holds.hold(&bin, link);
                     Some(bin)
                 }
                 Err(e) => {
@@ -131,7 +115,7 @@ mod imp {
                     }
                 });
             }
-            release_on_unprepared::<ViewerLink>(media);
+            self.holds.release_on_unprepared(media);
         }
     }
 }

@@ -3,7 +3,9 @@
 pub mod asked_paths;
 pub mod auth;
 pub mod factory;
+pub mod holds;
 pub mod limits;
+pub mod playback;
 pub mod server;
 
 /// The server's callbacks must go on after a panic elsewhere, so a poisoned lock is still used.

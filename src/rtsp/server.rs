@@ -8,8 +8,8 @@ use super::asked_paths::AskedPaths;
 use super::auth::Login;
 use super::factory::{Mount, ViewerFactory, media_element_name};
 use crate::config::ServerConfig;
-use crate::events::playback::{EventFactory, EventMount, event_element_name, event_path};
 use crate::metrics::LoginFailures;
+use crate::rtsp::playback::{EventFactory, EventMount, event_element_name, event_path};
 use gstreamer::glib;
 use gstreamer_rtsp_server as gst_rtsp_server;
 use gstreamer_rtsp_server::prelude::*;
@@ -167,9 +167,12 @@ impl Drop for RtspServer {
 const CLIENT_SEND_BUFFER: i32 = 128 * 1024;
 
 fn bound_send_buffer(client: &gst_rtsp_server::RTSPClient) {
-    const SOL_SOCKET: i32 = 1;
-    const SO_SNDBUF: i32 = 7;
-    if !set_client_socket_option(client, SOL_SOCKET, SO_SNDBUF, CLIENT_SEND_BUFFER) {
+    if !set_client_socket_option(
+        client,
+        libc::SOL_SOCKET,
+        libc::SO_SNDBUF,
+        CLIENT_SEND_BUFFER,
+    ) {
         tracing::debug!("cannot bound a client's send buffer");
     }
 }
@@ -177,9 +180,7 @@ fn bound_send_buffer(client: &gst_rtsp_server::RTSPClient) {
 /// Turns off Nagle for a client. A frame's last RTP packet is a small write; with Nagle it waits
 /// for the ACK of the packets before it, which the viewer's delayed ACK holds for up to 40 ms.
 pub fn send_without_delay(client: &gst_rtsp_server::RTSPClient) {
-    const IPPROTO_TCP: i32 = 6;
-    const TCP_NODELAY: i32 = 1;
-    if !set_client_socket_option(client, IPPROTO_TCP, TCP_NODELAY, 1) {
+    if !set_client_socket_option(client, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1) {
         tracing::debug!("cannot turn off Nagle for a client");
     }
 }

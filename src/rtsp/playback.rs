@@ -4,8 +4,8 @@
 //! The clip is pinned while it plays, so retention cannot delete it under a viewer. With no
 //! clip the request fails (503) and the Event select's attributes say `no recording`.
 
-use super::store::{ClipMeta, ClipStore, Pin};
-use crate::rtsp::factory::{hold_for_viewer, release_on_unprepared};
+use super::holds::ViewerHolds;
+use crate::events::store::{ClipMeta, ClipStore, Pin};
 use gstreamer as gst;
 use gstreamer::glib;
 use gstreamer::prelude::*;
@@ -55,6 +55,7 @@ mod imp {
     #[derive(Default)]
     pub struct EventFactory {
         pub mount: OnceLock<EventMount>,
+        holds: ViewerHolds<Playing>,
     }
 
     #[glib::object_subclass]
@@ -83,7 +84,7 @@ mod imp {
                         playing: mount.playing.clone(),
                     };
                     let bin: gst::Element = bin.upcast();
-                    hold_for_viewer(&bin, playing);
+                    self.holds.hold(&bin, playing);
                     Some(bin)
                 }
                 Err(e) => {
@@ -95,7 +96,7 @@ mod imp {
 
         fn media_configure(&self, media: &gst_rtsp_server::RTSPMedia) {
             self.parent_media_configure(media);
-            release_on_unprepared::<Playing>(media);
+            self.holds.release_on_unprepared(media);
         }
     }
 }
