@@ -3,6 +3,7 @@
 pub mod app;
 pub mod audio;
 pub mod camera;
+pub mod choices;
 pub mod config;
 pub mod credentials;
 #[cfg(feature = "demo")]

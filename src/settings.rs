@@ -4,8 +4,7 @@
 //! Written atomically (temp file + rename), so a crash mid-write leaves the old file. A file
 //! that cannot be read is moved aside, never silently overwritten, and the log says where.
 
-use crate::events::Slot;
-use crate::snapshot::policy::{DEFAULT_INTERVAL_S, Mode};
+use crate::choices::{DEFAULT_INTERVAL_S, Mode, Slot};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -142,7 +142,8 @@ fn sound_stays_with_the_picture_over_tcp_and_udp_ingest() {
     let steady = median(&tcp);
     assert!(
         tcp.iter().all(|o| (o - steady).abs() <= 10.0),
-        "TCP ingest: the offset moves: {tcp:?}"
+        "TCP ingest: the offset moves: {tcp:?}\n{}",
+        addon.logs()
     );
     assert!(
         (steady - median(&udp)).abs() <= 25.0,

@@ -6,17 +6,46 @@ pub use with_ort::Session;
 #[cfg(not(feature = "cry"))]
 pub use without_ort::Session;
 
+use std::path::PathBuf;
+
+/// Why cry detection cannot run; each says what to do.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ModelError {
+    #[error("the cry model {0} does not exist; set cry_model to a YAMNet .onnx file")]
+    Missing(PathBuf),
+    #[error(
+        "the ONNX Runtime library could not be loaded ({0}); install it (pip install onnxruntime==1.31.*) and point ORT_DYLIB_PATH at its libonnxruntime.so"
+    )]
+    Runtime(String),
+    #[error("the cry model {path} cannot be used: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    #[error("scoring failed: {0}")]
+    Run(String),
+}
+
 #[cfg(feature = "cry")]
 mod with_ort {
     use super::super::PATCH_SAMPLES;
-    use super::super::yamnet::{ModelError, runtime_library};
+    use super::ModelError;
     use ort::environment::Environment;
     use ort::session::builder::GraphOptimizationLevel;
     use ort::value::Tensor;
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
     use std::sync::OnceLock;
 
     pub struct Session(ort::session::Session);
+
+    /// Where the ONNX Runtime library is looked for when `ORT_DYLIB_PATH` is not set: the system
+    /// library path.
+    const DEFAULT_LIBRARY: &str = "libonnxruntime.so";
+
+    /// The library path `ort` loads: `ORT_DYLIB_PATH`, else the system's.
+    pub fn runtime_library() -> PathBuf {
+        std::env::var_os("ORT_DYLIB_PATH")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_LIBRARY))
+    }
 
     /// ONNX Runtime allows one environment per process; every camera's session shares it. A load
     /// failure is kept too, so each camera reports the same one clear error.
@@ -100,7 +129,7 @@ mod with_ort {
 
 #[cfg(not(feature = "cry"))]
 mod without_ort {
-    use super::super::yamnet::ModelError;
+    use super::ModelError;
     use std::path::Path;
 
     /// No value exists: without ONNX Runtime nothing can be loaded.

@@ -282,7 +282,7 @@ impl CryTask {
         end: Duration,
         state: &watch::Sender<CryState>,
         runtime: &tokio::runtime::Handle,
-    ) -> Result<(), super::yamnet::ModelError> {
+    ) -> Result<(), super::onnx::ModelError> {
         let rms = rms_dbfs(patch);
         // The gate saves the inference on silence, which is most of a night.
         let probability = if rms >= super::detector::GATE_DBFS {

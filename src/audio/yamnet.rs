@@ -7,12 +7,10 @@
 
 use super::PATCH_SAMPLES;
 use super::onnx;
-use std::path::{Path, PathBuf};
+use super::onnx::ModelError;
+use std::path::Path;
 
 pub const CLASSES: usize = 521;
-/// Where the ONNX Runtime library is looked for when `ORT_DYLIB_PATH` is not set: the system
-/// library path.
-const DEFAULT_LIBRARY: &str = "libonnxruntime.so";
 /// YAMNet's official class map, looked for next to the model for readable class names.
 pub const CLASS_MAP_FILE: &str = "yamnet_class_map.csv";
 
@@ -25,21 +23,6 @@ pub struct PatchScores {
     pub cry: f32,
 }
 
-/// Why cry detection cannot run; each says what to do.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-pub enum ModelError {
-    #[error("the cry model {0} does not exist; set cry_model to a YAMNet .onnx file")]
-    Missing(PathBuf),
-    #[error(
-        "the ONNX Runtime library could not be loaded ({0}); install it (pip install onnxruntime==1.31.*) and point ORT_DYLIB_PATH at its libonnxruntime.so"
-    )]
-    Runtime(String),
-    #[error("the cry model {path} cannot be used: {reason}")]
-    Invalid { path: PathBuf, reason: String },
-    #[error("scoring failed: {0}")]
-    Run(String),
-}
-
 pub struct Yamnet {
     session: onnx::Session,
     names: Vec<String>,
@@ -49,14 +32,6 @@ impl std::fmt::Debug for Yamnet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Yamnet").finish_non_exhaustive()
     }
-}
-
-/// The library path `ort` loads: `ORT_DYLIB_PATH`, else the system's.
-pub fn runtime_library() -> PathBuf {
-    std::env::var_os("ORT_DYLIB_PATH")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_LIBRARY))
 }
 
 impl Yamnet {

@@ -228,6 +228,9 @@ mod imp {
                 }
                 "ts-offset" => {
                     let ts_offset = value.get().unwrap_or(0);
+                    tracing::debug!(
+                        "lip-sync delay from the camera's sender reports: {ts_offset} ns"
+                    );
                     let mut state = self.state();
                     state.ts_offset = ts_offset;
                     if let Some(track) = state.track.as_mut() {

@@ -12,90 +12,9 @@ pub mod recorder;
 pub mod store;
 pub mod task;
 
-use serde::{Deserialize, Serialize};
 use std::time::SystemTime;
 
-/// What made a clip.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Cry,
-    Motion,
-    Manual,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::Cry, Kind::Motion, Kind::Manual];
-
-    pub fn key(self) -> &'static str {
-        match self {
-            Kind::Cry => "cry",
-            Kind::Motion => "motion",
-            Kind::Manual => "manual",
-        }
-    }
-
-    fn label(self) -> &'static str {
-        match self {
-            Kind::Cry => "Cry",
-            Kind::Motion => "Motion",
-            Kind::Manual => "Manual",
-        }
-    }
-
-    pub fn from_key(key: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.key() == key)
-    }
-}
-
-/// Slots per kind in the Event select.
-pub const SLOTS: u8 = 5;
-
-/// One option of the Event select: `Cry 1` is the newest cry clip.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Slot {
-    pub kind: Kind,
-    /// 1 is the most recent.
-    pub index: u8,
-}
-
-impl Slot {
-    /// Every option, in the order the select lists them.
-    pub fn all() -> Vec<Slot> {
-        Kind::ALL
-            .into_iter()
-            .flat_map(|kind| (1..=SLOTS).map(move |index| Slot { kind, index }))
-            .collect()
-    }
-
-    pub fn label(self) -> String {
-        format!("{} {}", self.kind.label(), self.index)
-    }
-
-    /// Parses a label, any case: `cry 1`, `Motion 5`.
-    pub fn parse(text: &str) -> Option<Slot> {
-        let (kind, index) = text.trim().split_once(' ')?;
-        let kind = Kind::ALL
-            .into_iter()
-            .find(|k| k.label().eq_ignore_ascii_case(kind))?;
-        let index: u8 = index.trim().parse().ok()?;
-        (1..=SLOTS).contains(&index).then_some(Slot { kind, index })
-    }
-}
-
-impl Serialize for Slot {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.label())
-    }
-}
-
-impl<'de> Deserialize<'de> for Slot {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Slot::parse(&text)
-            .ok_or_else(|| serde::de::Error::custom(format!("not an event slot: {text}")))
-    }
-}
+pub use crate::choices::{Kind, SLOTS, Slot};
 
 /// `cry-20261121-204916-123`: the kind and the start in UTC, to the millisecond. Safe in file
 /// names and URLs, and sorts by time within a kind.

@@ -1,58 +1,8 @@
 //! When a snapshot is taken: the modes, the triggers and the button's rate limit. Pure.
 
-use serde::{Deserialize, Serialize};
+pub use crate::choices::{DEFAULT_INTERVAL_S, MAX_INTERVAL_S, MIN_INTERVAL_S, Mode};
+use serde::Serialize;
 use std::time::{Duration, Instant};
-
-/// The "Snapshot mode" select.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// Nothing automatic; the button and `frame.jpeg` still work.
-    Disabled,
-    /// Every interval, connecting to an idle camera for a moment if need be.
-    Interval,
-    /// At each event (cry, motion, manual clip), from the stream that event already runs.
-    Events,
-    /// Both of the above.
-    IntervalAndEvents,
-    /// Events always; the interval only while the camera streams anyway, so it never
-    /// opens a connection of its own.
-    #[default]
-    Auto,
-}
-
-impl Mode {
-    pub const ALL: [Mode; 5] = [
-        Mode::Disabled,
-        Mode::Interval,
-        Mode::Events,
-        Mode::IntervalAndEvents,
-        Mode::Auto,
-    ];
-
-    /// The option as Home Assistant shows it.
-    pub fn label(self) -> &'static str {
-        match self {
-            Mode::Disabled => "Disabled",
-            Mode::Interval => "Interval",
-            Mode::Events => "Events",
-            Mode::IntervalAndEvents => "Interval + Events",
-            Mode::Auto => "Auto",
-        }
-    }
-
-    /// Accepts the label in any case, or the snake_case name scripts may prefer.
-    pub fn from_label(text: &str) -> Option<Mode> {
-        let wanted = text.trim();
-        Mode::ALL.into_iter().find(|mode| {
-            mode.label().eq_ignore_ascii_case(wanted)
-                || serde_json::to_value(mode)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    == Some(wanted.to_ascii_lowercase())
-        })
-    }
-}
 
 /// Why a snapshot was taken: the `type` attribute of the image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -114,10 +64,6 @@ pub fn still(mode: Mode, streaming: bool, newest_age: Option<Duration>, interval
         _ => Still::Newest,
     }
 }
-
-pub const MIN_INTERVAL_S: u32 = 10;
-pub const MAX_INTERVAL_S: u32 = 86_400;
-pub const DEFAULT_INTERVAL_S: u32 = 60;
 
 /// Parses the "Snapshot interval" number; HA sends `60` or `60.0`.
 pub fn parse_interval(text: &str) -> Result<u32, String> {
