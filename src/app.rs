@@ -5,7 +5,7 @@ use crate::audio::task::CryTask;
 use crate::camera::actor::CameraActor;
 use crate::camera::demand::Demand;
 use crate::camera::{CameraHandle, ViewerControl};
-use crate::config::{Config, ServerConfig};
+use crate::config::{CameraConfig, Config, ServerConfig};
 use crate::events::recorder::Recorder;
 use crate::events::store::ClipStore;
 use crate::events::task::{EventsTask, selected_clip};
@@ -62,6 +62,70 @@ fn log_listening(what: &str, addr: std::net::SocketAddr, server: &ServerConfig, 
     }
 }
 
+/// One camera's parts, built from its config before anything runs: what its RTSP mounts, its
+/// actor and its tasks share.
+struct CameraParts {
+    config: CameraConfig,
+    hub: Arc<Hub>,
+    demand: Demand,
+    store: Arc<ClipStore>,
+    recorder: Arc<Recorder>,
+    /// How many clients play its event stream.
+    playing: tokio::sync::watch::Receiver<usize>,
+}
+
+impl CameraParts {
+    /// The parts of `camera`, with the mounts the RTSP server serves them at.
+    fn build(
+        camera: &CameraConfig,
+        media_dir: &std::path::Path,
+        settings: &Arc<Settings>,
+        clock: &MediaClock,
+    ) -> anyhow::Result<(CameraParts, Mount, EventMount)> {
+        let hub = Arc::new(Hub::new());
+        let demand = Demand::new();
+        let store = ClipStore::open(media_dir, &camera.id, &camera.clips)?;
+        let recorder = Recorder::new(
+            &camera.id,
+            &camera.clips,
+            store.clone(),
+            hub.clone(),
+            demand.clone(),
+        );
+        let (playing_tx, playing) = tokio::sync::watch::channel(0);
+        let mount = Mount {
+            camera: camera.id.clone(),
+            hub: hub.clone(),
+            demand: demand.clone(),
+            start_timeout: camera.start_timeout,
+            clock: clock.clone(),
+        };
+        let (settings, selected_store, id) = (settings.clone(), store.clone(), camera.id.clone());
+        let event_mount = EventMount {
+            camera: camera.id.clone(),
+            store: store.clone(),
+            selected: Arc::new(move || selected_clip(&settings, &selected_store, &id)),
+            playing: playing_tx,
+        };
+        let parts = CameraParts {
+            config: camera.clone(),
+            hub,
+            demand,
+            store,
+            recorder,
+            playing,
+        };
+        Ok((parts, mount, event_mount))
+    }
+}
+
+/// A camera once its actor runs.
+struct RunningCamera {
+    parts: CameraParts,
+    handle: CameraHandle,
+    snapshotter: Arc<Snapshotter>,
+}
+
 pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Result<()> {
     // Before anything starts: a taken port stops the add-on with one line, not half-started.
     for (server, option) in [(&config.rtsp, "rtsp.port"), (&config.http, "http.port")] {
@@ -81,21 +145,6 @@ pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Resul
     )?);
     tracing::info!("settings are kept in {}", config.data_dir.display());
     let clock = MediaClock::new();
-    let cameras: Vec<_> = config
-        .cameras
-        .iter()
-        .map(|camera| (camera.clone(), Arc::new(Hub::new()), Demand::new()))
-        .collect();
-    let mounts = cameras
-        .iter()
-        .map(|(camera, hub, demand)| Mount {
-            camera: camera.id.clone(),
-            hub: hub.clone(),
-            demand: demand.clone(),
-            start_timeout: camera.start_timeout,
-            clock: clock.clone(),
-        })
-        .collect();
     crate::events::store::remove_unconfigured(
         &config.media_dir,
         &config
@@ -104,29 +153,15 @@ pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Resul
             .map(|c| c.id.as_str())
             .collect::<Vec<_>>(),
     );
-    let mut stores = Vec::new();
-    let mut recorders = Vec::new();
+    let mut mounts = Vec::new();
     let mut event_mounts = Vec::new();
-    let mut playing = Vec::new();
-    for (camera, hub, demand) in &cameras {
-        let store = ClipStore::open(&config.media_dir, &camera.id, &camera.clips)?;
-        recorders.push(Recorder::new(
-            &camera.id,
-            &camera.clips,
-            store.clone(),
-            hub.clone(),
-            demand.clone(),
-        ));
-        let (playing_tx, playing_rx) = tokio::sync::watch::channel(0);
-        playing.push(playing_rx);
-        let (settings, selected_store, id) = (settings.clone(), store.clone(), camera.id.clone());
-        event_mounts.push(EventMount {
-            camera: camera.id.clone(),
-            store: store.clone(),
-            selected: Arc::new(move || selected_clip(&settings, &selected_store, &id)),
-            playing: playing_tx,
-        });
-        stores.push(store);
+    let mut parts = Vec::new();
+    for camera in &config.cameras {
+        let (camera, mount, event_mount) =
+            CameraParts::build(camera, &config.media_dir, &settings, &clock)?;
+        mounts.push(mount);
+        event_mounts.push(event_mount);
+        parts.push(camera);
     }
     tracing::info!("event clips are kept in {}", config.media_dir.display());
     let logins = Arc::new(crate::metrics::LoginFailures::default());
@@ -139,7 +174,7 @@ pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Resul
     let addr = server.local_addr();
     let host = config.rtsp.public_host();
     log_listening("RTSP server", addr, &config.rtsp, "rtsp");
-    for (camera, _, _) in &cameras {
+    for camera in &config.cameras {
         tracing::info!(
             "  rtsp://{host}:{}{}  ← {} (events: {})",
             addr.port(),
@@ -148,68 +183,68 @@ pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Resul
             event_path(&camera.id)
         );
     }
-    if cameras.is_empty() {
+    if config.cameras.is_empty() {
         tracing::warn!("no cameras are configured; add some under `cameras:`");
     }
 
-    let mut handles: Vec<CameraHandle> = Vec::new();
     let mut tasks = Vec::new();
-    for (camera, hub, demand) in &cameras {
-        let (handle, task) = CameraActor {
-            config: camera.clone(),
-            hub: hub.clone(),
-            demand: demand.clone(),
-            clock: clock.clone(),
-            viewers: server.clone() as Arc<dyn ViewerControl>,
-            cancel: cancel.child_token(),
-        }
-        .spawn();
-        handles.push(handle);
-        tasks.push(task);
-    }
-    let snapshotters: Vec<Arc<Snapshotter>> = handles
-        .iter()
-        .zip(&cameras)
-        .map(|(handle, (camera, hub, demand))| {
-            Arc::new(Snapshotter::new(
-                camera,
-                hub.clone(),
-                demand.clone(),
+    let cameras: Vec<RunningCamera> = parts
+        .into_iter()
+        .map(|parts| {
+            let (handle, task) = CameraActor {
+                config: parts.config.clone(),
+                hub: parts.hub.clone(),
+                demand: parts.demand.clone(),
+                clock: clock.clone(),
+                viewers: server.clone() as Arc<dyn ViewerControl>,
+                cancel: cancel.child_token(),
+            }
+            .spawn();
+            tasks.push(task);
+            let snapshotter = Arc::new(Snapshotter::new(
+                &parts.config,
+                parts.hub.clone(),
+                parts.demand.clone(),
                 handle.state(),
-            ))
+            ));
+            RunningCamera {
+                parts,
+                handle,
+                snapshotter,
+            }
         })
         .collect();
     #[cfg(feature = "webrtc")]
     let webrtc = cameras
         .iter()
-        .map(|(camera, hub, demand)| {
+        .map(|camera| {
+            let parts = &camera.parts;
             WebrtcCamera::new(
-                &camera.id,
-                hub.clone(),
-                demand.clone(),
+                &parts.config.id,
+                parts.hub.clone(),
+                parts.demand.clone(),
                 clock.clone(),
-                camera.start_timeout,
+                parts.config.start_timeout,
                 config.webrtc.clone(),
-                camera.h265_to_h264,
+                parts.config.h265_to_h264,
             )
         })
         .collect();
-    let streams = handles
+    let streams = cameras
         .iter()
-        .zip(&cameras)
-        .map(|(handle, (camera, hub, _))| CameraEntry {
-            id: camera.id.clone(),
-            name: camera.name.clone(),
-            state: handle.state(),
-            counters: hub.counters().clone(),
+        .map(|camera| CameraEntry {
+            id: camera.parts.config.id.clone(),
+            name: camera.parts.config.name.clone(),
+            state: camera.handle.state(),
+            counters: camera.parts.hub.counters().clone(),
         })
         .collect();
     let http = HttpServer::start(
         &config.http,
         config.ingress_port,
         Sources {
-            snapshotters: snapshotters.clone(),
-            clips: stores.clone(),
+            snapshotters: cameras.iter().map(|c| c.snapshotter.clone()).collect(),
+            clips: cameras.iter().map(|c| c.parts.store.clone()).collect(),
             #[cfg(feature = "webrtc")]
             webrtc,
             streams,
@@ -242,13 +277,13 @@ pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Resul
     let mut bridged = Vec::new();
     // Room for a burst of events from every camera while the bridge reconnects.
     let (cry_notices, cry_notices_rx) = tokio::sync::mpsc::channel(64);
-    let per_camera = handles
-        .iter()
-        .zip(snapshotters)
-        .zip(&cameras)
-        .zip(stores.into_iter().zip(recorders).zip(playing));
-    for (((handle, snapshotter), (camera, hub, demand)), ((store, recorder), playing)) in per_camera
+    for RunningCamera {
+        parts,
+        handle,
+        snapshotter,
+    } in cameras
     {
+        let camera = &parts.config;
         let (snapshot, task) = SnapshotTask {
             snapshotter,
             settings: settings.clone(),
@@ -259,13 +294,13 @@ pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Resul
         let (events, task) = EventsTask {
             camera: camera.id.clone(),
             post_roll: camera.clips.post_roll,
-            recorder,
-            store,
+            recorder: parts.recorder,
+            store: parts.store,
             settings: settings.clone(),
             snapshot: snapshot.clone(),
             viewers: server.clone() as Arc<dyn ViewerControl>,
-            playing,
-            counters: hub.counters().clone(),
+            playing: parts.playing,
+            counters: parts.hub.counters().clone(),
             cancel: cancel.child_token(),
         }
         .spawn();
@@ -281,8 +316,8 @@ pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Resul
                 camera: camera.id.clone(),
                 config: camera.cry.clone(),
                 model: config.cry_model.clone(),
-                hub: hub.clone(),
-                demand: demand.clone(),
+                hub: parts.hub.clone(),
+                demand: parts.demand.clone(),
                 camera_state: handle.state(),
                 snapshot: snapshot.clone(),
                 notices: cry_notices.clone(),
@@ -297,7 +332,7 @@ pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Resul
         });
         let (cry, cry_sensitivity) = cry.unzip();
         bridged.push(BridgedCamera {
-            handle: handle.clone(),
+            handle,
             snapshot,
             cry,
             cry_sensitivity,
@@ -314,9 +349,10 @@ pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Resul
         };
         // Turned off, the list is empty and the entries made before are removed.
         let wanted = if config.ha_cameras {
-            cameras
+            config
+                .cameras
                 .iter()
-                .map(|(camera, _, _)| {
+                .map(|camera| {
                     let links = links(&camera.id);
                     crate::ha::cameras::WantedCamera {
                         id: camera.id.clone(),

@@ -14,6 +14,19 @@ fn listen_addresses(port: u16) -> Vec<String> {
         .collect()
 }
 
+/// An add-on whose RTSP server needs `viewer:s3cret-view`, with its broker and camera.
+fn with_rtsp_password() -> (Mosquitto, Camera, AddOn) {
+    let broker = Mosquitto::start();
+    let camera = Camera::start(&[]);
+    let yaml = config(broker.port, free_port(), &[("cam", &camera.url(), "")]).replacen(
+        "rtsp:\n",
+        "rtsp:\n  username: viewer\n  password: s3cret-view\n",
+        1,
+    );
+    let addon = AddOn::start(&yaml);
+    (broker, camera, addon)
+}
+
 /// An add-on whose HTTP API needs `viewer:s3cret-http`, with its broker and camera.
 fn with_http_password() -> (Mosquitto, Camera, AddOn) {
     let broker = Mosquitto::start();
@@ -29,14 +42,7 @@ fn with_http_password() -> (Mosquitto, Camera, AddOn) {
 
 #[test]
 fn with_credentials_every_client_must_authenticate() {
-    let broker = Mosquitto::start();
-    let camera = Camera::start(&[]);
-    let yaml = config(broker.port, free_port(), &[("cam", &camera.url(), "")]).replacen(
-        "rtsp:\n",
-        "rtsp:\n  username: viewer\n  password: s3cret-view\n",
-        1,
-    );
-    let addon = AddOn::start(&yaml);
+    let (_broker, camera, addon) = with_rtsp_password();
     let url = addon.live_url("cam");
     let refused = ffprobe_codecs(&url, "tcp").unwrap_err();
     assert!(refused.contains("401"), "{refused}");
@@ -275,14 +281,7 @@ fn digest_login(
 /// right one, while other addresses log in.
 #[test]
 fn rtsp_logins_are_digest_only_and_wrong_passwords_are_throttled_per_address() {
-    let broker = Mosquitto::start();
-    let camera = Camera::start(&[]);
-    let yaml = config(broker.port, free_port(), &[("cam", &camera.url(), "")]).replacen(
-        "rtsp:\n",
-        "rtsp:\n  username: viewer\n  password: s3cret-view\n",
-        1,
-    );
-    let addon = AddOn::start(&yaml);
+    let (_broker, _camera, addon) = with_rtsp_password();
     let url = addon.live_url("cam");
     let describe = format!("DESCRIBE {url}");
     // One connection per try, as a client that reconnects would make; the challenge comes from

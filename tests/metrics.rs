@@ -47,6 +47,13 @@ fn metrics(addon: &AddOn) -> HashMap<String, f64> {
     prometheus_samples(&String::from_utf8_lossy(&body))
 }
 
+/// Asserts each `(key, value)` of `expected` in `samples`.
+fn assert_samples(samples: &HashMap<String, f64>, expected: &[(&str, f64)]) {
+    for (key, value) in expected {
+        assert_eq!(sample(samples, key), *value, "{key}");
+    }
+}
+
 fn sample(samples: &HashMap<String, f64>, key: &str) -> f64 {
     *samples
         .get(key)
@@ -62,14 +69,13 @@ fn metrics_follow_a_camera_through_a_viewer_a_loss_and_a_reconnect() {
         broker,
     } = Rig::start(&["--gop", "25"], "");
     let idle = metrics(&addon);
-    assert_eq!(sample(&idle, "ipcam_camera_up{camera=cam}"), 0.0);
-    assert_eq!(
-        sample(&idle, "ipcam_camera_status{camera=cam,status=inactive}"),
-        1.0
-    );
-    assert_eq!(
-        sample(&idle, "ipcam_camera_connects_total{camera=cam}"),
-        0.0
+    assert_samples(
+        &idle,
+        &[
+            ("ipcam_camera_up{camera=cam}", 0.0),
+            ("ipcam_camera_status{camera=cam,status=inactive}", 1.0),
+            ("ipcam_camera_connects_total{camera=cam}", 0.0),
+        ],
     );
 
     switch_on(&broker, &mqtt, "cam");
@@ -78,18 +84,14 @@ fn metrics_follow_a_camera_through_a_viewer_a_loss_and_a_reconnect() {
         metrics(&addon).get("ipcam_camera_viewers{camera=cam,kind=rtsp}") == Some(&1.0)
     });
     let watching = metrics(&addon);
-    assert_eq!(sample(&watching, "ipcam_camera_up{camera=cam}"), 1.0);
-    assert_eq!(
-        sample(&watching, "ipcam_camera_connects_total{camera=cam}"),
-        1.0
-    );
-    assert_eq!(
-        sample(&watching, "ipcam_camera_reconnects_total{camera=cam}"),
-        0.0
-    );
-    assert_eq!(
-        sample(&watching, "ipcam_camera_viewers{camera=cam,kind=webrtc}"),
-        0.0
+    assert_samples(
+        &watching,
+        &[
+            ("ipcam_camera_up{camera=cam}", 1.0),
+            ("ipcam_camera_connects_total{camera=cam}", 1.0),
+            ("ipcam_camera_reconnects_total{camera=cam}", 0.0),
+            ("ipcam_camera_viewers{camera=cam,kind=webrtc}", 0.0),
+        ],
     );
     let bytes = sample(&watching, "ipcam_camera_received_bytes_total{camera=cam}");
     assert!(bytes > 0.0, "no bytes counted");
@@ -110,21 +112,14 @@ fn metrics_follow_a_camera_through_a_viewer_a_loss_and_a_reconnect() {
         Duration::from_secs(20),
     );
     let back = metrics(&addon);
-    assert_eq!(
-        sample(&back, "ipcam_camera_connects_total{camera=cam}"),
-        2.0
-    );
-    assert_eq!(
-        sample(&back, "ipcam_camera_reconnects_total{camera=cam}"),
-        1.0
-    );
-    assert_eq!(
-        sample(&back, "ipcam_camera_clip_failures_total{camera=cam}"),
-        0.0
-    );
-    assert_eq!(
-        sample(&back, "ipcam_login_failures_total{server=http}"),
-        0.0
+    assert_samples(
+        &back,
+        &[
+            ("ipcam_camera_connects_total{camera=cam}", 2.0),
+            ("ipcam_camera_reconnects_total{camera=cam}", 1.0),
+            ("ipcam_camera_clip_failures_total{camera=cam}", 0.0),
+            ("ipcam_login_failures_total{server=http}", 0.0),
+        ],
     );
 }
 
