@@ -65,10 +65,25 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// `/data` in the add-on (the Supervisor keeps and backs it up), else
+/// `$XDG_DATA_HOME/ipcam-mqtt`, else `~/.local/share/ipcam-mqtt`, else `./ipcam-data`.
+fn default_data_dir() -> PathBuf {
+    if ipcam_mqtt::ha::in_addon() {
+        return PathBuf::from("/data");
+    }
+    let xdg = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty());
+    let home = std::env::var_os("HOME").filter(|v| !v.is_empty());
+    match (xdg, home) {
+        (Some(xdg), _) => PathBuf::from(xdg).join("ipcam-mqtt"),
+        (None, Some(home)) => PathBuf::from(home).join(".local/share/ipcam-mqtt"),
+        (None, None) => PathBuf::from("ipcam-data"),
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     let command = cli.command.unwrap_or(Cmd::Run);
     if let Cmd::CheckConfig = command {
-        let config = Config::load(&cli.config)?;
+        let config = Config::load(&cli.config, &default_data_dir())?;
         println!(
             "{}: OK, {} camera(s): {}",
             cli.config.display(),
@@ -88,15 +103,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         return ipcam_mqtt::testcam::run_test_camera(options);
     }
     if let Cmd::Classify(options) = &command {
-        let model = options
-            .model
-            .clone()
-            .unwrap_or_else(|| match Config::load(&cli.config) {
+        let model = options.model.clone().unwrap_or_else(|| {
+            match Config::load(&cli.config, &default_data_dir()) {
                 Ok(config) => config.cry_model,
-                Err(_) => {
-                    ipcam_mqtt::config::default_data_dir().join(ipcam_mqtt::config::CRY_MODEL_FILE)
-                }
-            });
+                Err(_) => default_data_dir().join(ipcam_mqtt::config::CRY_MODEL_FILE),
+            }
+        });
         return ipcam_mqtt::audio::classify::run(options, model);
     }
     // Snapshots encode on a blocking thread once a minute: tokio's default 10 s keep-alive would
@@ -113,7 +125,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             #[cfg(feature = "demo")]
             Cmd::Demo(options) => ipcam_mqtt::demo::run(options, cancel).await,
             _ => {
-                let mut config = Config::load(&cli.config)?;
+                let mut config = Config::load(&cli.config, &default_data_dir())?;
                 if let Some(dir) = cli.data_dir {
                     config.data_dir = dir;
                 }

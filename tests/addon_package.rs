@@ -380,7 +380,7 @@ fn an_options_json_with_every_field_filled_loads_into_the_config() {
     options["cameras"] = serde_json::json!([camera]);
     options["data_dir"] = "/data".into();
     let text = serde_json::to_string_pretty(&options).unwrap();
-    let loaded = ipcam_mqtt::config::Config::parse(&text)
+    let loaded = ipcam_mqtt::config::Config::parse(&text, std::path::Path::new("/data"))
         .unwrap_or_else(|problems| panic!("{problems}\n{text}"));
     assert_eq!(loaded.cameras[0].id, "nursery");
     assert_eq!(loaded.media_dir, Path::new("/media/ipcam-mqtt"));
@@ -393,7 +393,8 @@ fn an_options_json_with_every_field_filled_loads_into_the_config() {
 
     // The defaults alone, as after installing: no cameras yet, the broker from the Supervisor.
     let defaults = serde_json::to_string(&config["options"]).unwrap();
-    let loaded = ipcam_mqtt::config::Config::parse(&defaults).unwrap();
+    let loaded =
+        ipcam_mqtt::config::Config::parse(&defaults, std::path::Path::new("/data")).unwrap();
     assert!(loaded.cameras.is_empty() && loaded.mqtt.host.is_none());
 }
 
@@ -426,7 +427,7 @@ fn the_supervisor_starts_the_defaults_and_saves_a_two_camera_home() {
         ]
     });
     let written = common::supervisor::options_json(&saved);
-    let loaded = ipcam_mqtt::config::Config::parse(&written)
+    let loaded = ipcam_mqtt::config::Config::parse(&written, std::path::Path::new("/data"))
         .unwrap_or_else(|problems| panic!("{problems}\n{written}"));
     assert_eq!(loaded.cameras.len(), 2);
     assert_eq!(loaded.http.port(), 1985);

@@ -8,7 +8,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Err(problems) = Config::parse(text) {
+    if let Err(problems) = Config::parse(text, std::path::Path::new("/data")) {
         assert!(!problems.to_string().is_empty());
     }
 });

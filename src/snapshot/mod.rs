@@ -439,10 +439,13 @@ mod tests {
         let generation = hub.begin_session();
         hub.set_tracks(generation, false, None);
         hub.push_video(generation, broken);
-        let config = crate::config::Config::parse("cameras:\n  - id: cam\n    url: rtsp://cam/x\n")
-            .unwrap()
-            .cameras
-            .remove(0);
+        let config = crate::config::Config::parse(
+            "cameras:\n  - id: cam\n    url: rtsp://cam/x\n",
+            std::path::Path::new("/tmp"),
+        )
+        .unwrap()
+        .cameras
+        .remove(0);
         let (_state_tx, state) = watch::channel(CameraState::default());
         let snapshotter = Arc::new(Snapshotter::new(&config, hub.clone(), Demand::new(), state));
         let capture = tokio::spawn({
