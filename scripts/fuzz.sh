@@ -15,7 +15,7 @@
 # A crash is kept in fuzz/artifacts/<target>/; `scripts/fuzz.sh` prints how to replay it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2 --locked --quiet
 seconds=${FUZZ_SECONDS:-300}
 sanitizer=${FUZZ_SANITIZER:-none}
 export RUSTC_BOOTSTRAP=1

@@ -14,6 +14,8 @@ APT_PACKAGES=(
   # Real peers for the tests: a broker, RTSP and HTTP clients, a third-party RTSP server, and
   # python3 for the still-image server of the snapshot tests.
   mosquitto mosquitto-clients ffmpeg vlc-bin vlc-plugin-base iproute2 curl python3
+  # openssl makes the CA and broker certificates of the MQTT TLS test.
+  openssl
   # Headless Chromium for the viewer page test.
   chromium
 )
