@@ -277,7 +277,17 @@ impl Recording {
             for src in std::iter::once(&active.video).chain(active.audio.as_ref()) {
                 let _ = src.end_of_stream();
             }
-            wait_for_end(&guard)
+            let ending = wait_for_end(&guard);
+            if matches!(ending, Ok(Ending::TimedOut)) {
+                // Its thread is blocked writing to a stalled disk or share, and stopping the
+                // pipeline waits for that write: let it stop on its own thread whenever the
+                // write returns, rather than hold up this clip (and the next) until then.
+                std::thread::Builder::new()
+                    .name("clip-writer-close".into())
+                    .spawn(move || drop(guard))
+                    .map_err(|e| format!("cannot close the clip writer: {e}"))?;
+            }
+            ending
         })
         .await
         .map_err(|e| e.to_string())
@@ -428,20 +438,30 @@ mod tests {
         sample
     }
 
-    /// A clip path that is a pipe someone opened and never reads: writes block as on a network
+    /// Makes `path` a pipe someone opened and never reads: writes to it block, as on a network
     /// share that stalled.
-    fn stalled_share(dir: &std::path::Path) -> (std::path::PathBuf, std::fs::File) {
+    fn stalled_file(path: &std::path::Path) -> std::fs::File {
         use std::os::unix::fs::OpenOptionsExt;
-        let path = dir.join("clip.mp4");
         let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
         // SAFETY: a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
-        let reader = std::fs::OpenOptions::new()
+        std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NONBLOCK)
-            .open(&path)
-            .unwrap();
-        (path, reader)
+            .open(path)
+            .unwrap()
+    }
+
+    /// `frame` again at `n` × 40 ms, as the camera's next frame.
+    fn again(frame: &gst::Sample, n: u64) -> gst::Sample {
+        let mut buffer = frame.buffer().unwrap().copy();
+        buffer
+            .make_mut()
+            .set_pts(gst::ClockTime::from_mseconds(40 * n));
+        gst::Sample::builder()
+            .buffer(&buffer)
+            .caps(&frame.caps().unwrap().to_owned())
+            .build()
     }
 
     #[test]
@@ -450,7 +470,8 @@ mod tests {
         let size = frame.buffer().unwrap().size() as u64;
         let caps = frame.caps().unwrap().to_owned();
         let dir = tempfile::tempdir().unwrap();
-        let (path, _reader) = stalled_share(dir.path());
+        let path = dir.path().join("clip.mp4");
+        let _reader = stalled_file(&path);
         let (_guard, video, _) = writer(&path, &caps, None).unwrap();
         let mut active = Active {
             id: 1,
@@ -463,15 +484,10 @@ mod tests {
         // Twice what may queue, as frames 40 ms apart.
         let frames = 2 * WRITER_QUEUE_BYTES / size + 100;
         for i in 0..frames {
-            let mut buffer = frame.buffer().unwrap().copy();
-            buffer
-                .make_mut()
-                .set_pts(gst::ClockTime::from_mseconds(40 * i));
-            let sample = gst::Sample::builder().buffer(&buffer).caps(&caps).build();
             active.push(&Frame {
                 track: Track::Video,
                 keyframe: true,
-                sample,
+                sample: again(&frame, i),
             });
         }
         assert!(active.overflowed, "{frames} frames of {size} bytes");
@@ -480,5 +496,34 @@ mod tests {
             queued <= WRITER_QUEUE_BYTES + size,
             "{queued} bytes queued, bound {WRITER_QUEUE_BYTES}"
         );
+    }
+
+    /// A writer that cannot close its file in time (a stalled share) leaves a clip that plays up
+    /// to its last fragment: it is kept and listed, marked incomplete, never deleted.
+    #[tokio::test]
+    async fn a_clip_whose_writer_cannot_close_in_time_is_kept_as_incomplete() {
+        let frame = keyframe();
+        let dir = tempfile::tempdir().unwrap();
+        let config = ClipConfig::default();
+        let store = ClipStore::open(dir.path(), "cam", &config).unwrap();
+        let hub = Arc::new(Hub::new());
+        let recorder = Recorder::new("cam", &config, store.clone(), hub.clone(), Demand::new());
+        let generation = hub.begin_session();
+        hub.set_tracks(generation, false, None);
+        let started_at = SystemTime::now();
+        let id = event_id(Kind::Manual, started_at);
+        let _reader = stalled_file(&store.path(&id));
+        for n in 0..5 {
+            hub.push_video(generation, again(&frame, n));
+        }
+        let recording = recorder.start(Kind::Manual, started_at).await.unwrap();
+        for n in 5..50 {
+            hub.push_video(generation, again(&frame, n));
+        }
+        let kept = recording.finish().await.unwrap();
+        assert_eq!(kept.event_id, id);
+        let listed = store.clip(&id).expect("the clip is listed");
+        assert!(!listed.complete, "{listed:?}");
+        assert!(store.path(&id).exists(), "the clip file is kept");
     }
 }
