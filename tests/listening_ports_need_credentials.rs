@@ -14,30 +14,28 @@ fn listen_addresses(port: u16) -> Vec<String> {
         .collect()
 }
 
-/// An add-on whose RTSP server needs `viewer:s3cret-view`, with its broker and camera.
-fn with_rtsp_password() -> (Mosquitto, Camera, AddOn) {
+/// An add-on whose `section` (`rtsp` or `http`) needs `viewer:<password>`, with its broker and
+/// camera.
+fn with_password(section: &str, password: &str) -> (Mosquitto, Camera, AddOn) {
     let broker = Mosquitto::start();
     let camera = Camera::start(&[]);
     let yaml = config(broker.port, free_port(), &[("cam", &camera.url(), "")]).replacen(
-        "rtsp:\n",
-        "rtsp:\n  username: viewer\n  password: s3cret-view\n",
+        &format!("{section}:\n"),
+        &format!("{section}:\n  username: viewer\n  password: {password}\n"),
         1,
     );
     let addon = AddOn::start(&yaml);
     (broker, camera, addon)
 }
 
-/// An add-on whose HTTP API needs `viewer:s3cret-http`, with its broker and camera.
+/// An add-on whose RTSP server needs `viewer:s3cret-view`.
+fn with_rtsp_password() -> (Mosquitto, Camera, AddOn) {
+    with_password("rtsp", "s3cret-view")
+}
+
+/// An add-on whose HTTP API needs `viewer:s3cret-http`.
 fn with_http_password() -> (Mosquitto, Camera, AddOn) {
-    let broker = Mosquitto::start();
-    let camera = Camera::start(&[]);
-    let yaml = config(broker.port, free_port(), &[("cam", &camera.url(), "")]).replacen(
-        "http:\n",
-        "http:\n  username: viewer\n  password: s3cret-http\n",
-        1,
-    );
-    let addon = AddOn::start(&yaml);
-    (broker, camera, addon)
+    with_password("http", "s3cret-http")
 }
 
 #[test]

@@ -233,7 +233,7 @@ impl Active {
         };
         // Either track can end last, and players take the file's duration from the longer one.
         self.last_pts = self.last_pts.max(pts);
-        if src.current_level_bytes() >= src.max_bytes() && !self.overflowed {
+        if !self.overflowed && src.current_level_bytes() >= WRITER_QUEUE_BYTES {
             self.overflowed = true;
             tracing::warn!(
                 "the clip writer is {} MiB behind (a stalled disk or network share?): frames are dropped until it catches up, and the clip is marked incomplete",
