@@ -138,9 +138,27 @@ fn media_and_encoding(caps: &gst::CapsRef) -> (String, String) {
     (field("media"), field("encoding-name").to_ascii_uppercase())
 }
 
+/// The camera pipeline, stopped source first.
+///
+/// Over TCP, rtspsrc's reading thread pushes all the way into the appsinks (see `in_order`).
+/// Stopping the whole pipeline pauses the sinks before rtspsrc, and rtspsrc's PLAYING→PAUSED
+/// waits for that thread, which may be parked in a paused sink waiting to preroll: a deadlock.
+/// rtspsrc stopped first, while the sinks still play, cannot block on them.
+struct Session {
+    source: gst::Element,
+    /// Stops the rest when dropped, after `Drop for Session` stopped the source.
+    _pipeline: PipelineGuard,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = self.source.set_state(gst::State::Null);
+    }
+}
+
 /// A running camera session. Stop it with [`Ingest::stop`]; dropping it also stops it.
 pub struct Ingest {
-    guard: Option<PipelineGuard>,
+    session: Option<Session>,
     generation: u64,
     bus_task: tokio::task::JoinHandle<()>,
     hub: Arc<Hub>,
@@ -174,21 +192,7 @@ impl Ingest {
             },
         );
         if camera.transport == Transport::Tcp {
-            // TCP needs no reordering: see `in_order`.
-            // One timeline for the session's tracks: see `timeline`.
-            let session = SharedTimeline::default();
-            src.connect("new-manager", false, move |args| {
-                let manager = args.get(1).and_then(|v| v.get::<gst::Element>().ok())?;
-                let session = session.clone();
-                manager.connect("request-jitterbuffer", false, move |_| {
-                    Some(
-                        InOrderTimestamper::new(session.clone())
-                            .upcast::<gst::Element>()
-                            .to_value(),
-                    )
-                });
-                None
-            });
+            time_in_order(&src);
         }
         if let Some(user) = &camera.username {
             src.set_property("user-id", user);
@@ -261,7 +265,10 @@ impl Ingest {
             ));
         }
         Ok(Ingest {
-            guard: Some(guard),
+            session: Some(Session {
+                source: src,
+                _pipeline: guard,
+            }),
             generation,
             bus_task,
             hub,
@@ -276,9 +283,12 @@ impl Ingest {
     pub async fn stop(mut self) {
         self.bus_task.abort();
         self.hub.end_session();
-        if let Some(guard) = self.guard.take() {
-            let teardown = tokio::task::spawn_blocking(move || drop(guard));
-            if tokio::time::timeout(STOP_TIMEOUT, teardown).await.is_err() {
+        if let Some(session) = self.session.take() {
+            let started = std::time::Instant::now();
+            let teardown = tokio::task::spawn_blocking(move || drop(session));
+            if tokio::time::timeout(STOP_TIMEOUT, teardown).await.is_ok() {
+                tracing::debug!("camera pipeline torn down in {:?}", started.elapsed());
+            } else {
                 tracing::warn!(
                     "camera teardown is taking longer than {STOP_TIMEOUT:?}; continuing"
                 );
@@ -431,6 +441,24 @@ fn link_track(
     add_and_link(pipeline, pad, bin.upcast())
 }
 
+/// TCP needs no reordering: rtpbin gets an in-order timestamper instead of a jitterbuffer (see
+/// `in_order`), with one timeline for the session's tracks (see `timeline`).
+fn time_in_order(src: &gst::Element) {
+    let session = SharedTimeline::default();
+    src.connect("new-manager", false, move |args| {
+        let manager = args.get(1).and_then(|v| v.get::<gst::Element>().ok())?;
+        let session = session.clone();
+        manager.connect("request-jitterbuffer", false, move |_| {
+            Some(
+                InOrderTimestamper::new(session.clone())
+                    .upcast::<gst::Element>()
+                    .to_value(),
+            )
+        });
+        None
+    });
+}
+
 fn branch_sink(bin: &gst::Bin, name: &str) -> gst_app::AppSink {
     let sink = bin
         .by_name(name)
@@ -564,5 +592,72 @@ mod tests {
         }
         assert_eq!(samples.len(), 1024);
         assert!(samples.iter().all(|s| *s == 0.0), "not silent");
+    }
+
+    /// Over TCP the reading thread pushes into the sinks. Stopping the whole pipeline at once
+    /// paused a sink first, parked that thread in it, and rtspsrc then waited on the thread
+    /// forever: a 5 s teardown timeout on CI, reproduced here with a sink that is slow.
+    #[test]
+    fn a_camera_session_stops_at_once_while_its_sink_is_busy() {
+        use crate::testcam::{AudioCodec, TestCamera, TestCameraOptions};
+        gst::init().unwrap();
+        let camera = TestCamera::start(&TestCameraOptions {
+            audio: AudioCodec::None,
+            width: 160,
+            height: 120,
+            ..TestCameraOptions::default()
+        })
+        .unwrap();
+        std::thread::spawn(|| gst::glib::MainLoop::new(None, false).run());
+
+        let pipeline = gst::Pipeline::new();
+        let src = gst::ElementFactory::make("rtspsrc")
+            .property("location", camera.url())
+            .build()
+            .unwrap();
+        src.set_property_from_str("protocols", "tcp");
+        time_in_order(&src);
+        pipeline.add(&src).unwrap();
+        let (arrived_tx, arrived) = std::sync::mpsc::channel();
+        let arrived_tx = Mutex::new(arrived_tx);
+        src.connect_pad_added(move |src, pad| {
+            let pipeline = src.parent().and_downcast::<gst::Pipeline>().unwrap();
+            // As the ingest's appsinks are.
+            let sink = gst::ElementFactory::make("fakesink")
+                .property("sync", false)
+                .property("async", false)
+                .build()
+                .unwrap();
+            let arrived_tx = arrived_tx.lock().unwrap().clone();
+            sink.static_pad("sink")
+                .unwrap()
+                .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                    let _ = arrived_tx.send(());
+                    std::thread::sleep(Duration::from_millis(30));
+                    gst::PadProbeReturn::Ok
+                });
+            pipeline.add(&sink).unwrap();
+            sink.sync_state_with_parent().unwrap();
+            pad.link(&sink.static_pad("sink").unwrap()).unwrap();
+        });
+        pipeline.set_state(gst::State::Playing).unwrap();
+        for _ in 0..5 {
+            arrived
+                .recv_timeout(Duration::from_secs(15))
+                .expect("RTP arrives");
+        }
+
+        let session = Session {
+            source: src,
+            _pipeline: PipelineGuard::new(pipeline),
+        };
+        let (stopped_tx, stopped) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(session);
+            let _ = stopped_tx.send(());
+        });
+        stopped
+            .recv_timeout(Duration::from_secs(3))
+            .expect("the session stopped, it did not wait on a paused sink");
     }
 }

@@ -60,6 +60,7 @@ impl<T: Send + 'static> ViewerHolds<T> {
         };
         let hold = Mutex::new(hold);
         media.connect_unprepared(move |_| {
+            tracing::debug!("a viewer's media was unprepared");
             super::lock(&hold).take();
         });
     }
