@@ -152,6 +152,8 @@ struct Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
+        // Locked, or the pipeline would take it back up to PAUSED on its way down: a reconnect.
+        self.source.set_locked_state(true);
         let _ = self.source.set_state(gst::State::Null);
     }
 }
