@@ -3,6 +3,7 @@
 pub mod actor;
 pub mod demand;
 mod in_order;
+mod retime;
 pub mod source;
 pub mod state;
 pub mod timeline;

@@ -5,6 +5,7 @@
 //! transcoded. Nothing in this module runs per viewer.
 
 use super::in_order::{InOrderTimestamper, SharedTimeline};
+use super::retime::AudioRetimer;
 use crate::config::{CameraConfig, Transport};
 use crate::error::{Error, ErrorKind};
 use crate::media::fanout::Hub;
@@ -38,7 +39,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Transcoded audio always leaves as AAC-LC, 16 kHz mono: one consistent format, and caps known
 /// before the encoder's first frame, which would add 128-256 ms of encoder delay to a cold start.
-const AAC_ENCODE: &str = "audioconvert ! audioresample ! audio/x-raw,rate=16000,channels=1 ! avenc_aac aac-coder=fast bitrate=32000 ! aacparse";
+const AAC_ENCODE: &str = "audioconvert name=decoded ! audioresample ! audio/x-raw,rate=16000,channels=1 ! avenc_aac aac-coder=fast bitrate=32000 ! aacparse";
 
 fn transcoded_aac_caps() -> gst::Caps {
     // AudioSpecificConfig: object type 2 (AAC-LC), frequency index 8 (16 kHz), 1 channel.
@@ -305,8 +306,8 @@ impl Drop for Ingest {
     }
 }
 
-fn lock(tracks: &Mutex<Tracks>) -> std::sync::MutexGuard<'_, Tracks> {
-    tracks.lock().unwrap_or_else(|e| e.into_inner())
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Decides whether to set up one stream of the camera's SDP (rtspsrc `select-stream`).
@@ -399,6 +400,9 @@ fn link_track(
             )
         })?;
     let sink = branch_sink(&bin, "sink");
+    if track == Track::Audio && !passthrough_audio {
+        retime_transcoded(&bin, &sink);
+    }
     if g711 {
         let hub = hub.clone();
         branch_sink(&bin, G711_SINK).set_callbacks(
@@ -441,6 +445,70 @@ fn link_track(
             .build(),
     );
     add_and_link(pipeline, pad, bin.upcast())
+}
+
+/// Encoded frames get the times of the decoded audio they came from: see `retime`.
+fn retime_transcoded(bin: &gst::Bin, sink: &gst_app::AppSink) {
+    let retimer = Arc::new(Mutex::new(AudioRetimer::default()));
+    let decoded = bin
+        .by_name("decoded")
+        .and_then(|e| e.static_pad("sink"))
+        .expect("the transcoding branch names its first element after the decoder");
+    {
+        let retimer = retimer.clone();
+        decoded.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+            if let Some(buffer) = info.buffer() {
+                let duration = buffer
+                    .duration()
+                    .map(gst::ClockTime::nseconds)
+                    .unwrap_or_else(|| raw_duration(pad, buffer.size()));
+                lock(&retimer).decoded(buffer.pts().map(gst::ClockTime::nseconds), duration);
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+    let encoded = sink.static_pad("sink").expect("appsink has a sink pad");
+    encoded.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+        let Some(buffer) = info.buffer_mut() else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let duration = buffer
+            .duration()
+            .map(gst::ClockTime::nseconds)
+            .unwrap_or_else(|| aac_frame_duration(pad));
+        if let Some(pts) = lock(&retimer).encoded(duration) {
+            let buffer = buffer.make_mut();
+            let pts = gst::ClockTime::from_nseconds(pts);
+            buffer.set_pts(pts);
+            if buffer.dts().is_some() {
+                buffer.set_dts(pts);
+            }
+        }
+        gst::PadProbeReturn::Ok
+    });
+}
+
+/// The length of `size` bytes of decoded 16-bit audio on `pad`.
+fn raw_duration(pad: &gst::Pad, size: usize) -> u64 {
+    let (rate, channels) = rate_and_channels(pad);
+    size as u64 / (2 * channels) * 1_000_000_000 / rate
+}
+
+/// An AAC frame holds 1024 samples.
+fn aac_frame_duration(pad: &gst::Pad) -> u64 {
+    1024 * 1_000_000_000 / rate_and_channels(pad).0
+}
+
+fn rate_and_channels(pad: &gst::Pad) -> (u64, u64) {
+    let caps = pad.current_caps();
+    let field = |name, default: i32| {
+        caps.as_ref()
+            .and_then(|c| c.structure(0))
+            .and_then(|s| s.get::<i32>(name).ok())
+            .unwrap_or(default)
+            .max(1) as u64
+    };
+    (field("rate", 16_000), field("channels", 1))
 }
 
 /// TCP needs no reordering: rtpbin gets an in-order timestamper instead of a jitterbuffer (see

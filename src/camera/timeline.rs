@@ -30,10 +30,8 @@ const RESYNC: Duration = Duration::from_secs(1);
 const SLEW: i64 = 100;
 /// A session offset that would rise (packets arriving later than the least delayed did) moves
 /// by at most 1/RISE of the time that passed. Rising delays are far more often the machine
-/// being busy than the camera's clock running slow, which real cameras do by well under 0.01 %;
-/// and a transcoded audio track is retimed by sample count, so it cannot follow the picture's
-/// times wherever a busy spell pushes them. At 0.1 % a busy spell moves them by at most a
-/// millisecond a second, and sound stays with the picture.
+/// being busy than the camera's clock running slow, which real cameras do by well under 0.01 %.
+/// At 0.1 % a busy spell moves times by at most a millisecond a second.
 const RISE: i64 = 1000;
 /// Extended timestamps start here, so B-frames before the first packet stay positive (as
 /// GStreamer's `gst_rtp_buffer_ext_timestamp` does).
@@ -59,6 +57,9 @@ fn elapsed(later: u64, earlier: u64) -> i64 {
 pub struct SessionTimeline {
     /// `None` until the first packet of any track.
     offset: Option<i64>,
+    /// The first offset: sender reports are placed with it, not with the moving one (see
+    /// [`TrackTimeline::sync_point`]).
+    reference: i64,
     /// Arrival minus media time, in ns: the least seen in the current and the previous window.
     current_min: i64,
     previous_min: i64,
@@ -90,6 +91,7 @@ impl SessionTimeline {
     fn restart(&mut self, delay: i64, arrival: u64) -> i64 {
         *self = SessionTimeline {
             offset: Some(delay),
+            reference: delay,
             current_min: delay,
             previous_min: delay,
             window_start: arrival,
@@ -252,9 +254,15 @@ impl TrackTimeline {
 
     /// Places a sender report's RTP time on our timeline; `None` before the first packet, or for
     /// a report more than a second from the packets (some servers send bogus ones after a PLAY).
+    ///
+    /// rtpbin compares the tracks' reports to set each one's lip-sync delay, so they are placed
+    /// with the session's first offset: the moving one, shared by every track's packets, would
+    /// put a busy spell between two tracks' reports into that delay (14-19 ms back and forth
+    /// were seen under load).
     pub fn sync_point(&self, session: &SessionTimeline, rtp_timestamp: u32) -> Option<SyncPoint> {
         let origin = self.origin?;
-        let offset = session.offset?;
+        session.offset?;
+        let offset = session.reference;
         let extended_rtp = self.extend(rtp_timestamp);
         if extended_rtp.abs_diff(self.extended) > u64::from(self.clock_rate) {
             return None;
@@ -530,6 +538,32 @@ mod tests {
             EXTENDED_BASE + u64::from(u32::MAX - FRAME) + 1_800
         );
         assert_eq!(timeline.sync_point(FRAME * 100), None, "4 s away: bogus");
+    }
+
+    #[test]
+    fn the_offset_moving_between_two_tracks_reports_is_no_lip_sync_delay() {
+        let mut session = SessionTimeline::default();
+        let mut video = TrackTimeline::new(90_000, Some(0));
+        let mut audio = TrackTimeline::new(8_000, Some(0));
+        let start = 4_000 * MS;
+        // A busy machine when the session began: every packet 30 ms late.
+        for i in 0..50u32 {
+            let arrival = start + u64::from(i) * 40 * MS + 30 * MS;
+            video.pts(&mut session, i * FRAME, arrival);
+            audio.pts(&mut session, i * 320, arrival);
+        }
+        // Video's report for frame 49; then packets come on time and the offset falls; then
+        // audio's report for the same instant.
+        let video_report = video.sync_point(&session, 49 * FRAME).unwrap();
+        let before = session.offset;
+        for i in 50..70u32 {
+            let arrival = start + u64::from(i) * 40 * MS;
+            video.pts(&mut session, i * FRAME, arrival);
+            audio.pts(&mut session, i * 320, arrival);
+        }
+        assert_ne!(session.offset, before, "the offset moved");
+        let audio_report = audio.sync_point(&session, 49 * 320).unwrap();
+        assert_eq!(video_report.time, audio_report.time, "the same instant");
     }
 
     /// Timestamps, clock rate and reports come from the camera: extreme ones give extreme times,
