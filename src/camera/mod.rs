@@ -1,6 +1,7 @@
 //! One camera: an actor that owns the camera connection, behind a cheap cloneable handle.
 
 pub mod actor;
+mod branch;
 pub mod demand;
 mod in_order;
 mod retime;
