@@ -10,6 +10,10 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// avenc_aac (FFmpeg's encoder) starts with 1024 samples of priming, 64 ms at 16 kHz.
+const AAC_PRIMING: Duration = Duration::from_millis(64);
 
 /// Transcoded audio always leaves as AAC-LC, 16 kHz mono: one consistent format, and caps known
 /// before the encoder's first frame, which would add 128-256 ms of encoder delay to a cold start.
@@ -188,7 +192,7 @@ pub(super) fn link_track(
 
 /// Encoded frames get the times of the decoded audio they came from: see `retime`.
 fn retime_transcoded(bin: &gst::Bin, sink: &gst_app::AppSink) {
-    let retimer = Arc::new(Mutex::new(AudioRetimer::default()));
+    let retimer = Arc::new(Mutex::new(AudioRetimer::new(AAC_PRIMING)));
     let decoded = bin
         .by_name("decoded")
         .and_then(|e| e.static_pad("sink"))
@@ -288,7 +292,6 @@ fn add_and_link(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn the_silent_frame_decodes_to_1024_samples_of_silence() {

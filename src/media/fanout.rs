@@ -64,6 +64,9 @@ struct Consumer {
     video: glib::WeakRef<gst_app::AppSrc>,
     audio: Option<glib::WeakRef<gst_app::AppSrc>>,
     start: Start,
+    /// The time of the audio frame it joined with: live frames up to it are older and skipped,
+    /// so its audio never goes back in time.
+    audio_after: Option<gst::ClockTime>,
 }
 
 #[derive(Default)]
@@ -207,6 +210,7 @@ impl Hub {
             if consumer.start == Start::Live {
                 consumer.start = Start::WaitKeyframe;
             }
+            consumer.audio_after = None;
         }
         for tap in &state.sample_taps {
             tap.reset();
@@ -345,6 +349,7 @@ impl Hub {
             video: video.downgrade(),
             audio: audio.map(|a| a.downgrade()),
             start: Start::Burst,
+            audio_after: None,
         });
         ConsumerId(id)
     }
@@ -558,10 +563,15 @@ impl Hub {
                 });
             }
         }
+        let pts = sample.buffer().and_then(|b| b.pts());
         let viewers = state
             .consumers
             .iter()
             .filter(|c| c.start == Start::Live)
+            .filter(|c| {
+                c.audio_after
+                    .is_none_or(|after| pts.is_some_and(|pts| pts > after))
+            })
             .filter_map(|c| c.audio.as_ref());
         let dropped = feed_taps(&state.audio_taps, AudioForm::Aac, &sample, viewers);
         drop(state);
@@ -611,8 +621,14 @@ impl Consumer {
             return;
         };
         if let Some(first) = audio_start {
-            // The newest audio, or silence on a cold start, stamped to start with the video.
-            let _ = audio.push_sample(&restamp(first, live_pts));
+            // The newest audio at its own time, or silence on a cold start stamped to start with
+            // the video.
+            let first = match first.buffer().and_then(|b| b.pts()) {
+                Some(_) => first.clone(),
+                None => restamp(first, live_pts),
+            };
+            self.audio_after = first.buffer().and_then(|b| b.pts());
+            let _ = audio.push_sample(&first);
         }
     }
 }
@@ -770,6 +786,48 @@ mod tests {
         hub.push_video(generation, frame(1120, false));
         assert_eq!(pull_pts(&sink), (1120, false));
         pipeline.set_state(gst::State::Null).unwrap();
+    }
+
+    fn audio_frame(pts_ms: u64) -> gst::Sample {
+        let mut buffer = gst::Buffer::from_slice(vec![0u8; 16]);
+        buffer
+            .get_mut()
+            .unwrap()
+            .set_pts(gst::ClockTime::from_mseconds(pts_ms));
+        let caps = gst::Caps::builder("audio/mpeg")
+            .field("mpegversion", 4i32)
+            .build();
+        let segment = gst::FormattedSegment::<gst::ClockTime>::new();
+        gst::Sample::builder()
+            .buffer(&buffer)
+            .caps(&caps)
+            .segment(&segment)
+            .build()
+    }
+
+    /// Encoded audio comes out after the video of the same instant. A viewer joining between
+    /// them got its first audio stamped at the video's time, and the next live frame went back
+    /// in time (players dropped it: "non monotonically increasing dts").
+    #[test]
+    fn a_joining_consumers_audio_never_goes_back_in_time() {
+        let (hub, generation) = running_hub();
+        hub.push_video(generation, frame(1000, true));
+        hub.push_audio(generation, audio_frame(936));
+        hub.push_video(generation, frame(1040, false));
+        let (video_pipeline, video, _video_sink) = consumer_pipeline();
+        let (audio_pipeline, audio, audio_sink) = consumer_pipeline();
+        hub.add_consumer(&video, Some(&audio));
+        audio_pipeline.set_state(gst::State::Playing).unwrap();
+        video_pipeline.set_state(gst::State::Playing).unwrap();
+        assert_eq!(
+            pull_pts(&audio_sink).0,
+            936,
+            "the newest audio, at its own time"
+        );
+        hub.push_audio(generation, audio_frame(1000));
+        assert_eq!(pull_pts(&audio_sink).0, 1000);
+        video_pipeline.set_state(gst::State::Null).unwrap();
+        audio_pipeline.set_state(gst::State::Null).unwrap();
     }
 
     #[test]
