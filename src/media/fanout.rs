@@ -722,11 +722,15 @@ mod tests {
             .field("stream-format", "avc")
             .field("alignment", "au")
             .build();
-        // Camera samples carry their time segment; appsrc measures its queue with it.
+        camera_sample(&buffer, &caps)
+    }
+
+    /// Camera samples carry their time segment; appsrc measures its queue with it.
+    fn camera_sample(buffer: &gst::Buffer, caps: &gst::Caps) -> gst::Sample {
         let segment = gst::FormattedSegment::<gst::ClockTime>::new();
         gst::Sample::builder()
-            .buffer(&buffer)
-            .caps(&caps)
+            .buffer(buffer)
+            .caps(caps)
             .segment(&segment)
             .build()
     }
@@ -797,12 +801,7 @@ mod tests {
         let caps = gst::Caps::builder("audio/mpeg")
             .field("mpegversion", 4i32)
             .build();
-        let segment = gst::FormattedSegment::<gst::ClockTime>::new();
-        gst::Sample::builder()
-            .buffer(&buffer)
-            .caps(&caps)
-            .segment(&segment)
-            .build()
+        camera_sample(&buffer, &caps)
     }
 
     /// Encoded audio comes out after the video of the same instant. A viewer joining between
