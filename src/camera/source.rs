@@ -413,11 +413,13 @@ mod tests {
         });
         pipeline.set_state(gst::State::Playing).unwrap();
         for _ in 0..5 {
+            // Generous: a cold plugin registry makes the first rtspsrc slow to start.
             arrived
-                .recv_timeout(Duration::from_secs(15))
+                .recv_timeout(Duration::from_secs(30))
                 .expect("RTP arrives");
         }
 
+        let source = src.clone();
         let session = Session {
             source: src,
             _pipeline: PipelineGuard::new(pipeline),
@@ -428,7 +430,9 @@ mod tests {
             let _ = stopped_tx.send(());
         });
         stopped
-            .recv_timeout(Duration::from_secs(3))
+            // The hang it guards against is forever; a busy machine stops in milliseconds.
+            .recv_timeout(Duration::from_secs(10))
             .expect("the session stopped, it did not wait on a paused sink");
+        assert_eq!(source.current_state(), gst::State::Null, "the camera was let go");
     }
 }
