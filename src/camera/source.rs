@@ -433,6 +433,10 @@ mod tests {
             // The hang it guards against is forever; a busy machine stops in milliseconds.
             .recv_timeout(Duration::from_secs(10))
             .expect("the session stopped, it did not wait on a paused sink");
-        assert_eq!(source.current_state(), gst::State::Null, "the camera was let go");
+        assert_eq!(
+            source.current_state(),
+            gst::State::Null,
+            "the camera was let go"
+        );
     }
 }
