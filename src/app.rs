@@ -11,7 +11,7 @@ use crate::events::store::ClipStore;
 use crate::events::task::{EventsTask, selected_clip};
 use crate::http::HttpServer;
 use crate::http::{CameraEntry, Sources, clips_path};
-use crate::media::fanout::Hub;
+use crate::media::hub::Hub;
 use crate::media::pipeline::MediaClock;
 use crate::mqtt::client::BridgedCamera;
 use crate::mqtt::states::CameraLinks;
@@ -82,7 +82,7 @@ impl CameraParts {
         settings: &Arc<Settings>,
         clock: &MediaClock,
     ) -> anyhow::Result<(CameraParts, Mount, EventMount)> {
-        let hub = Arc::new(Hub::new());
+        let hub = Hub::new();
         let demand = Demand::new();
         let store = ClipStore::open(media_dir, &camera.id, &camera.clips)?;
         let recorder = Recorder::new(
@@ -203,7 +203,7 @@ pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Resul
             tasks.push(task);
             let snapshotter = Arc::new(Snapshotter::new(
                 &parts.config,
-                parts.hub.clone(),
+                parts.hub.status(),
                 parts.demand.clone(),
                 handle.state(),
             ));
@@ -236,7 +236,7 @@ pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Resul
             id: camera.parts.config.id.clone(),
             name: camera.parts.config.name.clone(),
             state: camera.handle.state(),
-            counters: camera.parts.hub.counters().clone(),
+            counters: camera.parts.hub.status().counters().clone(),
         })
         .collect();
     let http = HttpServer::start(
@@ -300,7 +300,7 @@ pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Resul
             snapshot: snapshot.clone(),
             viewers: server.clone() as Arc<dyn ViewerControl>,
             playing: parts.playing,
-            counters: parts.hub.counters().clone(),
+            counters: parts.hub.status().counters().clone(),
             cancel: cancel.child_token(),
         }
         .spawn();

@@ -13,7 +13,7 @@ use crate::camera::demand::{Demand, Lease, Purpose};
 use crate::camera::state::Status;
 use crate::config::CryConfig;
 use crate::events::task::{EventRequest, EventsHandle};
-use crate::media::fanout::{AudioForm, Hub};
+use crate::media::hub::{AudioForm, Hub};
 use crate::settings::Settings;
 use crate::snapshot::policy::Kind;
 use crate::snapshot::{Request, SnapshotHandle};
@@ -204,7 +204,7 @@ impl CryTask {
                 }
             }
         }
-        self.hub.remove_consumer(tap);
+        drop(tap);
         self.end_cry(&mut run, state);
         drop(hold);
     }

@@ -6,7 +6,7 @@ use super::state::{Action, Input, Machine, Status, Timer};
 use super::{CameraHandle, CameraState, Command, ViewerControl};
 use crate::config::CameraConfig;
 use crate::error::{Error, ErrorKind};
-use crate::media::fanout::Hub;
+use crate::media::hub::Hub;
 use crate::media::pipeline::MediaClock;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -62,7 +62,7 @@ impl CameraActor {
         };
         let (failures_tx, mut failures) = mpsc::unbounded_channel::<SourceFailure>();
         let mut demand_rx = self.demand.subscribe();
-        let mut ready_rx = self.hub.subscribe_ready();
+        let mut ready_rx = self.hub.status().subscribe_ready();
         let mut tick = tokio::time::interval(TICK);
         tracing::info!(
             "camera ready at {} (on demand)",
@@ -201,7 +201,8 @@ impl Running<'_> {
         if before == after {
             return;
         }
-        let counters = self.actor.hub.counters();
+        let status = self.actor.hub.status();
+        let counters = status.counters();
         match (before, after) {
             (_, Status::Inactive) => self.lost = false,
             (Status::Active, _) => self.lost = true,
@@ -214,7 +215,7 @@ impl Running<'_> {
                     crate::metrics::count(&counters.reconnects, 1);
                 }
                 self.started_at = Some(SystemTime::now());
-                let info = self.actor.hub.info();
+                let info = status.info();
                 tracing::info!(
                     "camera connected: {} {}x{} {} fps, audio {} → {}",
                     info.video_codec.as_deref().unwrap_or("?"),
@@ -249,7 +250,7 @@ impl Running<'_> {
         if machine.status() != Status::Active {
             return None;
         }
-        let last = self.actor.hub.last_video_at()?;
+        let last = self.actor.hub.status().last_video_at()?;
         (last.elapsed() > STALL_TIMEOUT).then(|| {
             Error::new(
                 ErrorKind::Transient,
@@ -277,18 +278,19 @@ fn log_input(input: &Input, machine: &Machine) {
 
 fn publish(state_tx: &watch::Sender<CameraState>, machine: &Machine, run: &Running<'_>) {
     let demand = run.actor.demand.snapshot();
+    let status = run.actor.hub.status();
     let next = CameraState {
         status: machine.status(),
         available: machine.available(),
         error: machine.last_error().map(|e| e.message().to_string()),
         streaming_since: run.started_at,
-        info: run.actor.hub.info(),
+        info: status.info(),
         rtsp_viewers: demand.rtsp_viewers,
         webrtc_viewers: demand.webrtc_viewers,
         held: demand.mqtt_hold,
         held_by_cry_detection: demand.cry_detection,
         stuck: machine.is_stuck(),
-        dropped_frames: run.actor.hub.dropped_frames(),
+        dropped_frames: status.dropped_frames(),
     };
     state_tx.send_if_modified(|current| {
         if *current == next {

@@ -5,11 +5,11 @@
 use super::retime::AudioRetimer;
 use super::source::lock;
 use crate::error::{Error, ErrorKind};
-use crate::media::fanout::Hub;
+use crate::media::hub::SessionWriter;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 /// avenc_aac (FFmpeg's encoder) starts with 1024 samples of priming, 64 ms at 16 kHz.
@@ -112,8 +112,7 @@ pub(super) fn media_and_encoding(caps: &gst::CapsRef) -> (String, String) {
 pub(super) fn link_track(
     pipeline: &gst::Pipeline,
     pad: &gst::Pad,
-    hub: &Arc<Hub>,
-    generation: u64,
+    writer: &Weak<SessionWriter>,
 ) -> Result<(), Error> {
     let caps = pad
         .current_caps()
@@ -147,13 +146,15 @@ pub(super) fn link_track(
         retime_transcoded(&bin, &sink);
     }
     if g711 {
-        let hub = hub.clone();
+        let writer = writer.clone();
         branch_sink(&bin, G711_SINK).set_callbacks(
             gst_app::AppSinkCallbacks::builder()
                 .new_sample(move |sink| {
                     let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    hub.received(sample.buffer().map_or(0, |b| b.size()));
-                    hub.push_g711(generation, sample);
+                    if let Some(writer) = writer.upgrade() {
+                        writer.received(sample.buffer().map_or(0, |b| b.size()));
+                        writer.push_g711(sample);
+                    }
                     Ok(gst::FlowSuccess::Ok)
                 })
                 .build(),
@@ -161,27 +162,33 @@ pub(super) fn link_track(
     }
     if passthrough_audio {
         // Passed-through AAC: its caps (from the SDP) come with the caps event, ahead of the first frame.
-        let hub = hub.clone();
+        let writer = writer.clone();
         let pad = sink.static_pad("sink").expect("appsink has a sink pad");
         pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
-            if let Some(gst::EventView::Caps(caps)) = info.event().map(|e| e.view()) {
-                hub.set_audio_caps(generation, caps.caps_owned(), None);
+            if let (Some(gst::EventView::Caps(caps)), Some(writer)) =
+                (info.event().map(|e| e.view()), writer.upgrade())
+            {
+                writer.set_audio_caps(caps.caps_owned(), None);
             }
             gst::PadProbeReturn::Ok
         });
     }
-    let hub = hub.clone();
+    let writer = writer.clone();
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                // A session that ended takes nothing more.
+                let Some(writer) = writer.upgrade() else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
                 // G.711 was counted as it came, before it became AAC.
                 if !g711 {
-                    hub.received(sample.buffer().map_or(0, |b| b.size()));
+                    writer.received(sample.buffer().map_or(0, |b| b.size()));
                 }
                 match track {
-                    Track::Video => hub.push_video(generation, sample),
-                    Track::Audio => hub.push_audio(generation, sample),
+                    Track::Video => writer.push_video(sample),
+                    Track::Audio => writer.push_audio(sample),
                 }
                 Ok(gst::FlowSuccess::Ok)
             })

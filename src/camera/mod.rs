@@ -9,7 +9,7 @@ pub mod source;
 pub mod state;
 pub mod timeline;
 
-use crate::media::fanout::StreamInfo;
+use crate::media::hub::StreamInfo;
 use state::Status;
 use std::time::SystemTime;
 use tokio::sync::{mpsc, oneshot, watch};

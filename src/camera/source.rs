@@ -9,12 +9,12 @@ use super::branch::{SILENT_AAC_FRAME, audio_branch, link_track, media_and_encodi
 use super::in_order::{InOrderTimestamper, SharedTimeline};
 use crate::config::{CameraConfig, Transport};
 use crate::error::{Error, ErrorKind};
-use crate::media::fanout::Hub;
+use crate::media::hub::{Hub, SessionWriter};
 use crate::media::pipeline::{MediaClock, PipelineGuard};
 use futures_util::StreamExt;
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -69,9 +69,11 @@ impl Drop for Session {
 /// A running camera session. Stop it with [`Ingest::stop`]; dropping it also stops it.
 pub struct Ingest {
     session: Option<Session>,
+    /// The only strong reference: the pipeline's callbacks hold weak ones, so dropping it ends
+    /// the session in the hub at once, whatever the teardown does.
+    writer: Option<Arc<SessionWriter>>,
     generation: u64,
     bus_task: tokio::task::JoinHandle<()>,
-    hub: Arc<Hub>,
 }
 
 impl Ingest {
@@ -81,7 +83,8 @@ impl Ingest {
         clock: &MediaClock,
         failures: mpsc::UnboundedSender<SourceFailure>,
     ) -> Result<Ingest, Error> {
-        let generation = hub.begin_session();
+        let writer = Arc::new(hub.begin_session());
+        let generation = writer.generation();
         let pipeline = gst::Pipeline::with_name(&format!("ingest-{}", camera.id));
         clock.apply(&pipeline);
         let src = gst::ElementFactory::make("rtspsrc")
@@ -124,25 +127,24 @@ impl Ingest {
         {
             // Choosing tracks from the SDP tells viewers what to expect without waiting for the
             // first packet of every track; streams we cannot use are never set up.
-            let hub = hub.clone();
+            let writer = Arc::downgrade(&writer);
             let tracks = tracks.clone();
             src.connect("select-stream", false, move |args| {
                 let caps = args.get(2).and_then(|v| v.get::<gst::Caps>().ok());
-                let selected =
-                    caps.is_some_and(|caps| select_track(&caps, &hub, generation, &tracks));
+                let selected = caps.is_some_and(|caps| select_track(&caps, &writer, &tracks));
                 Some(selected.to_value())
             });
         }
         {
             let pipeline = pipeline.downgrade();
-            let hub = hub.clone();
+            let writer = Arc::downgrade(&writer);
             let report = report.clone();
             src.connect_pad_added(move |_, pad| {
                 let Some(pipeline) = pipeline.upgrade() else {
                     return;
                 };
                 tracing::debug!("camera track {} flows", pad.name());
-                if let Err(error) = link_track(&pipeline, pad, &hub, generation) {
+                if let Err(error) = link_track(&pipeline, pad, &writer) {
                     report(error);
                 }
             });
@@ -179,9 +181,9 @@ impl Ingest {
                 source: src,
                 _pipeline: guard,
             }),
+            writer: Some(writer),
             generation,
             bus_task,
-            hub,
         })
     }
 
@@ -192,7 +194,7 @@ impl Ingest {
     /// Tears the session down off the async threads (rtspsrc may wait on a dead camera).
     pub async fn stop(mut self) {
         self.bus_task.abort();
-        self.hub.end_session();
+        self.writer.take();
         if let Some(session) = self.session.take() {
             let started = std::time::Instant::now();
             let teardown = tokio::task::spawn_blocking(move || drop(session));
@@ -218,7 +220,10 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Decides whether to set up one stream of the camera's SDP (rtspsrc `select-stream`).
-fn select_track(caps: &gst::CapsRef, hub: &Hub, generation: u64, tracks: &Mutex<Tracks>) -> bool {
+fn select_track(caps: &gst::CapsRef, writer: &Weak<SessionWriter>, tracks: &Mutex<Tracks>) -> bool {
+    let Some(writer) = writer.upgrade() else {
+        return false;
+    };
     let (media, encoding) = media_and_encoding(caps);
     let mut tracks = lock(tracks);
     let selected = match media.as_str() {
@@ -235,20 +240,13 @@ fn select_track(caps: &gst::CapsRef, hub: &Hub, generation: u64, tracks: &Mutex<
             Some(branch) => {
                 tracks.audio = Some(branch.name);
                 if let Some(caps) = branch.caps {
-                    hub.set_audio_caps(
-                        generation,
-                        caps,
-                        Some(gst::Buffer::from_slice(SILENT_AAC_FRAME)),
-                    );
+                    writer.set_audio_caps(caps, Some(gst::Buffer::from_slice(SILENT_AAC_FRAME)));
                 }
                 // Browsers take G.711 at 8 kHz only.
                 let rate = caps
                     .structure(0)
                     .and_then(|s| s.get::<i32>("clock-rate").ok());
-                hub.set_g711(
-                    generation,
-                    (branch.g711 && rate == Some(8000)).then_some(branch.name),
-                );
+                writer.set_g711((branch.g711 && rate == Some(8000)).then_some(branch.name));
                 true
             }
             None => {
@@ -264,11 +262,7 @@ fn select_track(caps: &gst::CapsRef, hub: &Hub, generation: u64, tracks: &Mutex<
         "camera offers {media} {encoding}: {}",
         if selected { "using it" } else { "skipped" }
     );
-    hub.set_tracks(
-        generation,
-        tracks.audio.is_some(),
-        tracks.audio.map(str::to_string),
-    );
+    writer.set_tracks(tracks.audio.is_some(), tracks.audio.map(str::to_string));
     selected
 }
 

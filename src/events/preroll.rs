@@ -5,7 +5,7 @@
 //! that is at least `span` old and everything after it, so a clip gets at least `span` of
 //! decodable pre-roll and memory stays about bitrate × (span + two GOPs at most).
 
-pub use crate::media::fanout::{Frame, Track};
+pub use crate::media::hub::{Frame, Track};
 use gstreamer as gst;
 use std::collections::VecDeque;
 use std::time::Duration;

@@ -10,7 +10,7 @@ use super::store::{ClipMeta, ClipStore, round_tenths};
 use super::{Kind, event_id};
 use crate::camera::demand::{Demand, Lease, Purpose};
 use crate::config::ClipConfig;
-use crate::media::fanout::{Hub, SampleTap};
+use crate::media::hub::{Hub, SampleTap};
 use crate::media::pipeline::PipelineGuard;
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -506,19 +506,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = ClipConfig::default();
         let store = ClipStore::open(dir.path(), "cam", &config).unwrap();
-        let hub = Arc::new(Hub::new());
+        let hub = Hub::new();
         let recorder = Recorder::new("cam", &config, store.clone(), hub.clone(), Demand::new());
-        let generation = hub.begin_session();
-        hub.set_tracks(generation, false, None);
+        let writer = hub.begin_session();
+        writer.set_tracks(false, None);
         let started_at = SystemTime::now();
         let id = event_id(Kind::Manual, started_at);
         let _reader = stalled_file(&store.path(&id));
         for n in 0..5 {
-            hub.push_video(generation, again(&frame, n));
+            writer.push_video(again(&frame, n));
         }
         let recording = recorder.start(Kind::Manual, started_at).await.unwrap();
         for n in 5..50 {
-            hub.push_video(generation, again(&frame, n));
+            writer.push_video(again(&frame, n));
         }
         let kept = recording.finish().await.unwrap();
         assert_eq!(kept.event_id, id);

@@ -1,4 +1,4 @@
 //! Media plumbing shared by every consumer of a camera.
 
-pub mod fanout;
+pub mod hub;
 pub mod pipeline;

@@ -6,7 +6,7 @@
 
 use super::holds::ViewerHolds;
 use crate::camera::demand::{Demand, Lease, Purpose};
-use crate::media::fanout::{ConsumerId, Hub, Layout};
+use crate::media::hub::{ConsumerLink, Hub, Layout};
 use crate::media::pipeline::MediaClock;
 use gstreamer as gst;
 use gstreamer::glib;
@@ -33,14 +33,7 @@ pub struct Mount {
 /// Dropped when the media is unprepared (the reliable "viewer gone" signal).
 struct ViewerLink {
     _lease: Lease,
-    hub: Arc<Hub>,
-    consumer: ConsumerId,
-}
-
-impl Drop for ViewerLink {
-    fn drop(&mut self) {
-        self.hub.remove_consumer(self.consumer);
-    }
+    _consumer: ConsumerLink,
 }
 
 /// The element name marks which camera a media belongs to, for disconnecting its viewers.
@@ -84,11 +77,9 @@ mod imp {
             };
             match viewer_bin(&mount.camera, &layout) {
                 Ok((bin, video, audio)) => {
-                    let consumer = mount.hub.add_consumer(&video, audio.as_ref());
                     let link = ViewerLink {
                         _lease: lease,
-                        hub: mount.hub.clone(),
-                        consumer,
+                        _consumer: mount.hub.add_consumer(&video, audio.as_ref()),
                     };
                     let bin: gst::Element = bin.upcast();
                     self.holds.hold(&bin, link);

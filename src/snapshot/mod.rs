@@ -16,7 +16,7 @@ use crate::camera::CameraState;
 use crate::camera::demand::{Demand, Purpose};
 use crate::camera::state::Status;
 use crate::config::SnapshotConfig;
-use crate::media::fanout::{Hub, Keyframe};
+use crate::media::hub::{HubStatus, Keyframe};
 use crate::settings::{CameraSettings, Settings};
 use encode::Size;
 use policy::{Decision, Kind, Mode, RateLimit};
@@ -60,7 +60,7 @@ pub struct Snapshotter {
     pub camera: String,
     config: SnapshotConfig,
     start_timeout: Duration,
-    hub: Arc<Hub>,
+    hub: HubStatus,
     demand: Demand,
     state: watch::Receiver<CameraState>,
     http: reqwest::Client,
@@ -70,7 +70,7 @@ pub struct Snapshotter {
 impl Snapshotter {
     pub fn new(
         camera: &crate::config::CameraConfig,
-        hub: Arc<Hub>,
+        hub: HubStatus,
         demand: Demand,
         state: watch::Receiver<CameraState>,
     ) -> Self {
@@ -425,6 +425,7 @@ impl SnapshotTask {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::hub::Hub;
     use gstreamer as gst;
 
     #[tokio::test]
@@ -435,10 +436,10 @@ mod tests {
             .buffer(&gst::Buffer::from_slice(vec![0x17u8; 2000]))
             .caps(&caps)
             .build();
-        let hub = Arc::new(Hub::new());
-        let generation = hub.begin_session();
-        hub.set_tracks(generation, false, None);
-        hub.push_video(generation, broken);
+        let hub = Hub::new();
+        let writer = hub.begin_session();
+        writer.set_tracks(false, None);
+        writer.push_video(broken);
         let config = crate::config::Config::parse(
             "cameras:\n  - id: cam\n    url: rtsp://cam/x\n",
             std::path::Path::new("/tmp"),
@@ -447,7 +448,12 @@ mod tests {
         .cameras
         .remove(0);
         let (_state_tx, state) = watch::channel(CameraState::default());
-        let snapshotter = Arc::new(Snapshotter::new(&config, hub.clone(), Demand::new(), state));
+        let snapshotter = Arc::new(Snapshotter::new(
+            &config,
+            hub.status(),
+            Demand::new(),
+            state,
+        ));
         let capture = tokio::spawn({
             let snapshotter = snapshotter.clone();
             async move { snapshotter.capture(Size::default()).await }
@@ -457,7 +463,7 @@ mod tests {
             !capture.is_finished(),
             "gave up on the first, broken keyframe"
         );
-        hub.push_video(generation, good);
+        writer.push_video(good);
         let snapshot = capture.await.unwrap().unwrap();
         assert_eq!((snapshot.width, snapshot.height), (320, 240));
         assert_eq!(snapshot.source, Source::LiveStream);

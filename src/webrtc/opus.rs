@@ -4,7 +4,7 @@
 //! `hub audio (AAC) ! decodebin ! audioconvert ! audioresample ! opusenc ! appsink`, whose
 //! frames go to each viewer's appsrc without waiting (a slow viewer drops, the others do not).
 
-use crate::media::fanout::{AudioForm, ConsumerId, Hub, MAX_QUEUE};
+use crate::media::hub::{AudioForm, ConsumerLink, Hub, MAX_QUEUE};
 use crate::media::pipeline::{PipelineGuard, app_pipeline};
 use gstreamer as gst;
 use gstreamer::glib;
@@ -19,7 +19,7 @@ pub struct OpusFeed {
 
 #[derive(Default)]
 struct Inner {
-    running: Option<(PipelineGuard, ConsumerId)>,
+    running: Option<(PipelineGuard, ConsumerLink)>,
     viewers: Vec<(u64, glib::WeakRef<gst_app::AppSrc>)>,
     next: u64,
 }
@@ -42,7 +42,7 @@ impl Drop for FeedSeat {
             }
         };
         if let Some((guard, tap)) = stopped {
-            self.feed.hub.remove_consumer(tap);
+            drop(tap);
             drop(guard);
         }
     }
@@ -75,7 +75,7 @@ impl OpusFeed {
         })
     }
 
-    fn start(&self) -> Result<(PipelineGuard, ConsumerId), String> {
+    fn start(&self) -> Result<(PipelineGuard, ConsumerLink), String> {
         let (pipeline, src, sink) = app_pipeline(
             "appsrc name=src format=time is-live=true ! decodebin ! audioconvert ! audioresample \
              ! audio/x-raw,rate=48000,channels=2 ! opusenc frame-size=20 bitrate=48000 \
@@ -102,7 +102,6 @@ impl OpusFeed {
         let tap = self.hub.add_audio_tap(&src, AudioForm::Aac);
         let guard = PipelineGuard::new(pipeline);
         if guard.pipeline().set_state(gst::State::Playing).is_err() {
-            self.hub.remove_consumer(tap);
             return Err("cannot start the Opus encoder".into());
         }
         Ok((guard, tap))

@@ -12,7 +12,7 @@ use super::sdp::{AudioSend, CameraMedia, Plan, PlanError, VideoSend, parse_offer
 use super::transcode::{H264Feed, TranscodeSeat};
 use crate::camera::demand::{Demand, Lease, Purpose};
 use crate::config::{H265ToH264, WebrtcConfig};
-use crate::media::fanout::{AudioForm, ConsumerId, Hub};
+use crate::media::hub::{AudioForm, ConsumerLink, Hub};
 use crate::media::pipeline::{MediaClock, PipelineGuard};
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -67,27 +67,18 @@ fn new_session_id() -> u64 {
     hasher.finish()
 }
 
-/// Everything one viewer holds; dropping it ends the viewer.
+/// Everything one viewer holds; dropping it ends the viewer. Its fields drop in order: off the
+/// hubs first, then the pipeline is stopped (on our own thread, never a streaming thread).
 struct Session {
     webrtc: gst::Element,
-    /// Where the video comes from: the camera's hub, or the transcoder's.
-    video: (Arc<Hub>, ConsumerId),
+    /// Its place in the camera's hub, or the transcoder's.
+    _video: ConsumerLink,
     /// The camera's G.711, passed through.
-    g711: Option<(Arc<Hub>, ConsumerId)>,
+    _g711: Option<ConsumerLink>,
+    _pipeline: PipelineGuard,
     _opus: Option<FeedSeat>,
     _lease: Lease,
-    guard: Option<PipelineGuard>,
     _transcode: Option<TranscodeSeat>,
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        for (hub, consumer) in std::iter::once(&self.video).chain(&self.g711) {
-            hub.remove_consumer(*consumer);
-        }
-        // Null is set here, on our own thread, never from a streaming thread.
-        self.guard.take();
-    }
 }
 
 impl WebrtcCamera {
@@ -165,21 +156,17 @@ impl WebrtcCamera {
                     opus = Some(self.opus.join(audio).map_err(SignalError::Internal)?)
                 }
                 AudioSend::Pcma | AudioSend::Pcmu => {
-                    g711 = Some((
-                        self.hub.clone(),
-                        self.hub.add_audio_tap(audio, AudioForm::G711),
-                    ))
+                    g711 = Some(self.hub.add_audio_tap(audio, AudioForm::G711))
                 }
             }
         }
-        let consumer = video_hub.add_consumer(&video, None);
         let session = Session {
             webrtc: webrtc.clone(),
-            video: (video_hub, consumer),
-            g711,
+            _video: video_hub.add_consumer(&video, None),
+            _g711: g711,
+            _pipeline: guard,
             _opus: opus,
             _lease: lease,
-            guard: Some(guard),
             _transcode: transcode,
         };
         self.watch_connection(&webrtc, id);

@@ -5,7 +5,7 @@
 //! does. Its output is a [`Hub`], so those viewers join from a cached GOP and drop frames on
 //! their own, exactly as viewers of the camera's hub do.
 
-use crate::media::fanout::{ConsumerId, Hub};
+use crate::media::hub::{ConsumerLink, Hub, SessionWriter};
 use crate::media::pipeline::{MediaClock, PipelineGuard, app_pipeline};
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -25,8 +25,16 @@ pub struct H264Feed {
 
 #[derive(Default)]
 struct Running {
-    encoder: Option<(PipelineGuard, ConsumerId)>,
+    encoder: Option<Encoder>,
     seats: usize,
+}
+
+/// The running transcoder. Its fields drop in order: off the camera's hub, stopped, and its
+/// output's session ended (the writer its sink holds is only a weak reference).
+struct Encoder {
+    _input: ConsumerLink,
+    _pipeline: PipelineGuard,
+    _output: Arc<SessionWriter>,
 }
 
 /// A viewer's claim on the transcoder; the last one to leave stops it.
@@ -43,10 +51,8 @@ impl Drop for TranscodeSeat {
                 None
             }
         };
-        if let Some((guard, consumer)) = stopped {
-            self.0.camera.remove_consumer(consumer);
-            drop(guard);
-            self.0.output.end_session();
+        if let Some(encoder) = stopped {
+            drop(encoder);
             tracing::info!(camera = %self.0.name, "H.265 → H.264 transcoding stopped: no viewer needs it");
         }
     }
@@ -57,7 +63,7 @@ impl H264Feed {
         Arc::new(Self {
             name: name.to_string(),
             camera,
-            output: Arc::new(Hub::new()),
+            output: Hub::new(),
             clock,
             running: Mutex::default(),
         })
@@ -78,7 +84,7 @@ impl H264Feed {
         Ok(TranscodeSeat(self.clone()))
     }
 
-    fn start(&self) -> Result<(PipelineGuard, ConsumerId), String> {
+    fn start(&self) -> Result<Encoder, String> {
         // The camera's own keyframe interval: a joining viewer waits no longer than it would
         // for the camera, and the bitrate stays close to the camera's.
         let gop = self.camera.gop_frames().unwrap_or(DEFAULT_GOP).max(1);
@@ -92,15 +98,15 @@ impl H264Feed {
             "H.265 → H.264 transcoder",
         )?;
         self.clock.apply(&pipeline);
-        let generation = self.output.begin_session();
-        self.output.set_tracks(generation, false, None);
-        let output = Arc::downgrade(&self.output);
+        let writer = Arc::new(self.output.begin_session());
+        writer.set_tracks(false, None);
+        let output = Arc::downgrade(&writer);
         sink.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
                 .new_sample(move |sink| {
                     let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                     let output = output.upgrade().ok_or(gst::FlowError::Flushing)?;
-                    output.push_video(generation, in_running_time(sample));
+                    output.push_video(in_running_time(sample));
                     Ok(gst::FlowSuccess::Ok)
                 })
                 .build(),
@@ -112,9 +118,12 @@ impl H264Feed {
                     .into(),
             );
         }
-        let consumer = self.camera.add_consumer(&src, None);
         tracing::info!(camera = %self.name, "H.265 → H.264 transcoding started for WebRTC (keyframe every {gop} frames)");
-        Ok((guard, consumer))
+        Ok(Encoder {
+            _input: self.camera.add_consumer(&src, None),
+            _pipeline: guard,
+            _output: writer,
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Running> {
