@@ -1,14 +1,17 @@
-//! One error type whose [`ErrorKind`] drives retry decisions.
+//! One error type for every module boundary: its [`ErrorKind`] drives retry decisions, and the
+//! HTTP API's status codes.
 
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
+    /// What we were given is malformed (a request, an offer): fixing it is the sender's part.
+    Invalid,
     /// The camera refused our credentials; retrying would only lock the account.
     Auth,
     /// The camera sends something we cannot handle (codec, transport).
     Unsupported,
-    /// Network trouble, a camera reboot, a stall: retry with backoff.
+    /// Network trouble, a camera reboot, a stall, a camera not ready yet: retry with backoff.
     Transient,
     /// A bug or a missing GStreamer plugin.
     Internal,
@@ -41,6 +44,14 @@ impl Error {
 
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// The same error, its message prefixed with what it happened to (`camera x: …`).
+    pub fn context(self, what: impl fmt::Display) -> Self {
+        Self {
+            kind: self.kind,
+            message: format!("{what}: {}", self.message),
+        }
     }
 }
 

@@ -233,12 +233,9 @@ impl Running<'_> {
                     .map(Error::message)
                     .unwrap_or("the camera did not deliver video in time; still retrying");
                 tracing::error!("camera failed: {reason}");
-                if machine
-                    .last_error()
-                    .is_some_and(|e| !e.kind().is_retryable())
-                {
+                if let Some(error) = machine.last_error().filter(|e| !e.kind().is_retryable()) {
                     // Waiting viewers are told now rather than after their timeout.
-                    self.actor.hub.fail(reason);
+                    self.actor.hub.fail(error);
                 }
             }
             Status::Activating => {}

@@ -8,6 +8,7 @@ use super::recorder::{Recorder, Recording};
 use super::store::{ClipMeta, ClipStore};
 use super::{Kind, Slot};
 use crate::camera::ViewerControl;
+use crate::error::{Error, ErrorKind};
 use crate::metrics::CameraCounters;
 use crate::settings::Settings;
 use crate::snapshot::policy::Kind as SnapshotKind;
@@ -61,11 +62,11 @@ impl EventsHandle {
         self.state.clone()
     }
 
-    pub async fn request(&self, request: EventRequest) -> Result<(), String> {
+    pub async fn request(&self, request: EventRequest) -> Result<(), Error> {
         self.requests
             .send(request)
             .await
-            .map_err(|_| "the events task stopped".to_string())
+            .map_err(|_| Error::new(ErrorKind::Internal, "the events task stopped"))
     }
 
     /// From a thread that must not wait (cry detection).

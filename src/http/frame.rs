@@ -152,7 +152,7 @@ fn admit(
     Ok((request, snapshotter))
 }
 
-fn answer(camera: &str, result: Result<bytes::Bytes, String>) -> Response {
+fn answer(camera: &str, result: Result<bytes::Bytes, crate::error::Error>) -> Response {
     match result {
         Ok(jpeg) => (
             [
@@ -162,10 +162,7 @@ fn answer(camera: &str, result: Result<bytes::Bytes, String>) -> Response {
             jpeg,
         )
             .into_response(),
-        Err(error) => plain(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("camera {camera}: {error}"),
-        ),
+        Err(error) => super::error_response(&error.context(format_args!("camera {camera}"))),
     }
 }
 

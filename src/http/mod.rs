@@ -288,6 +288,20 @@ fn webrtc_routes(router: Router<Arc<Api>>) -> Router<Arc<Api>> {
     router
 }
 
+/// An error as the API answers it: its kind gives the status, its message the body.
+pub fn error_response(error: &crate::error::Error) -> Response {
+    use crate::error::ErrorKind;
+    let status = match error.kind() {
+        ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+        ErrorKind::Unsupported => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        // The camera refused us, not the client: a gateway's error.
+        ErrorKind::Auth => StatusCode::BAD_GATEWAY,
+        ErrorKind::Transient => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    plain(status, error.message())
+}
+
 /// A one-line plain-text answer: every error body is one clear line.
 pub fn plain(status: StatusCode, message: impl Into<String>) -> Response {
     let mut line = message.into();

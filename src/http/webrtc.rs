@@ -3,7 +3,6 @@
 //! go2rtc's JSON `{"type":"offer","sdp":…}`, answered with `{"type":"answer","sdp":…}`).
 
 use super::{Api, plain};
-use crate::webrtc::session::SignalError;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -67,14 +66,8 @@ pub async fn offer(
         )
             .into_response(),
         Ok(Err(e)) => {
-            let status = match e {
-                SignalError::BadOffer(_) => StatusCode::BAD_REQUEST,
-                SignalError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                SignalError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-                SignalError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            };
             tracing::warn!(camera = %src, "WebRTC offer not answered: {e}");
-            plain(status, e.to_string())
+            super::error_response(&e)
         }
         Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }

@@ -1,5 +1,6 @@
 //! Pipeline plumbing shared by every GStreamer pipeline we build.
 
+use crate::error::{Error, ErrorKind};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
@@ -96,19 +97,20 @@ pub fn check_plugins() -> Result<(), String> {
 pub fn app_pipeline(
     description: &str,
     what: &str,
-) -> Result<(gst::Pipeline, gst_app::AppSrc, gst_app::AppSink), String> {
+) -> Result<(gst::Pipeline, gst_app::AppSrc, gst_app::AppSink), Error> {
+    let internal = |message: String| Error::new(ErrorKind::Internal, message);
     let pipeline = gst::parse::launch(description)
-        .map_err(|e| format!("cannot build the {what}: {e}"))?
+        .map_err(|e| internal(format!("cannot build the {what}: {e}")))?
         .downcast::<gst::Pipeline>()
-        .map_err(|_| format!("the {what} is not a pipeline"))?;
+        .map_err(|_| internal(format!("the {what} is not a pipeline")))?;
     let src = pipeline
         .by_name("src")
         .and_downcast::<gst_app::AppSrc>()
-        .ok_or_else(|| format!("the {what} has no appsrc named src"))?;
+        .ok_or_else(|| internal(format!("the {what} has no appsrc named src")))?;
     let sink = pipeline
         .by_name("sink")
         .and_downcast::<gst_app::AppSink>()
-        .ok_or_else(|| format!("the {what} has no appsink named sink"))?;
+        .ok_or_else(|| internal(format!("the {what} has no appsink named sink")))?;
     Ok((pipeline, src, sink))
 }
 

@@ -12,6 +12,7 @@ use super::topics::{Entity, Leaf, Topics};
 use crate::audio::task::{CryNotice, CryState};
 use crate::camera::CameraHandle;
 use crate::config::MqttConfig;
+use crate::error::{Error, ErrorKind};
 use crate::events::task::{DEFAULT_MANUAL, EventRequest, EventsHandle};
 use crate::snapshot::{Request, SnapshotHandle};
 use bytes::Bytes;
@@ -184,9 +185,9 @@ impl Commander {
         queue
     }
 
-    async fn apply(&self, command: Command) -> Result<(), String> {
+    async fn apply(&self, command: Command) -> Result<(), Error> {
         match command {
-            Command::LiveStream(on) => self.handle.set_live(on).await.map_err(|e| e.to_string()),
+            Command::LiveStream(on) => self.handle.set_live(on).await,
             Command::SnapshotMode(mode) => self.snapshot.request(Request::SetMode(mode)).await,
             Command::SnapshotInterval(seconds) => {
                 self.snapshot.request(Request::SetInterval(seconds)).await
@@ -204,7 +205,10 @@ impl Commander {
                     sensitivity.send_replace(percent);
                     Ok(())
                 }
-                None => Err("cry detection is off for this camera".to_string()),
+                None => Err(Error::new(
+                    ErrorKind::Unsupported,
+                    "cry detection is off for this camera",
+                )),
             },
         }
     }

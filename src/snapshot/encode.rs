@@ -84,7 +84,8 @@ pub fn to_jpeg(sample: &gst::Sample, size: Size, quality: u8) -> Result<Encoded,
              ! {scaled} ! jpegenc quality={quality} ! appsink name=sink sync=false"
         ),
         "snapshot pipeline",
-    )?;
+    )
+    .map_err(|e| e.message().to_string())?;
     src.set_caps(Some(&caps.to_owned()));
     let guard = PipelineGuard::new(pipeline);
     guard

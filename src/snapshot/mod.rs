@@ -16,6 +16,7 @@ use crate::camera::CameraState;
 use crate::camera::demand::{Demand, Purpose};
 use crate::camera::state::Status;
 use crate::config::SnapshotConfig;
+use crate::error::{Error, ErrorKind};
 use crate::media::hub::{HubStatus, Keyframe};
 use crate::settings::{CameraSettings, Settings};
 use encode::Size;
@@ -106,7 +107,7 @@ impl Snapshotter {
     }
 
     /// A snapshot no older than `max_age` if one was made, else a new one.
-    pub async fn capture_cached(&self, size: Size, max_age: Duration) -> Result<Snapshot, String> {
+    pub async fn capture_cached(&self, size: Size, max_age: Duration) -> Result<Snapshot, Error> {
         let cached = self.lock_cache().get(&size).cloned();
         if let Some(snapshot) = cached {
             if snapshot.taken_at.elapsed().is_ok_and(|age| age <= max_age) {
@@ -125,7 +126,7 @@ impl Snapshotter {
     }
 
     /// A new snapshot, from the cheapest source there is.
-    pub async fn capture(&self, size: Size) -> Result<Snapshot, String> {
+    pub async fn capture(&self, size: Size) -> Result<Snapshot, Error> {
         let mut keyframes = self.hub.subscribe_keyframes();
         let current = keyframes.borrow_and_update().clone();
         let snapshot = match current {
@@ -147,7 +148,7 @@ impl Snapshotter {
         &self,
         keyframes: &mut watch::Receiver<Option<Keyframe>>,
         size: Size,
-    ) -> Result<Snapshot, String> {
+    ) -> Result<Snapshot, Error> {
         if let Some(url) = &self.config.url {
             match fetch::fetch(&self.http, url).await {
                 Ok(jpeg) => {
@@ -172,7 +173,7 @@ impl Snapshotter {
         mut next: Option<Keyframe>,
         size: Size,
         source: Source,
-    ) -> Result<Snapshot, String> {
+    ) -> Result<Snapshot, Error> {
         let deadline = tokio::time::Instant::now() + self.start_timeout;
         let mut last_error = None;
         for _ in 0..DECODE_ATTEMPTS {
@@ -191,7 +192,10 @@ impl Snapshotter {
                 }
             }
         }
-        Err(last_error.map_or_else(String::new, |(_, e)| e))
+        Err(last_error.map_or_else(
+            || Error::new(ErrorKind::Internal, "no keyframe was tried"),
+            |(_, e)| e,
+        ))
     }
 
     /// Waits for a keyframe newer than `after`, giving up early on a camera that cannot come up.
@@ -200,25 +204,27 @@ impl Snapshotter {
         keyframes: &mut watch::Receiver<Option<Keyframe>>,
         after: Option<u64>,
         deadline: tokio::time::Instant,
-    ) -> Result<Keyframe, String> {
+    ) -> Result<Keyframe, Error> {
         let mut state = self.state.clone();
         let newer = |k: &Option<Keyframe>| k.as_ref().is_some_and(|k| Some(k.seq) > after);
+        // The camera is not delivering: worth trying again later.
+        let unavailable = |message: String| Error::new(ErrorKind::Transient, message);
         tokio::select! {
             found = keyframes.wait_for(newer) => match found {
                 Ok(keyframe) => Ok(keyframe.clone().expect("wait_for checked it")),
-                Err(_) => Err("the camera is shutting down".into()),
+                Err(_) => Err(unavailable("the camera is shutting down".into())),
             },
-            stuck = state.wait_for(|s| s.stuck) => Err(stuck
+            stuck = state.wait_for(|s| s.stuck) => Err(unavailable(stuck
                 .ok()
                 .and_then(|s| s.error.clone())
-                .unwrap_or_else(|| "the camera failed".into())),
+                .unwrap_or_else(|| "the camera failed".into()))),
             _ = tokio::time::sleep_until(deadline) => {
                 let state = self.state.borrow();
-                Err(match (&state.error, state.status) {
+                Err(unavailable(match (&state.error, state.status) {
                     (Some(error), _) => error.clone(),
                     (None, Status::Active) => format!("no keyframe within {} s", self.start_timeout.as_secs()),
                     (None, _) => format!("the camera did not deliver video within {} s", self.start_timeout.as_secs()),
-                })
+                }))
             }
         }
     }
@@ -228,18 +234,20 @@ impl Snapshotter {
         sample: gstreamer::Sample,
         size: Size,
         source: Source,
-    ) -> Result<Snapshot, String> {
+    ) -> Result<Snapshot, Error> {
+        let internal = |message: String| Error::new(ErrorKind::Internal, message);
         // Each encode decodes a whole keyframe: a crowd of requests for many cameras waits its
         // turn instead of taking every core and hundreds of MB at once.
         static ENCODES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
         let _turn = ENCODES
             .acquire()
             .await
-            .map_err(|_| "the encoder is shutting down".to_string())?;
+            .map_err(|_| internal("the encoder is shutting down".into()))?;
         let quality = self.config.quality;
         let encoded = tokio::task::spawn_blocking(move || encode::to_jpeg(&sample, size, quality))
             .await
-            .map_err(|e| format!("the encoder crashed: {e}"))??;
+            .map_err(|e| internal(format!("the encoder crashed: {e}")))?
+            .map_err(internal)?;
         Ok(Snapshot {
             jpeg: encoded.jpeg,
             width: encoded.width,
@@ -287,11 +295,11 @@ impl SnapshotHandle {
         self.state.clone()
     }
 
-    pub async fn request(&self, request: Request) -> Result<(), String> {
+    pub async fn request(&self, request: Request) -> Result<(), Error> {
         self.requests
             .send(request)
             .await
-            .map_err(|_| "the snapshot task stopped".to_string())
+            .map_err(|_| Error::new(ErrorKind::Internal, "the snapshot task stopped"))
     }
 }
 
@@ -408,7 +416,7 @@ impl SnapshotTask {
                 }
                 Err(error) => {
                     tracing::warn!("no snapshot for camera {id}: {error}");
-                    state.send_modify(|s| s.error = Some(error));
+                    state.send_modify(|s| s.error = Some(error.message().to_string()));
                 }
             }
         }

@@ -4,6 +4,7 @@
 //! `hub audio (AAC) ! decodebin ! audioconvert ! audioresample ! opusenc ! appsink`, whose
 //! frames go to each viewer's appsrc without waiting (a slow viewer drops, the others do not).
 
+use crate::error::{Error, ErrorKind};
 use crate::media::hub::{AudioForm, ConsumerLink, Hub, MAX_QUEUE};
 use crate::media::pipeline::{PipelineGuard, app_pipeline};
 use gstreamer as gst;
@@ -61,7 +62,7 @@ impl OpusFeed {
     }
 
     /// Starts feeding `src` (and the encoder, for the first viewer).
-    pub fn join(self: &Arc<Self>, src: &gst_app::AppSrc) -> Result<FeedSeat, String> {
+    pub fn join(self: &Arc<Self>, src: &gst_app::AppSrc) -> Result<FeedSeat, Error> {
         let mut inner = lock(&self.inner);
         if inner.running.is_none() {
             inner.running = Some(self.start()?);
@@ -75,7 +76,7 @@ impl OpusFeed {
         })
     }
 
-    fn start(&self) -> Result<(PipelineGuard, ConsumerLink), String> {
+    fn start(&self) -> Result<(PipelineGuard, ConsumerLink), Error> {
         let (pipeline, src, sink) = app_pipeline(
             "appsrc name=src format=time is-live=true ! decodebin ! audioconvert ! audioresample \
              ! audio/x-raw,rate=48000,channels=2 ! opusenc frame-size=20 bitrate=48000 \
@@ -102,7 +103,10 @@ impl OpusFeed {
         let tap = self.hub.add_audio_tap(&src, AudioForm::Aac);
         let guard = PipelineGuard::new(pipeline);
         if guard.pipeline().set_state(gst::State::Playing).is_err() {
-            return Err("cannot start the Opus encoder".into());
+            return Err(Error::new(
+                ErrorKind::Internal,
+                "cannot start the Opus encoder",
+            ));
         }
         Ok((guard, tap))
     }

@@ -1,17 +1,18 @@
 //! What the browser's offer allows: the payload types we send on. Pure, tested directly.
 
 use crate::config::H265ToH264;
+use crate::error::{Error, ErrorKind};
 use gstreamer_sdp as gst_sdp;
 
 /// Reads a viewer's offer and what it allows. Empty text is refused before GStreamer sees it:
 /// that is the only text its parser fails on, and gstreamer-sdp 0.25 then leaks the message
 /// (found by fuzzing).
-pub fn parse_offer(text: &str) -> Result<(gst_sdp::SDPMessage, OfferChoice), String> {
+pub fn parse_offer(text: &str) -> Result<(gst_sdp::SDPMessage, OfferChoice), Error> {
     if text.trim().is_empty() {
-        return Err("the offer is empty".into());
+        return Err(Error::new(ErrorKind::Invalid, "the offer is empty"));
     }
     let offer = gst_sdp::SDPMessage::parse_buffer(text.as_bytes())
-        .map_err(|_| "the offer is not SDP".to_string())?;
+        .map_err(|_| Error::new(ErrorKind::Invalid, "the offer is not SDP"))?;
     let choice = OfferChoice::from_offer(&offer)?;
     Ok((offer, choice))
 }
@@ -36,7 +37,7 @@ pub struct OfferChoice {
 impl OfferChoice {
     /// H.264 with packetization mode 1 (what cameras send), Constrained Baseline first since
     /// every browser decodes it; H.265, Opus and G.711 if offered.
-    pub fn from_offer(offer: &gst_sdp::SDPMessageRef) -> Result<Self, String> {
+    pub fn from_offer(offer: &gst_sdp::SDPMessageRef) -> Result<Self, Error> {
         let mut h264: Vec<(Offered, u8)> = Vec::new();
         let mut choice = Self::default();
         for (mline, media) in (0u32..).zip(offer.medias()) {
@@ -90,7 +91,10 @@ impl OfferChoice {
             .min_by_key(|(_, rank)| *rank)
             .map(|(offered, _)| *offered);
         if choice.h264.is_none() && choice.h265.is_none() {
-            return Err("the offer has no H.264 (packetization-mode=1) or H.265 video".into());
+            return Err(Error::new(
+                ErrorKind::Invalid,
+                "the offer has no H.264 (packetization-mode=1) or H.265 video",
+            ));
         }
         Ok(choice)
     }
@@ -123,13 +127,6 @@ pub struct Plan {
     pub audio: Option<(AudioSend, Offered)>,
 }
 
-/// Why a plan cannot be made: the offer lacks a codec, or the camera's policy refuses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PlanError {
-    BadOffer(String),
-    Unsupported(String),
-}
-
 /// What the camera delivers, as far as a plan needs to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CameraMedia {
@@ -141,32 +138,30 @@ pub struct CameraMedia {
 
 /// Picks the video and audio a viewer gets. Passthrough wins whenever the browser takes the
 /// camera's codec, since it costs nothing and adds no delay.
-pub fn plan(
-    offer: &OfferChoice,
-    camera: CameraMedia,
-    policy: H265ToH264,
-) -> Result<Plan, PlanError> {
+pub fn plan(offer: &OfferChoice, camera: CameraMedia, policy: H265ToH264) -> Result<Plan, Error> {
+    // Why a plan cannot be made: the offer lacks a codec (Invalid), or the camera's policy
+    // refuses (Unsupported).
+    let bad_offer = |message: &str| Error::new(ErrorKind::Invalid, message);
     let video = match (camera.h265, policy) {
-        (false, _) => offer.h264.map(|at| (VideoSend::H264, at)).ok_or_else(|| {
-            PlanError::BadOffer("the camera sends H.264, which the offer lacks".into())
-        })?,
+        (false, _) => offer
+            .h264
+            .map(|at| (VideoSend::H264, at))
+            .ok_or_else(|| bad_offer("the camera sends H.264, which the offer lacks"))?,
         (true, H265ToH264::Always) => offer
             .h264
             .map(|at| (VideoSend::H264FromH265, at))
-            .ok_or_else(|| {
-                PlanError::BadOffer("h265_to_h264 is \"always\", but the offer has no H.264".into())
-            })?,
+            .ok_or_else(|| bad_offer("h265_to_h264 is \"always\", but the offer has no H.264"))?,
         (true, H265ToH264::Auto) => match (offer.h265, offer.h264) {
             (Some(at), _) => (VideoSend::H265, at),
             (None, Some(at)) => (VideoSend::H264FromH265, at),
-            (None, None) => return Err(PlanError::BadOffer("the offer has no video".into())),
+            (None, None) => return Err(bad_offer("the offer has no video")),
         },
         (true, H265ToH264::Never) => {
             offer.h265.map(|at| (VideoSend::H265, at)).ok_or_else(|| {
-                PlanError::Unsupported(
+                Error::new(
+                    ErrorKind::Unsupported,
                     "this camera sends H.265, which this browser cannot play over WebRTC, and \
-                 h265_to_h264 is \"never\"; set it to \"auto\" or use the RTSP stream"
-                        .into(),
+                 h265_to_h264 is \"never\"; set it to \"auto\" or use the RTSP stream",
                 )
             })?
         }
@@ -267,7 +262,10 @@ a=rtpmap:99 H264/90000\r\na=fmtp:99 packetization-mode=1;profile-level-id=42e01f
     #[test]
     fn an_empty_offer_is_refused_before_the_parser_and_a_real_one_is_read() {
         let _ = gstreamer::init();
-        assert_eq!(parse_offer(" \r\n").unwrap_err(), "the offer is empty");
+        assert_eq!(
+            parse_offer(" \r\n").unwrap_err().message(),
+            "the offer is empty"
+        );
         let (_, choice) = parse_offer(CHROMIUM).unwrap();
         assert_eq!(choice, OfferChoice::from_offer(&parse(CHROMIUM)).unwrap());
     }
@@ -296,7 +294,7 @@ a=rtpmap:99 H264/90000\r\na=fmtp:99 packetization-mode=1;profile-level-id=42e01f
             .join("\r\n")
             + "\r\n";
         let error = OfferChoice::from_offer(&parse(&vp8_only)).unwrap_err();
-        assert!(error.contains("no H.264"), "{error}");
+        assert!(error.message().contains("no H.264"), "{error}");
     }
 
     #[test]
@@ -350,7 +348,7 @@ a=rtpmap:99 H264/90000\r\na=fmtp:99 packetization-mode=1;profile-level-id=42e01f
         assert_eq!(video(&safari, H265ToH264::Never), Ok(VideoSend::H265));
         let refused = video(&chromium, H265ToH264::Never).unwrap_err();
         assert!(
-            matches!(&refused, PlanError::Unsupported(m) if m.contains("\"auto\"")),
+            refused.kind() == ErrorKind::Unsupported && refused.message().contains("\"auto\""),
             "{refused:?}"
         );
     }
@@ -362,7 +360,7 @@ a=rtpmap:99 H264/90000\r\na=fmtp:99 packetization-mode=1;profile-level-id=42e01f
             ..OfferChoice::from_offer(&parse(SAFARI_H265)).unwrap()
         };
         let error = plan(&h265_only, camera(false, None), H265ToH264::Auto).unwrap_err();
-        assert!(matches!(error, PlanError::BadOffer(_)), "{error:?}");
+        assert_eq!(error.kind(), ErrorKind::Invalid, "{error:?}");
     }
 
     #[test]

@@ -8,10 +8,11 @@
 //! closes, or on `DELETE`.
 
 use super::opus::{FeedSeat, OpusFeed};
-use super::sdp::{AudioSend, CameraMedia, Plan, PlanError, VideoSend, parse_offer};
+use super::sdp::{AudioSend, CameraMedia, Plan, VideoSend, parse_offer};
 use super::transcode::{H264Feed, TranscodeSeat};
 use crate::camera::demand::{Demand, Lease, Purpose};
 use crate::config::{H265ToH264, WebrtcConfig};
+use crate::error::{Error, ErrorKind};
 use crate::media::hub::{AudioForm, ConsumerLink, Hub};
 use crate::media::pipeline::{MediaClock, PipelineGuard};
 use gstreamer as gst;
@@ -29,19 +30,6 @@ const PEER_SILENCE: Duration = Duration::from_secs(8);
 /// Host candidates gather in milliseconds; STUN may take a moment.
 const GATHER_WAIT: Duration = Duration::from_secs(3);
 const SIGNAL_WAIT: Duration = Duration::from_secs(5);
-
-/// Why an offer got no answer; the HTTP layer maps it to a status.
-#[derive(Debug, thiserror::Error)]
-pub enum SignalError {
-    #[error("{0}")]
-    BadOffer(String),
-    #[error("{0}")]
-    Unsupported(String),
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("{0}")]
-    Internal(String),
-}
 
 /// A camera's WebRTC side: its viewers' sessions and its Opus feed.
 pub struct WebrtcCamera {
@@ -110,51 +98,41 @@ impl WebrtcCamera {
     }
 
     /// Answers a browser's offer (blocking: run it off the async runtime). Returns the answer
-    /// SDP and the session id.
-    pub fn answer(self: &Arc<Self>, offer: &str) -> Result<(String, u64), SignalError> {
-        let (offer, choice) = parse_offer(offer).map_err(SignalError::BadOffer)?;
+    /// SDP and the session id; an error's kind says whose fault it is (the HTTP status).
+    pub fn answer(self: &Arc<Self>, offer: &str) -> Result<(String, u64), Error> {
+        let internal = |message: String| Error::new(ErrorKind::Internal, message);
+        let (offer, choice) = parse_offer(offer)?;
         let lease = self.demand.lease(Purpose::WebrtcViewer);
-        let layout = self
-            .hub
-            .wait_ready(self.start_timeout)
-            .map_err(SignalError::Unavailable)?;
+        let layout = self.hub.wait_ready(self.start_timeout)?;
         let camera = CameraMedia {
             h265: layout.video.structure(0).map(|s| s.name().as_str()) == Some("video/x-h265"),
             has_audio: layout.audio.is_some(),
             g711: self.hub.g711(),
         };
-        let plan = super::sdp::plan(&choice, camera, self.h265_to_h264).map_err(|e| match e {
-            PlanError::BadOffer(m) => SignalError::BadOffer(m),
-            PlanError::Unsupported(m) => SignalError::Unsupported(m),
-        })?;
+        let plan = super::sdp::plan(&choice, camera, self.h265_to_h264)?;
         let (transcode, video_hub) = match plan.video.0 {
             VideoSend::H264FromH265 => {
-                let seat = self.h264.join().map_err(SignalError::Internal)?;
+                let seat = self.h264.join()?;
                 let output = self.h264.output().clone();
-                output
-                    .wait_ready(self.start_timeout)
-                    .map_err(SignalError::Unavailable)?;
+                output.wait_ready(self.start_timeout)?;
                 (Some(seat), output)
             }
             VideoSend::H264 | VideoSend::H265 => (None, self.hub.clone()),
         };
         let id = new_session_id();
-        let (pipeline, webrtc, video, audio) =
-            self.viewer_pipeline(&plan).map_err(SignalError::Internal)?;
+        let (pipeline, webrtc, video, audio) = self.viewer_pipeline(&plan).map_err(internal)?;
         self.clock.apply(&pipeline);
         let guard = PipelineGuard::new(pipeline);
         guard
             .pipeline()
             .set_state(gst::State::Playing)
-            .map_err(|_| SignalError::Internal("cannot start the WebRTC pipeline".into()))?;
-        let answer = negotiate(guard.pipeline(), &webrtc, offer, &plan, &self.config)
-            .map_err(SignalError::Internal)?;
+            .map_err(|_| internal("cannot start the WebRTC pipeline".into()))?;
+        let answer =
+            negotiate(guard.pipeline(), &webrtc, offer, &plan, &self.config).map_err(internal)?;
         let (mut opus, mut g711) = (None, None);
         if let (Some((send, _)), Some(audio)) = (plan.audio, &audio) {
             match send {
-                AudioSend::Opus => {
-                    opus = Some(self.opus.join(audio).map_err(SignalError::Internal)?)
-                }
+                AudioSend::Opus => opus = Some(self.opus.join(audio)?),
                 AudioSend::Pcma | AudioSend::Pcmu => {
                     g711 = Some(self.hub.add_audio_tap(audio, AudioForm::G711))
                 }

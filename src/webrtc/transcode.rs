@@ -5,6 +5,7 @@
 //! does. Its output is a [`Hub`], so those viewers join from a cached GOP and drop frames on
 //! their own, exactly as viewers of the camera's hub do.
 
+use crate::error::{Error, ErrorKind};
 use crate::media::hub::{ConsumerLink, Hub, SessionWriter};
 use crate::media::pipeline::{MediaClock, PipelineGuard, app_pipeline};
 use gstreamer as gst;
@@ -75,7 +76,7 @@ impl H264Feed {
     }
 
     /// Starts the transcoder for the first viewer; the seat keeps it running.
-    pub fn join(self: &Arc<Self>) -> Result<TranscodeSeat, String> {
+    pub fn join(self: &Arc<Self>) -> Result<TranscodeSeat, Error> {
         let mut running = self.lock();
         if running.encoder.is_none() {
             running.encoder = Some(self.start()?);
@@ -84,7 +85,7 @@ impl H264Feed {
         Ok(TranscodeSeat(self.clone()))
     }
 
-    fn start(&self) -> Result<Encoder, String> {
+    fn start(&self) -> Result<Encoder, Error> {
         // The camera's own keyframe interval: a joining viewer waits no longer than it would
         // for the camera, and the bitrate stays close to the camera's.
         let gop = self.camera.gop_frames().unwrap_or(DEFAULT_GOP).max(1);
@@ -113,10 +114,10 @@ impl H264Feed {
         );
         let guard = PipelineGuard::new(pipeline);
         if guard.pipeline().set_state(gst::State::Playing).is_err() {
-            return Err(
-                "cannot start the H.265 → H.264 transcoder (is gstreamer1.0-libav installed?)"
-                    .into(),
-            );
+            return Err(Error::new(
+                ErrorKind::Internal,
+                "cannot start the H.265 → H.264 transcoder (is gstreamer1.0-libav installed?)",
+            ));
         }
         tracing::info!(camera = %self.name, "H.265 → H.264 transcoding started for WebRTC (keyframe every {gop} frames)");
         Ok(Encoder {

@@ -29,6 +29,7 @@ pub use link::ConsumerLink;
 pub use status::{HubStatus, StreamInfo};
 pub use writer::SessionWriter;
 
+use crate::error::{Error, ErrorKind};
 use crate::metrics::CameraCounters;
 use gstreamer as gst;
 use gstreamer::glib;
@@ -83,7 +84,7 @@ struct State {
     generation: u64,
     session: Session,
     /// A failure that waiting cannot fix (wrong password); viewers are told at once.
-    failure: Option<String>,
+    failure: Option<Error>,
     gop: Vec<gst::Sample>,
     gop_complete: bool,
     /// The newest audio frame: a joining viewer gets it with its burst, so its media need not
@@ -182,16 +183,16 @@ impl Hub {
     }
 
     /// The camera cannot be reached in a way waiting will not fix; wake every waiting viewer.
-    pub fn fail(&self, reason: &str) {
+    pub fn fail(&self, error: &Error) {
         let mut state = self.lock();
-        state.failure = Some(reason.to_string());
+        state.failure = Some(error.clone());
         state.gop.clear();
         self.keyframe.send_replace(None);
         self.ready.notify_all();
     }
 
     /// Blocks the calling (GLib) thread until the camera delivers what a viewer needs.
-    pub fn wait_ready(&self, timeout: Duration) -> Result<Layout, String> {
+    pub fn wait_ready(&self, timeout: Duration) -> Result<Layout, Error> {
         let deadline = Instant::now() + timeout;
         let mut state = self.lock();
         loop {
@@ -203,9 +204,12 @@ impl Hub {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(format!(
-                    "the camera did not deliver video within {:.0} s",
-                    timeout.as_secs_f64()
+                return Err(Error::new(
+                    ErrorKind::Transient,
+                    format!(
+                        "the camera did not deliver video within {:.0} s",
+                        timeout.as_secs_f64()
+                    ),
                 ));
             }
             state = self

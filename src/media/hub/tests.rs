@@ -155,11 +155,15 @@ fn a_consumer_that_stops_reading_drops_whole_frames_until_a_keyframe_and_they_ar
 fn a_viewer_waiting_for_a_camera_that_refuses_it_is_told_at_once() {
     let hub = Hub::new();
     let _writer = hub.begin_session();
-    hub.fail("401 Unauthorized");
+    hub.fail(&crate::error::Error::new(
+        crate::error::ErrorKind::Auth,
+        "401 Unauthorized",
+    ));
     let started = Instant::now();
+    let refused = hub.wait_ready(Duration::from_secs(5)).unwrap_err();
     assert_eq!(
-        hub.wait_ready(Duration::from_secs(5)).unwrap_err(),
-        "401 Unauthorized"
+        (refused.kind(), refused.message()),
+        (crate::error::ErrorKind::Auth, "401 Unauthorized")
     );
     assert!(started.elapsed() < Duration::from_millis(100));
 }
@@ -203,7 +207,9 @@ fn dropping_the_writer_ends_its_session_and_a_replaced_writer_writes_nothing() {
         "the session outlived its writer"
     );
     assert_eq!(
-        hub.wait_ready(Duration::from_millis(10)).unwrap_err(),
+        hub.wait_ready(Duration::from_millis(10))
+            .unwrap_err()
+            .message(),
         "the camera did not deliver video within 0 s"
     );
 }
