@@ -10,6 +10,8 @@
 //!   an all-intra camera, the joiner's lag behind live, and the cold-start overhead (goals 3, 4).
 //! - `cpu` (`media/passthrough.rs`): CPU and RSS per passthrough stream against an ffmpeg relay
 //!   and a direct ffmpeg client (goals 1, 2).
+//! - `ingest` (`media/ingest.rs`): what reading the cameras costs with no viewer: our ingest,
+//!   a retina reader and ffmpeg readers.
 //! - `added` (`media/added_latency.rs`): latency the re-streamer adds, frame by frame (goal 5).
 //! - `scale` (`media/scale.rs`): 32 cameras × 2 viewers with cry detection on 4 (goal 7).
 //! - `snapshot` (`media/snapshot.rs`): `frame.jpeg` while streaming and cold, and the interval
@@ -28,6 +30,8 @@ mod common;
 mod cry;
 #[path = "media/events.rs"]
 mod events;
+#[path = "media/ingest.rs"]
+mod ingest;
 #[path = "media/passthrough.rs"]
 mod passthrough;
 #[path = "media/scale.rs"]
@@ -368,6 +372,9 @@ fn start_latency(broker: &Mosquitto) {
 }
 
 fn main() {
+    if let Ok(spec) = std::env::var(ingest::READER_ENV) {
+        ingest::read_with_retina(&spec);
+    }
     // `cargo test --all-targets` runs this binary without `--bench`: measure only under `cargo bench`.
     if !std::env::args().any(|a| a == "--bench") {
         println!(
@@ -387,6 +394,9 @@ fn main() {
     }
     if only.is_empty() || only == "cpu" {
         passthrough::run(&broker);
+    }
+    if only.is_empty() || only == "ingest" {
+        ingest::run(&broker);
     }
     if only.is_empty() || only == "added" {
         added_latency::run(&broker);
