@@ -10,6 +10,7 @@ use super::store::{ClipMeta, ClipStore, round_tenths};
 use super::{Kind, event_id};
 use crate::camera::demand::{Demand, Lease, Purpose};
 use crate::config::ClipConfig;
+use crate::error::{Error, ErrorKind};
 use crate::media::hub::{Hub, SampleTap};
 use crate::media::pipeline::PipelineGuard;
 use gstreamer as gst;
@@ -24,6 +25,12 @@ const FIRST_FRAME_WAIT: Duration = Duration::from_secs(15);
 const FIRST_AUDIO_WAIT: Duration = Duration::from_secs(2);
 /// How long finishing a clip may take (the muxer writes its last fragment).
 const FINISH_WAIT: Duration = Duration::from_secs(10);
+const PREROLL_CLEARED: &str = "the pre-roll was cleared (the camera reconnected)";
+
+/// The clip store could not write (a full disk, a share gone): space may come back.
+fn disk(error: anyhow::Error) -> Error {
+    Error::new(ErrorKind::Transient, error.to_string())
+}
 
 pub struct Recorder {
     camera: String,
@@ -94,12 +101,15 @@ impl Recorder {
         self: &Arc<Self>,
         kind: Kind,
         started_at: SystemTime,
-    ) -> Result<Recording, String> {
+    ) -> Result<Recording, Error> {
+        // The camera not delivering, or reconnecting, is worth another try; a writer that cannot
+        // be built is not.
+        let camera_gone = |message: &str| Error::new(ErrorKind::Transient, message);
         let lease = self.demand.lease(Purpose::Recorder);
         let waited = std::time::Instant::now();
         while self.lock().preroll.is_empty() {
             if waited.elapsed() > FIRST_FRAME_WAIT {
-                return Err("the camera sent no video to record".into());
+                return Err(camera_gone("the camera sent no video to record"));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -116,12 +126,12 @@ impl Recorder {
             .lock()
             .preroll
             .first(Track::Video)
-            .ok_or("the pre-roll was cleared (the camera reconnected)")?;
+            .ok_or_else(|| camera_gone(PREROLL_CLEARED))?;
         let event_id = event_id(kind, started_at);
         let video_caps = first_video
             .sample
             .caps_owned()
-            .ok_or("the camera's video has no caps")?;
+            .ok_or_else(|| Error::new(ErrorKind::Internal, "the camera's video has no caps"))?;
         let video = match video_caps.structure(0).map(|s| s.name().as_str()) {
             Some("video/x-h265") => "h265",
             _ => "h264",
@@ -137,8 +147,9 @@ impl Recorder {
             complete: false,
             bytes: 0,
         };
-        let path = self.store.begin(&meta).map_err(|e| e.to_string())?;
+        let path = self.store.begin(&meta).map_err(disk)?;
         let (guard, video_src, audio_src) = writer(&path, &video_caps, audio_caps.as_ref())
+            .map_err(|e| Error::new(ErrorKind::Internal, e))
             .inspect_err(|_| self.store.abandon(&event_id))?;
         let started = {
             let mut inner = self.lock();
@@ -146,7 +157,7 @@ impl Recorder {
             // A camera that reconnects between the checks above and here empties the pre-roll:
             // that recording fails cleanly, and the next one starts afresh.
             match frames.first().and_then(|first| first.sample.buffer()) {
-                None => Err("the pre-roll was cleared (the camera reconnected)".to_string()),
+                None => Err(camera_gone(PREROLL_CLEARED)),
                 Some(buffer) => {
                     inner.next_id += 1;
                     let id = inner.next_id;
@@ -254,7 +265,7 @@ impl Recording {
     }
 
     /// Ends the clip now: the muxer writes its last fragment and the clip joins the store.
-    pub async fn finish(self) -> Result<ClipMeta, String> {
+    pub async fn finish(self) -> Result<ClipMeta, Error> {
         let Recording {
             recorder,
             id,
@@ -268,7 +279,7 @@ impl Recording {
             index.map(|i| inner.active.remove(i))
         };
         let Some(active) = active else {
-            return Err("the recording was lost".into());
+            return Err(Error::new(ErrorKind::Internal, "the recording was lost"));
         };
         meta.duration_s = Some(round_tenths(Duration::from_nanos(
             (active.last_pts - active.base).nseconds(),
@@ -291,7 +302,8 @@ impl Recording {
         })
         .await
         .map_err(|e| e.to_string())
-        .and_then(|r| r);
+        .and_then(|r| r)
+        .map_err(|e| Error::new(ErrorKind::Internal, e));
         match result {
             Ok(ending) => {
                 let closed = ending == Ending::Closed;
@@ -307,7 +319,7 @@ impl Recording {
                 recorder
                     .store
                     .finish(meta.clone(), complete)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(disk)?;
                 tracing::info!(
                     camera = %recorder.camera,
                     "clip {} saved ({} s)",

@@ -110,8 +110,8 @@ enum Slotted {
 }
 
 enum Internal {
-    Started(Kind, Result<Recording, String>),
-    Finished(Kind, Result<ClipMeta, String>),
+    Started(Kind, Result<Recording, Error>),
+    Finished(Kind, Result<ClipMeta, Error>),
 }
 
 impl EventsTask {
@@ -195,7 +195,7 @@ impl EventsTask {
                         slots.remove(&kind);
                         crate::metrics::count(&self.counters.clip_failures, 1);
                         tracing::warn!("{} clip not recorded: {e}", kind.key());
-                        error = Some(e);
+                        error = Some(e.message().to_string());
                     }
                     Internal::Finished(_, Ok(_)) => {}
                 },
