@@ -46,12 +46,10 @@ impl Error {
         &self.message
     }
 
-    /// The same error, its message prefixed with what it happened to (`camera x: …`).
+    /// The same error, its message prefixed with what it happened to (`camera x: …`), and
+    /// redacted again, since the prefix is new text.
     pub fn context(self, what: impl fmt::Display) -> Self {
-        Self {
-            kind: self.kind,
-            message: format!("{what}: {}", self.message),
-        }
+        Self::new(self.kind, format!("{what}: {}", self.message))
     }
 }
 

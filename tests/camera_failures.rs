@@ -35,6 +35,18 @@ fn wrong_password_gives_failed_once_without_hammering_and_never_shows_the_passwo
         "failed",
         Duration::from_secs(10),
     );
+    // A WebRTC offer is refused at once too, as the camera's refusal (502), not a server fault.
+    #[cfg(feature = "webrtc")]
+    {
+        let refused = common::whep::WhepClient::connect(&format!(
+            "http://127.0.0.1:{}/api/webrtc?src=locked",
+            addon.http_port
+        ))
+        .err()
+        .expect("the offer is refused");
+        assert!(refused.starts_with("HTTP/1.1 502"), "{refused}");
+        assert!(!refused.contains("wrong-pass-123"), "{refused}");
+    }
     let attempts = camera.connections();
     // More viewers do not make the camera lock the account.
     for _ in 0..3 {

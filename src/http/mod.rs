@@ -450,6 +450,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_errors_kind_says_whose_fault_it_is() {
+        use crate::error::{Error, ErrorKind};
+        for (kind, status) in [
+            (ErrorKind::Invalid, 400),
+            (ErrorKind::Unsupported, 415),
+            (ErrorKind::Auth, 502),
+            (ErrorKind::Transient, 503),
+            (ErrorKind::Internal, 500),
+        ] {
+            let error = Error::new(kind, "boom").context("camera rtsp://u:secret@cam/x");
+            let response = error_response(&error);
+            assert_eq!(response.status().as_u16(), status, "{kind:?}");
+            assert_eq!(error.message(), "camera rtsp://u:***@cam/x: boom");
+        }
+    }
+
+    #[test]
     fn pages_of_other_sites_are_cross_origin() {
         let headers = |pairs: &[(&'static str, &str)]| {
             let mut map = HeaderMap::new();

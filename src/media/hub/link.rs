@@ -203,17 +203,12 @@ impl Delivery {
         self.to.push(src);
     }
 
-    /// Adds consumers whose queue decides on its own whether they take the frame (audio).
-    pub(super) fn add_unless_behind<'a>(
-        &mut self,
-        sources: impl Iterator<Item = &'a glib::WeakRef<gst_app::AppSrc>>,
-    ) {
-        for src in sources.filter_map(|weak| weak.upgrade()) {
-            if behind(&src) {
-                self.dropped += 1;
-            } else {
-                self.to.push(src);
-            }
+    /// Adds a consumer whose queue decides on its own whether it takes the frame (audio).
+    pub(super) fn add_unless_behind(&mut self, src: gst_app::AppSrc) {
+        if behind(&src) {
+            self.dropped += 1;
+        } else {
+            self.to.push(src);
         }
     }
 
@@ -229,18 +224,6 @@ impl Delivery {
 /// More than [`MAX_QUEUE`] of media waits in the consumer's queue.
 pub(super) fn behind(src: &gst_app::AppSrc) -> bool {
     src.current_level_time() > MAX_QUEUE
-}
-
-/// The audio taps that take `form`.
-pub(super) fn audio_taps(
-    state: &State,
-    form: AudioForm,
-) -> impl Iterator<Item = &glib::WeakRef<gst_app::AppSrc>> {
-    state
-        .audio_taps
-        .iter()
-        .filter(move |(_, _, f)| *f == form)
-        .map(|(_, src, _)| src)
 }
 
 pub(super) fn restamp(sample: &gst::Sample, pts: gst::ClockTime) -> gst::Sample {

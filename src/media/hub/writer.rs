@@ -1,6 +1,6 @@
 //! The ingest's face of the hub: one [`SessionWriter`] per camera session.
 
-use super::link::{Delivery, Start, audio_taps, behind};
+use super::link::{Delivery, Start, behind};
 use super::{AudioForm, Frame, Hub, Keyframe, State, Track};
 use gstreamer as gst;
 use std::sync::Arc;
@@ -116,8 +116,7 @@ impl SessionWriter {
             return;
         };
         let mut delivery = Delivery::default();
-        prune_audio_taps(&mut state);
-        delivery.add_unless_behind(audio_taps(&state, AudioForm::G711));
+        gather_audio_taps(&mut state, AudioForm::G711, &mut delivery);
         drop(state);
         self.count_dropped(delivery.send(&sample));
     }
@@ -196,7 +195,6 @@ impl SessionWriter {
                 });
             }
         }
-        prune_audio_taps(&mut state);
         let pts = sample.buffer().and_then(|b| b.pts());
         let viewers = state
             .consumers
@@ -208,7 +206,10 @@ impl SessionWriter {
             })
             .filter_map(|c| c.audio.as_ref());
         let mut delivery = Delivery::default();
-        delivery.add_unless_behind(viewers.chain(audio_taps(&state, AudioForm::Aac)));
+        for viewer in viewers.filter_map(|weak| weak.upgrade()) {
+            delivery.add_unless_behind(viewer);
+        }
+        gather_audio_taps(&mut state, AudioForm::Aac, &mut delivery);
         drop(state);
         self.count_dropped(delivery.send(&sample));
     }
@@ -259,9 +260,16 @@ fn video_delivery(state: &mut State, is_keyframe: bool) -> Delivery {
     delivery
 }
 
-/// Taps whose appsrc is gone (its pipeline was freed before its link was dropped).
-fn prune_audio_taps(state: &mut State) {
-    state
-        .audio_taps
-        .retain(|(_, src, _)| src.upgrade().is_some());
+/// Adds the audio taps that take `form`, and forgets those whose appsrc is gone (its pipeline
+/// was freed before its link was dropped): one pass, one upgrade per tap.
+fn gather_audio_taps(state: &mut State, form: AudioForm, delivery: &mut Delivery) {
+    state.audio_taps.retain(|(_, weak, tap_form)| {
+        let Some(src) = weak.upgrade() else {
+            return false;
+        };
+        if *tap_form == form {
+            delivery.add_unless_behind(src);
+        }
+        true
+    });
 }
