@@ -1,10 +1,9 @@
-//! What reading a camera costs before anything is served, per RTSP client: the evidence for
-//! the ingest rewrite of the lean-core issue.
+//! What reading a camera costs before anything is served, per RTSP client.
 //!
-//! - ours: the add-on's ingest (rtspsrc, rtpbin with the in-order timestamper, depayloaders,
-//!   parsers, G.711 → AAC), held on by MQTT `ON` with no viewer;
-//! - retina (scottlamb's async RTSP client, Moonfire NVR's): whole frames of both tracks on a
-//!   two-thread tokio runtime, in a child process of this bench;
+//! - ours: the add-on's ingest (retina, video frames timed in the reading task, G.711 → AAC in
+//!   the audio branch), held on by MQTT `ON` with no viewer;
+//! - retina alone (scottlamb's async RTSP client, Moonfire NVR's): whole frames of both tracks
+//!   on a two-thread tokio runtime, in a child process of this bench, nothing transcoded;
 //! - the floor: one `ffmpeg -c copy` reader per camera.
 //!
 //! All read the 1080p 2 s-GOP stand-in with G.711 over TCP, taking turns within each run.
@@ -51,7 +50,7 @@ pub fn run(broker: &Mosquitto) {
     }
     let over_floor = |v: &[f64]| -> Vec<f64> { v.iter().zip(&floor).map(|(x, f)| x / f).collect() };
     for (name, values) in [
-        ("ours (rtspsrc + rtpbin + depay + parse + AAC)", &ours),
+        ("ours (retina + G.711 → AAC)", &ours),
         ("retina, whole frames (G.711 not transcoded)", &retina),
         ("ffmpeg `-c copy`, one per camera", &floor),
     ] {

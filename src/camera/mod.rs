@@ -1,13 +1,15 @@
 //! One camera: an actor that owns the camera connection, behind a cheap cloneable handle.
 
 pub mod actor;
-mod branch;
+mod audio_track;
 pub mod demand;
-mod in_order;
+mod quirks;
 mod retime;
 pub mod source;
 pub mod state;
 pub mod timeline;
+mod tracks;
+mod video;
 
 use crate::media::hub::StreamInfo;
 use state::Status;

@@ -7,9 +7,8 @@
 //!
 //! The tracks of one camera session share that offset ([`SessionTimeline`]): the PLAY reply's
 //! RTP-Info gives each track the RTP time of the same instant (`clock-base`), so media times
-//! agree across tracks and audio stays on its video from the first packet. A track without a
-//! usable clock-base starts at its arrival and is lined up by rtpbin from the camera's sender
-//! reports, as rtpjitterbuffer's tracks are.
+//! agree across tracks and audio stays on its video from the first packet. A track whose
+//! clock-base disagrees with the session's by over a second starts at its arrival.
 //!
 //! The offset never jumps: it moves at most 1/[`SLEW`] of the time that passed, and later only
 //! by 1/[`RISE`], since a busy machine delays packets far more than a camera clock drifts.
@@ -57,9 +56,6 @@ fn elapsed(later: u64, earlier: u64) -> i64 {
 pub struct SessionTimeline {
     /// `None` until the first packet of any track.
     offset: Option<i64>,
-    /// The first offset: sender reports are placed with it, not with the moving one (see
-    /// [`TrackTimeline::sync_point`]).
-    reference: i64,
     /// Arrival minus media time, in ns: the least seen in the current and the previous window.
     current_min: i64,
     previous_min: i64,
@@ -91,7 +87,6 @@ impl SessionTimeline {
     fn restart(&mut self, delay: i64, arrival: u64) -> i64 {
         *self = SessionTimeline {
             offset: Some(delay),
-            reference: delay,
             current_min: delay,
             previous_min: delay,
             window_start: arrival,
@@ -117,19 +112,6 @@ pub struct TrackTimeline {
     /// The latest media time seen (ns) and when the last packet arrived.
     newest_media: i64,
     last_arrival: u64,
-    /// The lip-sync delay rtpbin asks for (its `ts-offset`), and the part of it applied so far:
-    /// more delay is applied at once (a gap), less is slewed.
-    sync_wanted: i64,
-    sync_applied: i64,
-}
-
-/// What rtpbin needs to place a sender report on our timeline (its `handle-sync` structure).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SyncPoint {
-    /// The report's RTP time, extended like our packets'.
-    pub extended_rtp: u64,
-    /// When that RTP time plays on our clock, before the lip-sync delay.
-    pub time: u64,
 }
 
 impl TrackTimeline {
@@ -142,21 +124,22 @@ impl TrackTimeline {
             correction: 0,
             newest_media: 0,
             last_arrival: 0,
-            sync_wanted: 0,
-            sync_applied: 0,
         }
     }
 
-    pub fn clock_rate(&self) -> u32 {
-        self.clock_rate
-    }
-
-    /// The clock-base rtpbin is told: the camera's, else the first packet's.
-    pub fn clock_base(&self) -> u64 {
-        self.clock_base
-            .map(u64::from)
-            .or_else(|| self.origin.map(|o| o.wrapping_sub(EXTENDED_BASE)))
-            .unwrap_or(0)
+    /// The presentation time of a packet or frame the RTSP client timestamped, on the track
+    /// `track` (started by its first packet, with the client's idea of the track's clock-base).
+    pub fn pts_of(
+        track: &mut Option<TrackTimeline>,
+        session: &mut SessionTimeline,
+        timestamp: retina::Timestamp,
+        arrival: u64,
+    ) -> u64 {
+        track
+            .get_or_insert_with(|| {
+                TrackTimeline::new(timestamp.clock_rate().get(), Some(timestamp.start()))
+            })
+            .pts(session, timestamp.timestamp() as u32, arrival)
     }
 
     /// The signed difference to the last one carries the timestamp across wrap-arounds, and
@@ -201,16 +184,7 @@ impl TrackTimeline {
         self.newest_media = self.newest_media.max(media);
         self.last_arrival = arrival;
         let offset = session.observe((arrival as i64).saturating_sub(media), arrival);
-        let step = waited / SLEW;
-        self.sync_applied = if self.sync_wanted >= self.sync_applied {
-            self.sync_wanted
-        } else {
-            slew(self.sync_applied, self.sync_wanted, step)
-        };
-        media
-            .saturating_add(offset)
-            .saturating_add(self.sync_applied)
-            .max(0) as u64
+        media.saturating_add(offset).max(0) as u64
     }
 
     /// Places the first packet: by the clock-base when it agrees with the session within
@@ -246,33 +220,6 @@ impl TrackTimeline {
         self.last_arrival = arrival;
         origin
     }
-
-    /// Sets the lip-sync delay rtpbin computed from the camera's sender reports.
-    pub fn set_sync_offset(&mut self, ns: i64) {
-        self.sync_wanted = ns;
-    }
-
-    /// Places a sender report's RTP time on our timeline; `None` before the first packet, or for
-    /// a report more than a second from the packets (some servers send bogus ones after a PLAY).
-    ///
-    /// rtpbin compares the tracks' reports to set each one's lip-sync delay, so they are placed
-    /// with the session's first offset: the moving one, shared by every track's packets, would
-    /// put a busy spell between two tracks' reports into that delay (14-19 ms back and forth
-    /// were seen under load).
-    pub fn sync_point(&self, session: &SessionTimeline, rtp_timestamp: u32) -> Option<SyncPoint> {
-        let origin = self.origin?;
-        session.offset?;
-        let offset = session.reference;
-        let extended_rtp = self.extend(rtp_timestamp);
-        if extended_rtp.abs_diff(self.extended) > u64::from(self.clock_rate) {
-            return None;
-        }
-        let time = self
-            .media(extended_rtp, origin)
-            .saturating_add(offset)
-            .max(0) as u64;
-        Some(SyncPoint { extended_rtp, time })
-    }
 }
 
 #[cfg(test)]
@@ -286,7 +233,6 @@ mod tests {
         let mut session = SessionTimeline::default();
         let mut late_base = TrackTimeline::new(90_000, Some(u32::MAX));
         late_base.pts(&mut session, 10, 1);
-        assert_eq!(late_base.clock_base(), u64::from(u32::MAX));
 
         let mut session = SessionTimeline::default();
         let mut track = TrackTimeline::new(90_000, None);
@@ -314,14 +260,6 @@ mod tests {
 
         fn pts(&mut self, rtp_timestamp: u32, arrival: u64) -> u64 {
             self.track.pts(&mut self.session, rtp_timestamp, arrival)
-        }
-
-        fn set_sync_offset(&mut self, ns: i64) {
-            self.track.set_sync_offset(ns);
-        }
-
-        fn sync_point(&self, rtp_timestamp: u32) -> Option<SyncPoint> {
-            self.track.sync_point(&self.session, rtp_timestamp)
         }
     }
     /// 90 kHz video: 3600 ticks per 40 ms frame.
@@ -468,30 +406,6 @@ mod tests {
     }
 
     #[test]
-    fn a_lip_sync_delay_applies_at_once_and_leaves_slowly() {
-        let mut timeline = Solo::new(8_000);
-        let start = 1_000 * MS;
-        // 20 ms audio packets, 160 samples each.
-        let at =
-            |i: u32, timeline: &mut Solo| timeline.pts(i * 160, start + u64::from(i) * 20 * MS);
-        assert_eq!(at(0, &mut timeline), start);
-        timeline.set_sync_offset((40 * MS) as i64);
-        assert_eq!(at(1, &mut timeline), start + 60 * MS, "delayed at once");
-        timeline.set_sync_offset(0);
-        let mut last = at(2, &mut timeline);
-        for i in 3..300 {
-            let pts = at(i, &mut timeline);
-            assert!(
-                pts > last && pts - last >= 19_800_000,
-                "{i}: {}",
-                pts - last
-            );
-            last = pts;
-        }
-        assert_eq!(last, start + 299 * 20 * MS, "the delay is gone");
-    }
-
-    #[test]
     fn tracks_placed_by_their_clock_base_keep_in_step_from_the_first_packet() {
         let mut session = SessionTimeline::default();
         // RTP-Info: video's clock started at 1000, audio's at 50 at the same instant.
@@ -523,64 +437,18 @@ mod tests {
         );
     }
 
+    /// Timestamps and clock rate come from the camera: extreme ones give extreme times, never
+    /// an overflow (a panic in the reading task would end the session).
     #[test]
-    fn a_sender_report_is_placed_on_the_same_timeline() {
-        let mut timeline = Solo::new(90_000);
-        assert_eq!(timeline.sync_point(0), None, "no packets yet");
-        let start = 7_000 * MS;
-        let first = timeline.pts(u32::MAX - FRAME, start);
-        timeline.pts(FRAME / 2 - 1, start + 60 * MS);
-        // A report 20 ms after the first packet, across the wrap-around.
-        let point = timeline.sync_point(u32::MAX - FRAME + 1_800).unwrap();
-        assert_eq!(point.time, first + 20 * MS);
-        assert_eq!(
-            point.extended_rtp,
-            EXTENDED_BASE + u64::from(u32::MAX - FRAME) + 1_800
-        );
-        assert_eq!(timeline.sync_point(FRAME * 100), None, "4 s away: bogus");
-    }
-
-    #[test]
-    fn the_offset_moving_between_two_tracks_reports_is_no_lip_sync_delay() {
-        let mut session = SessionTimeline::default();
-        let mut video = TrackTimeline::new(90_000, Some(0));
-        let mut audio = TrackTimeline::new(8_000, Some(0));
-        let start = 4_000 * MS;
-        // A busy machine when the session began: every packet 30 ms late.
-        for i in 0..50u32 {
-            let arrival = start + u64::from(i) * 40 * MS + 30 * MS;
-            video.pts(&mut session, i * FRAME, arrival);
-            audio.pts(&mut session, i * 320, arrival);
-        }
-        // Video's report for frame 49; then packets come on time and the offset falls; then
-        // audio's report for the same instant.
-        let video_report = video.sync_point(&session, 49 * FRAME).unwrap();
-        let before = session.offset;
-        for i in 50..70u32 {
-            let arrival = start + u64::from(i) * 40 * MS;
-            video.pts(&mut session, i * FRAME, arrival);
-            audio.pts(&mut session, i * 320, arrival);
-        }
-        assert_ne!(session.offset, before, "the offset moved");
-        let audio_report = audio.sync_point(&session, 49 * 320).unwrap();
-        assert_eq!(video_report.time, audio_report.time, "the same instant");
-    }
-
-    /// Timestamps, clock rate and reports come from the camera: extreme ones give extreme times,
-    /// never an overflow (a panic in the reading thread would end the session).
-    #[test]
-    fn hostile_timestamps_and_reports_never_overflow() {
+    fn hostile_timestamps_never_overflow() {
         for clock_rate in [1, 90_000, u32::MAX] {
             let mut timeline = Solo::new(clock_rate);
-            timeline.set_sync_offset(i64::MAX);
             let mut arrival = u64::MAX / 4;
             for rtp in [0, u32::MAX, 1, u32::MAX / 2, 0, u32::MAX] {
                 let _ = timeline.pts(rtp, arrival);
                 arrival = arrival.saturating_add(u64::MAX / 8);
             }
-            timeline.set_sync_offset(i64::MIN);
             let _ = timeline.pts(7, 0);
-            let _ = timeline.sync_point(u32::MAX);
         }
     }
 }

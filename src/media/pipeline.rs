@@ -26,6 +26,11 @@ impl MediaClock {
         pipeline.set_start_time(gst::ClockTime::NONE);
         pipeline.set_base_time(self.base_time);
     }
+
+    /// Now, as a running time every pipeline agrees on.
+    pub fn running_time(&self) -> gst::ClockTime {
+        self.clock.time().saturating_sub(self.base_time)
+    }
 }
 
 impl Default for MediaClock {
@@ -36,9 +41,6 @@ impl Default for MediaClock {
 
 /// Where each element we use comes from, so a missing one names its Debian package.
 const PLUGIN_PACKAGES: &[(&str, &str)] = &[
-    ("rtspsrc", "gstreamer1.0-plugins-good"),
-    ("rtph264depay", "gstreamer1.0-plugins-good"),
-    ("rtph265depay", "gstreamer1.0-plugins-good"),
     ("rtph264pay", "gstreamer1.0-plugins-good"),
     ("rtph265pay", "gstreamer1.0-plugins-good"),
     ("rtpmp4gpay", "gstreamer1.0-plugins-good"),

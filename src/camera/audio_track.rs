@@ -1,14 +1,17 @@
-//! The branch of each camera track, from rtspsrc's pad to the hub: depay and parse video (it is
-//! passed through), and make audio the one AAC track every viewer gets (AAC passed through,
-//! G.711 and Opus transcoded and retimed, see `retime`).
+//! The camera's audio, from its RTP packets to the one AAC track every viewer gets: AAC passed
+//! through, G.711 and Opus transcoded and retimed (see `retime`). G.711 is also kept as it came.
 
 use super::retime::AudioRetimer;
 use super::source::lock;
+use super::timeline::{SessionTimeline, TrackTimeline};
+use super::tracks::Offered;
 use crate::error::{Error, ErrorKind};
 use crate::media::hub::SessionWriter;
+use crate::media::pipeline::{MediaClock, PipelineGuard, app_pipeline};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
+use retina::rtp::ReceivedPacket;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -37,6 +40,7 @@ fn transcoded_aac_caps() -> gst::Caps {
 pub(super) const SILENT_AAC_FRAME: [u8; 4] = [0x01, 0x18, 0x20, 0x07];
 
 /// How a camera's audio becomes the one AAC track every viewer gets.
+#[derive(Debug)]
 pub(super) struct AudioBranch {
     /// The camera's codec, for humans.
     pub name: &'static str,
@@ -80,24 +84,6 @@ pub(super) fn audio_branch(encoding: &str) -> Option<AudioBranch> {
     })
 }
 
-pub(super) fn video_branch(encoding: &str) -> Option<&'static str> {
-    match encoding {
-        "H264" => Some(
-            "rtph264depay ! h264parse config-interval=-1 ! video/x-h264,stream-format=avc,alignment=au",
-        ),
-        "H265" => Some(
-            "rtph265depay ! h265parse config-interval=-1 ! video/x-h265,stream-format=hvc1,alignment=au",
-        ),
-        _ => None,
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Track {
-    Video,
-    Audio,
-}
-
 pub(super) fn media_and_encoding(caps: &gst::CapsRef) -> (String, String) {
     let s = caps.structure(0);
     let field = |name| {
@@ -108,59 +94,108 @@ pub(super) fn media_and_encoding(caps: &gst::CapsRef) -> (String, String) {
     (field("media"), field("encoding-name").to_ascii_uppercase())
 }
 
-/// Builds the branch for a selected track: depay, parse (and transcode audio), appsink into the hub.
-pub(super) fn link_track(
-    pipeline: &gst::Pipeline,
-    pad: &gst::Pad,
-    writer: &Weak<SessionWriter>,
-) -> Result<(), Error> {
-    let caps = pad
-        .current_caps()
-        .ok_or_else(|| Error::new(ErrorKind::Internal, "camera pad without caps"))?;
-    let (media, encoding) = media_and_encoding(&caps);
-    let (track, description, passthrough_audio, g711) = match media.as_str() {
-        "video" => match video_branch(&encoding) {
-            Some(branch) => (Track::Video, branch.to_string(), false, false),
-            None => return sink_to_nowhere(pipeline, pad),
-        },
-        "audio" => match audio_branch(&encoding) {
-            Some(branch) => (
-                Track::Audio,
-                branch.description,
-                branch.caps.is_none(),
-                branch.g711,
+/// The camera's audio track: its RTP packets, timed on the session's timeline, go through the
+/// branch (depay, and decode and encode unless it is AAC) into the hub. Audio is a few dozen
+/// packets a second, so GStreamer's depayloaders keep every codec a camera may send.
+pub(super) struct AudioTrack {
+    src: gst_app::AppSrc,
+    timeline: Option<TrackTimeline>,
+    pipeline: PipelineGuard,
+}
+
+impl AudioTrack {
+    pub fn start(
+        offered: &Offered,
+        branch: &AudioBranch,
+        writer: &Weak<SessionWriter>,
+        clock: &MediaClock,
+    ) -> Result<AudioTrack, Error> {
+        let (pipeline, src, sink) = app_pipeline(
+            &format!(
+                "appsrc name=src format=time is-live=true ! {} ! appsink name=sink",
+                branch.description
             ),
-            None => return sink_to_nowhere(pipeline, pad),
-        },
-        _ => return sink_to_nowhere(pipeline, pad),
-    };
-    let bin = gst::parse::bin_from_description(&format!("{description} ! appsink name=sink"), true)
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::Internal,
-                format!("cannot build the {media} branch: {e}"),
-            )
-        })?;
-    let sink = branch_sink(&bin, "sink");
-    if track == Track::Audio && !passthrough_audio {
-        retime_transcoded(&bin, &sink);
+            "camera's audio branch",
+        )?;
+        clock.apply(&pipeline);
+        src.set_caps(Some(&offered.caps));
+        configure_sink(&sink);
+        let bin = pipeline.upcast_ref::<gst::Bin>();
+        if branch.caps.is_some() {
+            retime_transcoded(bin, &sink);
+        }
+        if branch.g711 {
+            deliver_g711(bin, writer);
+        }
+        deliver_audio(&sink, writer, branch);
+        let pipeline = PipelineGuard::new(pipeline);
+        pipeline
+            .pipeline()
+            .set_state(gst::State::Playing)
+            .map_err(|_| {
+                Error::new(
+                    ErrorKind::Internal,
+                    "the camera's audio branch refused to start",
+                )
+            })?;
+        Ok(AudioTrack {
+            src,
+            timeline: None,
+            pipeline,
+        })
     }
-    if g711 {
-        let writer = writer.clone();
-        branch_sink(&bin, G711_SINK).set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |sink| {
-                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    if let Some(writer) = writer.upgrade() {
-                        writer.received(sample.buffer().map_or(0, |b| b.size()));
-                        writer.push_g711(sample);
-                    }
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
-        );
+
+    /// Takes one RTP packet. An error says the branch stopped (a decoder refused the camera's
+    /// audio); its message comes from the branch.
+    pub fn push(
+        &mut self,
+        packet: &ReceivedPacket,
+        session: &mut SessionTimeline,
+        arrival: u64,
+    ) -> Result<(), String> {
+        let pts = TrackTimeline::pts_of(&mut self.timeline, session, packet.timestamp(), arrival);
+        let mut buffer = gst::Buffer::from_slice(packet.raw().to_vec());
+        buffer
+            .get_mut()
+            .expect("a new buffer is writable")
+            .set_pts(gst::ClockTime::from_nseconds(pts));
+        self.src.push_buffer(buffer).map(drop).map_err(|flow| {
+            let bus = self.pipeline.pipeline().bus();
+            match bus.and_then(|bus| bus.pop_filtered(&[gst::MessageType::Error])) {
+                Some(message) => match message.view() {
+                    gst::MessageView::Error(error) => error.error().to_string(),
+                    _ => format!("{flow:?}"),
+                },
+                None => format!("{flow:?}"),
+            }
+        })
     }
-    if passthrough_audio {
+}
+
+/// Untouched G.711 frames leave the branch at its `g711` sink, for WebRTC viewers.
+fn deliver_g711(bin: &gst::Bin, writer: &Weak<SessionWriter>) {
+    let writer = writer.clone();
+    let sink = branch_sink(bin, G711_SINK);
+    configure_sink(&sink);
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                if let Some(writer) = writer.upgrade() {
+                    writer.received(sample.buffer().map_or(0, |b| b.size()));
+                    writer.push_g711(sample);
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+}
+
+/// The AAC every viewer gets goes into the hub.
+fn deliver_audio(sink: &gst_app::AppSink, writer: &Weak<SessionWriter>, branch: &AudioBranch) {
+    let passthrough = branch.caps.is_none();
+    let counted_before = branch.g711;
+    if passthrough {
         // Passed-through AAC: its caps (from the SDP) come with the caps event, ahead of the first frame.
         let writer = writer.clone();
         let pad = sink.static_pad("sink").expect("appsink has a sink pad");
@@ -183,18 +218,14 @@ pub(super) fn link_track(
                     return Ok(gst::FlowSuccess::Ok);
                 };
                 // G.711 was counted as it came, before it became AAC.
-                if !g711 {
+                if !counted_before {
                     writer.received(sample.buffer().map_or(0, |b| b.size()));
                 }
-                match track {
-                    Track::Video => writer.push_video(sample),
-                    Track::Audio => writer.push_audio(sample),
-                }
+                writer.push_audio(sample);
                 Ok(gst::FlowSuccess::Ok)
             })
             .build(),
     );
-    add_and_link(pipeline, pad, bin.upcast())
 }
 
 /// Encoded frames get the times of the decoded audio they came from: see `retime`.
@@ -262,38 +293,16 @@ fn rate_and_channels(pad: &gst::Pad) -> (u64, u64) {
 }
 
 fn branch_sink(bin: &gst::Bin, name: &str) -> gst_app::AppSink {
-    let sink = bin
-        .by_name(name)
+    bin.by_name(name)
         .and_downcast::<gst_app::AppSink>()
-        .expect("the branch names its appsinks");
+        .expect("the branch names its appsinks")
+}
+
+fn configure_sink(sink: &gst_app::AppSink) {
     sink.set_sync(false);
-    // Added to a running pipeline: an async sink would wait to preroll and hold its first sample.
+    // A sink behind the tee waiting to preroll would hold the tee, and the other sink with it.
     sink.set_async(false);
     sink.set_drop(false);
-    sink
-}
-
-fn sink_to_nowhere(pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<(), Error> {
-    let sink = gst::ElementFactory::make("fakesink")
-        .property("sync", false)
-        .build()
-        .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
-    add_and_link(pipeline, pad, sink)
-}
-
-fn add_and_link(
-    pipeline: &gst::Pipeline,
-    pad: &gst::Pad,
-    element: gst::Element,
-) -> Result<(), Error> {
-    let internal = |e: &dyn std::fmt::Display| Error::new(ErrorKind::Internal, e.to_string());
-    pipeline.add(&element).map_err(|e| internal(&e))?;
-    element.sync_state_with_parent().map_err(|e| internal(&e))?;
-    let sink_pad = element
-        .static_pad("sink")
-        .ok_or_else(|| Error::new(ErrorKind::Internal, "branch without a sink pad"))?;
-    pad.link(&sink_pad).map_err(|e| internal(&e))?;
-    Ok(())
 }
 
 #[cfg(test)]
