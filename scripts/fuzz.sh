@@ -7,7 +7,7 @@
 #   FUZZ_SANITIZER=address scripts/fuzz.sh           # with AddressSanitizer and leak checks
 # Targets (fuzz/fuzz_targets): mqtt_command (topic + payload from the broker), config (YAML and
 # options.json), http_query (/api/frame.jpeg's query), webrtc_offer (a viewer's SDP offer),
-# timeline (the camera's RTP times and sender reports), sidecar (a clip's .json on the media
+# timeline (the camera's RTP times and arrivals), sidecar (a clip's .json on the media
 # share), credentials (/data/credentials.json).
 # Runs on the machine's stable Rust: without a sanitizer cargo fuzz needs no nightly flag, and
 # AddressSanitizer's -Z flag is allowed by RUSTC_BOOTSTRAP. Builds are unoptimized (--dev):
