@@ -70,12 +70,21 @@ const CAMERA_720P: [&str; 8] = [
 
 /// The add-on with `n` cameras `cam0…`, all pulling `camera_url`, each with `extra` config lines.
 fn addon(broker: &Mosquitto, camera_url: &str, n: usize, extra: &str) -> AddOn {
+    addon_binary(common::BIN, broker, camera_url, n, extra)
+}
+
+/// [`addon`], running the binary at `bin`.
+fn addon_binary(bin: &str, broker: &Mosquitto, camera_url: &str, n: usize, extra: &str) -> AddOn {
     let ids: Vec<String> = (0..n).map(|i| format!("cam{i}")).collect();
     let entries: Vec<(&str, &str, &str)> = ids
         .iter()
         .map(|id| (id.as_str(), camera_url, extra))
         .collect();
-    AddOn::start(&common::config(broker.port, free_port(), &entries))
+    AddOn::start_binary(
+        bin,
+        &common::config(broker.port, free_port(), &entries),
+        &[],
+    )
 }
 
 fn ffmpeg(url: &str, codec_args: &[&str]) -> Proc {

@@ -1,6 +1,6 @@
 //! A viewer hears the camera's sound with its picture: a clip whose flashes and beeps happen
-//! together still has them together at `<cam>_live`, from the first flash on, over both ingest
-//! paths (TCP's in-order timestamper and UDP's rtpjitterbuffer).
+//! together still has them together at `<cam>_live`, from the first flash on, with the camera
+//! reached over TCP and over UDP.
 mod common;
 use common::*;
 use std::path::Path;
@@ -135,8 +135,8 @@ fn sound_stays_with_the_picture_over_tcp_and_udp_ingest() {
         median(&camera).abs() <= 10.0,
         "the clip itself is off: {camera:?}"
     );
-    // TCP's tracks share one timeline from the PLAY reply's RTP-Info, so they are in step from
-    // the first flash; rtpjitterbuffer's settle from the camera's sender reports over seconds.
+    // A session's tracks share one timeline from the PLAY reply's RTP-Info, so they are in step
+    // from the first flash; over UDP arrivals vary more.
     let steady = median(&tcp);
     assert!(
         tcp.iter().all(|o| (o - steady).abs() <= 10.0),

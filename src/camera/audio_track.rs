@@ -7,7 +7,7 @@ use super::timeline::{SessionTimeline, TrackTimeline};
 use super::tracks::Offered;
 use crate::error::{Error, ErrorKind};
 use crate::media::hub::SessionWriter;
-use crate::media::pipeline::{MediaClock, PipelineGuard, app_pipeline};
+use crate::media::pipeline::{MediaClock, PipelineGuard};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
@@ -96,9 +96,11 @@ pub(super) fn media_and_encoding(caps: &gst::CapsRef) -> (String, String) {
 
 /// The camera's audio track: its RTP packets, timed on the session's timeline, go through the
 /// branch (depay, and decode and encode unless it is AAC) into the hub. Audio is a few dozen
-/// packets a second, so GStreamer's depayloaders keep every codec a camera may send.
+/// packets a second, so GStreamer's depayloaders keep every codec a camera may send. Packets are
+/// pushed into the branch from the task that read them: an appsrc's thread would cost a
+/// hand-off per packet (a third of the add-on's CPU samples with 8 cameras).
 pub(super) struct AudioTrack {
-    src: gst_app::AppSrc,
+    src: gst::Pad,
     timeline: Option<TrackTimeline>,
     pipeline: PipelineGuard,
 }
@@ -110,17 +112,15 @@ impl AudioTrack {
         writer: &Weak<SessionWriter>,
         clock: &MediaClock,
     ) -> Result<AudioTrack, Error> {
-        let (pipeline, src, sink) = app_pipeline(
-            &format!(
-                "appsrc name=src format=time is-live=true ! {} ! appsink name=sink",
-                branch.description
-            ),
-            "camera's audio branch",
-        )?;
+        let internal = |message: String| Error::new(ErrorKind::Internal, message);
+        let pipeline = gst::parse::launch(&format!("{} ! appsink name=sink", branch.description))
+            .map_err(|e| internal(format!("cannot build the camera's audio branch: {e}")))?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| internal("the camera's audio branch is not a pipeline".into()))?;
         clock.apply(&pipeline);
-        src.set_caps(Some(&offered.caps));
-        configure_sink(&sink);
         let bin = pipeline.upcast_ref::<gst::Bin>();
+        let sink = branch_sink(bin, "sink");
+        configure_sink(&sink);
         if branch.caps.is_some() {
             retime_transcoded(bin, &sink);
         }
@@ -128,16 +128,29 @@ impl AudioTrack {
             deliver_g711(bin, writer);
         }
         deliver_audio(&sink, writer, branch);
+        let depayloader = bin
+            .find_unlinked_pad(gst::PadDirection::Sink)
+            .ok_or_else(|| internal("the camera's audio branch has no input".into()))?;
+        let src = gst::Pad::builder(gst::PadDirection::Src)
+            .name("camera")
+            .build();
+        src.link(&depayloader)
+            .map_err(|e| internal(format!("cannot feed the camera's audio branch: {e:?}")))?;
         let pipeline = PipelineGuard::new(pipeline);
         pipeline
             .pipeline()
             .set_state(gst::State::Playing)
-            .map_err(|_| {
-                Error::new(
-                    ErrorKind::Internal,
-                    "the camera's audio branch refused to start",
-                )
-            })?;
+            .map_err(|_| internal("the camera's audio branch refused to start".into()))?;
+        src.set_active(true)
+            .map_err(|_| internal("cannot feed the camera's audio branch".into()))?;
+        let segment = gst::FormattedSegment::<gst::ClockTime>::new();
+        for event in [
+            gst::event::StreamStart::new("camera-audio"),
+            gst::event::Caps::new(&offered.caps),
+            gst::event::Segment::new(&segment),
+        ] {
+            src.push_event(event);
+        }
         Ok(AudioTrack {
             src,
             timeline: None,
@@ -159,7 +172,7 @@ impl AudioTrack {
             .get_mut()
             .expect("a new buffer is writable")
             .set_pts(gst::ClockTime::from_nseconds(pts));
-        self.src.push_buffer(buffer).map(drop).map_err(|flow| {
+        self.src.push(buffer).map(drop).map_err(|flow| {
             let bus = self.pipeline.pipeline().bus();
             match bus.and_then(|bus| bus.pop_filtered(&[gst::MessageType::Error])) {
                 Some(message) => match message.view() {

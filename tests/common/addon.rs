@@ -82,6 +82,12 @@ impl AddOn {
 
     /// As [`AddOn::start`], with extra environment variables for the add-on process.
     pub fn start_with_env(config_yaml: &str, env: &[(&str, &str)]) -> AddOn {
+        Self::start_binary(BIN, config_yaml, env)
+    }
+
+    /// As [`AddOn::start_with_env`], running the binary at `bin` (an older build, for a
+    /// benchmark's before and after in one run).
+    pub fn start_binary(bin: &str, config_yaml: &str, env: &[(&str, &str)]) -> AddOn {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cameras.yaml");
         let mut yaml = config_yaml.to_string();
@@ -93,7 +99,7 @@ impl AddOn {
         }
         std::fs::write(&path, yaml.as_bytes()).unwrap();
         let parsed = serde_yaml::from_str::<serde_yaml::Value>(&yaml).unwrap();
-        Self::launch(dir, &path, &[], parsed, env)
+        Self::launch(bin, dir, &path, &[], parsed, env)
     }
 
     /// As the add-on: `saved` are the options a user saved, and the binary reads what the
@@ -118,10 +124,11 @@ impl AddOn {
         std::fs::write(&path, &json).unwrap();
         let parsed = serde_yaml::from_str::<serde_yaml::Value>(&json).unwrap();
         let data = dir.path().join("data").to_str().unwrap().to_string();
-        Self::launch(dir, &path, &["--data-dir", &data], parsed, env)
+        Self::launch(BIN, dir, &path, &["--data-dir", &data], parsed, env)
     }
 
     fn launch(
+        bin: &str,
         dir: tempfile::TempDir,
         path: &Path,
         args: &[&str],
@@ -134,7 +141,7 @@ impl AddOn {
         let http_port = parsed["http"]["port"]
             .as_u64()
             .expect("the test config sets http.port") as u16;
-        let mut command = Command::new(BIN);
+        let mut command = Command::new(bin);
         command
             .args([
                 "--config",
