@@ -24,6 +24,9 @@ struct Run {
     dropped: u64,
 }
 
+/// The lean-core issue's goal for this load (it was 50 % before).
+const GOAL_PERCENT: f64 = 25.0;
+
 pub fn run(broker: &Mosquitto) {
     let camera = H264_1080P_GOP2.start();
     let url = camera.url();
@@ -48,10 +51,10 @@ pub fn run(broker: &Mosquitto) {
     println!("|---|---|---|");
     println!("| add-on CPU, % of one core | {} | — |", spread(&ours, 0));
     println!(
-        "| add-on CPU, % of the machine's {cores:.0} cores | {} | < 50 % {} (worst run {}) |",
+        "| add-on CPU, % of the machine's {cores:.0} cores | {} | < {GOAL_PERCENT} % {} (worst run {}) |",
         spread(&share, 1),
-        if share_median < 50.0 { "✔" } else { "✘" },
-        if share_max < 50.0 { "✔" } else { "✘" },
+        if share_median < GOAL_PERCENT { "✔" } else { "✘" },
+        if share_max < GOAL_PERCENT { "✔" } else { "✘" },
     );
     println!(
         "| whole machine busy (stand-in and {} ffmpeg viewers included), % | {} | — |",
