@@ -318,3 +318,55 @@ fn g711_audio_is_passed_through_to_a_peer_that_offers_it() {
         rig.addon.logs()
     );
 }
+
+/// The transcoder on a camera that has been streaming for a while (held on by MQTT), started,
+/// stopped and started again: each time its H.264 peer decodes frames.
+#[test]
+fn the_transcoder_starts_again_on_a_camera_that_keeps_streaming() {
+    let rig = Rig::start(
+        &[
+            "--video",
+            "h265",
+            "--width",
+            "1280",
+            "--height",
+            "720",
+            "--gop",
+            "50",
+            "--bitrate",
+            "4200",
+            "--timecode",
+        ],
+        "",
+    );
+    rig.broker
+        .publish("ipcam/cam/live_stream/command", "ON", false);
+    std::thread::sleep(Duration::from_secs(5));
+    let url = format!(
+        "http://127.0.0.1:{}/api/webrtc?src=cam",
+        rig.addon.http_port
+    );
+    for round in 1..=2 {
+        let peer = WhepClient::connect_offering(&url, &[whep::H264])
+            .unwrap_or_else(|e| panic!("round {round}: {e}\n{}", rig.addon.logs()));
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while peer.frames() <= 50 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: {} frames of H.264 transcoded from H.265 in 15 s\n{}",
+                peer.frames(),
+                rig.addon.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let session = format!(
+            "http://127.0.0.1:{}/api/{}",
+            rig.addon.http_port, peer.location
+        );
+        assert_eq!(http_get_with(&session, &["-X", "DELETE"]).0, 200);
+        drop(peer);
+        wait_until("the transcoder to stop", Duration::from_secs(15), || {
+            rig.addon.logs().matches("transcoding stopped").count() == round
+        });
+    }
+}

@@ -53,8 +53,16 @@ pub fn run(broker: &Mosquitto) {
     println!(
         "| add-on CPU, % of the machine's {cores:.0} cores | {} | < {GOAL_PERCENT} % {} (worst run {}) |",
         spread(&share, 1),
-        if share_median < GOAL_PERCENT { "✔" } else { "✘" },
-        if share_max < GOAL_PERCENT { "✔" } else { "✘" },
+        if share_median < GOAL_PERCENT {
+            "✔"
+        } else {
+            "✘"
+        },
+        if share_max < GOAL_PERCENT {
+            "✔"
+        } else {
+            "✘"
+        },
     );
     println!(
         "| whole machine busy (stand-in and {} ffmpeg viewers included), % | {} | — |",

@@ -88,7 +88,7 @@ pub fn run(broker: &Mosquitto) {
         "http://127.0.0.1:{}/api/webrtc?src=cam0",
         addon.http_port
     ))
-    .unwrap();
+    .unwrap_or_else(|e| panic!("{e}\n{}", addon.logs()));
     let transcoding = window(pid, 4) - idle;
     drop(viewer);
     std::thread::sleep(Duration::from_secs(10));

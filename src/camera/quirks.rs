@@ -4,8 +4,8 @@
 //! camera quirk is one more named policy in this file, with the camera it came from.
 
 use retina::client::{
-    Credentials, InitialSequenceNumberPolicy, InitialTimestampPolicy, PlayOptions,
-    SessionIdPolicy, SessionOptions, TeardownPolicy, Transport,
+    Credentials, InitialSequenceNumberPolicy, InitialTimestampPolicy, PlayOptions, SessionIdPolicy,
+    SessionOptions, TeardownPolicy, Transport,
 };
 use retina::codec::{FrameFormat, ParameterSetInsertion};
 

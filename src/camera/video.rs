@@ -17,6 +17,8 @@ pub(super) struct VideoTrack {
     caps: Option<gst::Caps>,
     /// Set after a broken frame: nothing is delivered until the next keyframe.
     broken: bool,
+    /// Broken frames so far; the first is logged as a warning, the rest quietly.
+    broken_frames: u64,
 }
 
 impl VideoTrack {
@@ -27,6 +29,7 @@ impl VideoTrack {
             timeline: None,
             caps: None,
             broken: false,
+            broken_frames: 0,
         })
     }
 
@@ -54,7 +57,14 @@ impl VideoTrack {
     }
 
     fn restart(&mut self, error: &str) {
-        tracing::debug!("camera video packet dropped ({error}); waiting for the next keyframe");
+        self.broken_frames += 1;
+        if self.broken_frames == 1 {
+            tracing::warn!(
+                "the camera sent a video frame that cannot be read ({error}); it is dropped and video resumes at the next keyframe (later ones are logged at debug level)"
+            );
+        } else {
+            tracing::debug!("camera video frame {} dropped: {error}", self.broken_frames);
+        }
         self.broken = true;
         if let Ok(fresh) = depacketizer(&self.offered) {
             self.depacketizer = fresh;
@@ -84,7 +94,11 @@ impl VideoTrack {
         let mut buffer = gst::Buffer::from_mut_slice(frame.into_data());
         {
             let buffer = buffer.get_mut().expect("a new buffer is writable");
+            // Decoding order is sending order: RTP carries no decode times, and the hub's joining
+            // viewers get frames restamped with both, which a decoder must not see mixed with
+            // frames that have none (the H.265 → H.264 transcoder fell to 3 frames a second).
             buffer.set_pts(gst::ClockTime::from_nseconds(pts));
+            buffer.set_dts(gst::ClockTime::from_nseconds(pts));
             if !keyframe {
                 buffer.set_flags(gst::BufferFlags::DELTA_UNIT);
             }
@@ -142,4 +156,184 @@ fn caps(encoding: &str, parameters: &VideoParameters) -> gst::Caps {
         caps = caps.field("pixel-aspect-ratio", gst::Fraction::new(h as i32, v as i32));
     }
     caps.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use retina::rtp::ReceivedPacketBuilder;
+    use std::num::NonZeroU32;
+
+    /// Four frames of 64×48 H.264 (IDR, P, P, IDR; SPS and PPS before each IDR, an SEI before
+    /// the first), made with `ffmpeg -f lavfi -i testsrc=size=64x48:rate=25 -frames:v 4 -c:v
+    /// libx264 -preset ultrafast -g 3 -bf 0 -x264-params keyint=3:min-keyint=3:scenecut=0 -f h264`.
+    const CLIP: &[u8] = include_bytes!("../../tests/fixtures/h264-64x48-4-frames.h264");
+
+    /// The clip's NAL units, in order.
+    fn nal_units() -> Vec<&'static [u8]> {
+        let starts: Vec<usize> = CLIP
+            .windows(3)
+            .enumerate()
+            .filter(|(_, w)| *w == [0, 0, 1])
+            .map(|(i, _)| i + 3)
+            .collect();
+        starts
+            .iter()
+            .enumerate()
+            .map(|(i, &start)| {
+                let end = starts.get(i + 1).map_or(CLIP.len(), |next| next - 3);
+                let nal = &CLIP[start..end];
+                // A 4-byte start code leaves its first zero on the unit before it.
+                let trailing = nal.iter().rev().take_while(|b| **b == 0).count();
+                &nal[..nal.len() - trailing]
+            })
+            .collect()
+    }
+
+    /// Each NAL unit in a packet of its own; the last of a frame is marked.
+    fn packets() -> Vec<(ReceivedPacket, bool)> {
+        let mut frame = 0u32;
+        let units = nal_units();
+        units
+            .iter()
+            .enumerate()
+            .map(|(seq, nal)| {
+                let is_slice = matches!(nal[0] & 0x1f, 1 | 5);
+                let packet = ReceivedPacketBuilder {
+                    ctx: retina::PacketContext::dummy(),
+                    stream_id: 0,
+                    sequence_number: seq as u16,
+                    timestamp: retina::Timestamp::new(
+                        i64::from(frame * 3600),
+                        NonZeroU32::new(90_000).unwrap(),
+                        0,
+                    )
+                    .unwrap(),
+                    payload_type: 96,
+                    ssrc: 1,
+                    mark: is_slice,
+                    loss: 0,
+                }
+                .build(nal.iter().copied())
+                .unwrap();
+                if is_slice {
+                    frame += 1;
+                }
+                (packet, is_slice)
+            })
+            .collect()
+    }
+
+    fn track() -> VideoTrack {
+        VideoTrack::new(&Offered {
+            index: 0,
+            caps: gst::Caps::new_empty_simple("application/x-rtp"),
+            media: "video".into(),
+            encoding: "H264".into(),
+            clock_rate: 90_000,
+            fmtp: Some("packetization-mode=1".into()),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn whole_frames_come_out_with_parameter_sets_before_each_keyframe() {
+        gst::init().unwrap();
+        let mut track = track();
+        let mut session = SessionTimeline::default();
+        let samples: Vec<gst::Sample> = packets()
+            .into_iter()
+            .filter_map(|(packet, _)| {
+                // Each packet arrives when its frame was captured, 5 s into the run.
+                let arrival = 5_000_000_000 + packet.timestamp().elapsed() as u64 * 1_000_000 / 90;
+                track.push(packet, &mut session, arrival)
+            })
+            .collect();
+        assert_eq!(samples.len(), 4, "one sample per frame");
+        let s = samples[0].caps().unwrap().structure(0).unwrap();
+        assert_eq!(s.name(), "video/x-h264");
+        assert_eq!(s.get::<&str>("stream-format").unwrap(), "avc");
+        assert_eq!(
+            (
+                s.get::<i32>("width").unwrap(),
+                s.get::<i32>("height").unwrap()
+            ),
+            (64, 48)
+        );
+        assert!(
+            s.get::<gst::Buffer>("codec_data").is_ok(),
+            "avcC for muxers and payloaders"
+        );
+        let keyframes: Vec<bool> = samples
+            .iter()
+            .map(|s| {
+                !s.buffer()
+                    .unwrap()
+                    .flags()
+                    .contains(gst::BufferFlags::DELTA_UNIT)
+            })
+            .collect();
+        assert_eq!(keyframes, [true, false, false, true]);
+        // Length-prefixed NAL units; each keyframe starts with its SPS (type 7) and PPS (8).
+        for keyframe in [&samples[0], &samples[3]] {
+            let map = keyframe.buffer().unwrap().map_readable().unwrap();
+            let first_len = u32::from_be_bytes(map[..4].try_into().unwrap()) as usize;
+            assert_eq!(map[4] & 0x1f, 7, "SPS first");
+            assert_eq!(map[4 + first_len + 4] & 0x1f, 8, "then PPS");
+        }
+        let pts: Vec<u64> = samples
+            .iter()
+            .map(|s| s.buffer().unwrap().pts().unwrap().nseconds())
+            .collect();
+        assert_eq!(pts[1] - pts[0], 40_000_000, "the camera's spacing: 25 fps");
+        assert_eq!(pts[3] - pts[2], 40_000_000);
+    }
+
+    #[test]
+    fn a_broken_frame_is_dropped_and_video_resumes_at_the_next_keyframe() {
+        gst::init().unwrap();
+        let mut track = track();
+        let mut session = SessionTimeline::default();
+        let mut delivered = Vec::new();
+        for (i, (packet, _)) in packets().into_iter().enumerate() {
+            let broken = if i == 4 {
+                // The first P-frame's slice, as a type-28 (FU-A) packet that is only a middle
+                // fragment: the second P-frame refers to it and must not be decoded either.
+                let raw = packet.payload();
+                let mut fragment = vec![(raw[0] & 0xe0) | 28, raw[0] & 0x1f];
+                fragment.extend_from_slice(&raw[1..]);
+                Some(
+                    ReceivedPacketBuilder {
+                        ctx: retina::PacketContext::dummy(),
+                        stream_id: 0,
+                        sequence_number: packet.sequence_number(),
+                        timestamp: packet.timestamp(),
+                        payload_type: 96,
+                        ssrc: 1,
+                        mark: true,
+                        loss: 0,
+                    }
+                    .build(fragment)
+                    .unwrap(),
+                )
+            } else {
+                None
+            };
+            let packet = broken.unwrap_or(packet);
+            if let Some(sample) = track.push(packet, &mut session, 1_000_000 * i as u64) {
+                delivered.push(
+                    !sample
+                        .buffer()
+                        .unwrap()
+                        .flags()
+                        .contains(gst::BufferFlags::DELTA_UNIT),
+                );
+            }
+        }
+        assert_eq!(
+            delivered,
+            [true, true],
+            "the keyframes, and nothing that refers to the broken frame"
+        );
+    }
 }
