@@ -341,13 +341,15 @@ fn the_transcoder_starts_again_on_a_camera_that_keeps_streaming() {
     );
     rig.broker
         .publish("ipcam/cam/live_stream/command", "ON", false);
+    // The scenario, not a wait for readiness: the transcoder joins a stream that has been
+    // running for seconds, so it starts from the hub's cached GOP.
     std::thread::sleep(Duration::from_secs(5));
     let url = format!(
         "http://127.0.0.1:{}/api/webrtc?src=cam",
         rig.addon.http_port
     );
     for round in 1..=2 {
-        let peer = WhepClient::connect_offering(&url, &[whep::H264])
+        let peer = WhepClient::connect_offering(&url, &[whep::H264, whep::PCMA])
             .unwrap_or_else(|e| panic!("round {round}: {e}\n{}", rig.addon.logs()));
         let deadline = std::time::Instant::now() + Duration::from_secs(15);
         while peer.frames() <= 50 {

@@ -88,7 +88,21 @@ pub fn run(broker: &Mosquitto) {
         "http://127.0.0.1:{}/api/webrtc?src=cam0",
         addon.http_port
     ))
-    .unwrap_or_else(|e| panic!("{e}\n{}", addon.logs()));
+    .unwrap_or_else(|e| {
+        let metrics = |_| {
+            let out = std::process::Command::new("curl")
+                .args([
+                    "-s",
+                    &format!("http://127.0.0.1:{}/metrics", addon.http_port),
+                ])
+                .output()
+                .unwrap();
+            std::thread::sleep(Duration::from_secs(2));
+            String::from_utf8_lossy(&out.stdout).to_string()
+        };
+        let (a, b) = (metrics(0), metrics(1));
+        panic!("{e}\n{}\nMETRICS A\n{a}\nMETRICS B\n{b}", addon.logs())
+    });
     let transcoding = window(pid, 4) - idle;
     drop(viewer);
     std::thread::sleep(Duration::from_secs(10));
