@@ -44,7 +44,7 @@ mod standins;
 #[path = "media/webrtc.rs"]
 mod webrtc;
 
-use common::{AddOn, Mosquitto, Proc, free_port};
+use common::{AddOn, CAMERA_720P, Mosquitto, Proc, free_port};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
@@ -56,17 +56,6 @@ const WARMUP: Duration = Duration::from_secs(4);
 const WINDOW: Duration = Duration::from_secs(8);
 /// Repeats of each side-by-side comparison, for median, min and max.
 const RUNS: usize = 3;
-/// The realistic camera of the CPU table: 720p25 H.264 at ~4.2 Mbit/s, 2 s GOP, G.711.
-const CAMERA_720P: [&str; 8] = [
-    "--width",
-    "1280",
-    "--height",
-    "720",
-    "--gop",
-    "50",
-    "--bitrate",
-    "4200",
-];
 
 /// The add-on with `n` cameras `cam0…`, all pulling `camera_url`, each with `extra` config lines.
 fn addon(broker: &Mosquitto, camera_url: &str, n: usize, extra: &str) -> AddOn {

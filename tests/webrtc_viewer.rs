@@ -324,19 +324,7 @@ fn g711_audio_is_passed_through_to_a_peer_that_offers_it() {
 #[test]
 fn the_transcoder_starts_again_on_a_camera_that_keeps_streaming() {
     let rig = Rig::start(
-        &[
-            "--video",
-            "h265",
-            "--width",
-            "1280",
-            "--height",
-            "720",
-            "--gop",
-            "50",
-            "--bitrate",
-            "4200",
-            "--timecode",
-        ],
+        &[&CAMERA_720P[..], &["--video", "h265", "--timecode"]].concat(),
         "",
     );
     rig.broker

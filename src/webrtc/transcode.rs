@@ -15,6 +15,11 @@ use std::sync::{Arc, Mutex};
 
 /// The keyframe interval when the camera's is not known yet (two seconds at 25 fps).
 const DEFAULT_GOP: usize = 50;
+/// How far the transcoder's input may fall behind before the hub drops its frames. It starts
+/// by decoding and encoding the cached GOP (up to 2 s of frames at once), which on a busy
+/// machine takes longer than a viewer's 500 ms: with that allowance the hub dropped its input
+/// GOP after GOP, and its viewers got 0–40 frames in 15 s.
+const INPUT_QUEUE: gst::ClockTime = gst::ClockTime::from_seconds(4);
 
 pub struct H264Feed {
     name: String,
@@ -121,7 +126,7 @@ impl H264Feed {
         }
         tracing::info!(camera = %self.name, "H.265 → H.264 transcoding started for WebRTC (keyframe every {gop} frames)");
         Ok(Encoder {
-            _input: self.camera.add_consumer(&src, None),
+            _input: self.camera.add_consumer_with_queue(&src, None, INPUT_QUEUE),
             _pipeline: guard,
             _output: writer,
         })

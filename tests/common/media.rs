@@ -207,3 +207,15 @@ pub fn ffmpeg_audio(url: &str, seconds: u32) -> Result<(usize, f64), String> {
     let rms = (samples.iter().map(|s| s * s).sum::<f64>() / samples.len().max(1) as f64).sqrt();
     Ok((samples.len(), rms))
 }
+
+/// A realistic live camera for `Camera::start`: 720p25 at ~4.2 Mbit/s, a 2 s GOP, G.711.
+pub const CAMERA_720P: [&str; 8] = [
+    "--width",
+    "1280",
+    "--height",
+    "720",
+    "--gop",
+    "50",
+    "--bitrate",
+    "4200",
+];

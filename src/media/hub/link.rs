@@ -31,6 +31,8 @@ pub(super) struct Consumer {
     /// The time of the audio frame it joined with: live frames up to it are older and skipped,
     /// so its audio never goes back in time.
     pub(super) audio_after: Option<gst::ClockTime>,
+    /// How much video may wait in its queue before it drops frames.
+    pub(super) max_queue: gst::ClockTime,
 }
 
 /// A consumer's place in the hub; dropping it unregisters the consumer.
@@ -65,6 +67,17 @@ impl Hub {
         video: &gst_app::AppSrc,
         audio: Option<&gst_app::AppSrc>,
     ) -> ConsumerLink {
+        self.add_consumer_with_queue(video, audio, MAX_QUEUE)
+    }
+
+    /// [`Hub::add_consumer`] for a consumer that may queue `max_queue` of video before it
+    /// drops: one that decodes the cached GOP before it catches up with live.
+    pub fn add_consumer_with_queue(
+        self: &Arc<Self>,
+        video: &gst_app::AppSrc,
+        audio: Option<&gst_app::AppSrc>,
+        max_queue: gst::ClockTime,
+    ) -> ConsumerLink {
         let link = self.link();
         let id = link.id;
         for src in std::iter::once(video).chain(audio) {
@@ -88,6 +101,7 @@ impl Hub {
             audio: audio.map(|a| a.downgrade()),
             start: Start::Burst,
             audio_after: None,
+            max_queue,
         });
         link
     }
@@ -205,7 +219,7 @@ impl Delivery {
 
     /// Adds a consumer whose queue decides on its own whether it takes the frame (audio).
     pub(super) fn add_unless_behind(&mut self, src: gst_app::AppSrc) {
-        if behind(&src) {
+        if behind(&src, MAX_QUEUE) {
             self.dropped += 1;
         } else {
             self.to.push(src);
@@ -221,9 +235,9 @@ impl Delivery {
     }
 }
 
-/// More than [`MAX_QUEUE`] of media waits in the consumer's queue.
-pub(super) fn behind(src: &gst_app::AppSrc) -> bool {
-    src.current_level_time() > MAX_QUEUE
+/// More than `max_queue` of media waits in the consumer's queue.
+pub(super) fn behind(src: &gst_app::AppSrc, max_queue: gst::ClockTime) -> bool {
+    src.current_level_time() > max_queue
 }
 
 pub(super) fn restamp(sample: &gst::Sample, pts: gst::ClockTime) -> gst::Sample {

@@ -242,12 +242,12 @@ fn video_delivery(state: &mut State, is_keyframe: bool) -> Delivery {
                 consumer.start = Start::WaitKeyframe;
                 return true;
             }
-            Start::Live if behind(&src) => {
+            Start::Live if behind(&src, consumer.max_queue) => {
                 consumer.start = Start::Dropping;
                 delivery.dropped += 1;
                 return true;
             }
-            Start::Dropping if !is_keyframe || behind(&src) => {
+            Start::Dropping if !is_keyframe || behind(&src, consumer.max_queue) => {
                 delivery.dropped += 1;
                 return true;
             }
