@@ -12,7 +12,8 @@ mod media;
 mod mqtt;
 mod process;
 mod rtsp;
+mod scripted_camera;
 
 // One `use common::*` gives a test everything; a test that needs no raw RTSP leaves one unused.
 #[allow(unused_imports)]
-pub use {addon::*, media::*, mqtt::*, process::*, rtsp::*};
+pub use {addon::*, media::*, mqtt::*, process::*, rtsp::*, scripted_camera::*};
