@@ -1,9 +1,9 @@
 //! The last seconds of a camera's media, kept as the hub's own encoded frames (no decoding), so
 //! a clip can start before the event that made it.
 //!
-//! The buffer always starts at a video keyframe: at each keyframe it keeps the newest keyframe
-//! that is at least `span` old and everything after it, so a clip gets at least `span` of
-//! decodable pre-roll and memory stays about bitrate × (span + two GOPs at most).
+//! The buffer always starts at a video keyframe: after each video frame it keeps the newest
+//! keyframe that is at least `span` old and everything after it, so a clip gets at least `span`
+//! of decodable pre-roll and memory stays between bitrate × span and bitrate × (span + a GOP).
 
 pub use crate::media::hub::{Frame, Track};
 use gstreamer as gst;
@@ -14,6 +14,10 @@ use std::time::Duration;
 pub struct PreRoll {
     span: Duration,
     frames: VecDeque<Frame>,
+    /// The buffered keyframes: their position in the stream (frames pushed before them) and time.
+    keyframes: VecDeque<(u64, gst::ClockTime)>,
+    /// The stream position of `frames[0]`.
+    first: u64,
     bytes: usize,
 }
 
@@ -22,26 +26,30 @@ impl PreRoll {
         Self {
             span,
             frames: VecDeque::new(),
+            keyframes: VecDeque::new(),
+            first: 0,
             bytes: 0,
         }
     }
 
     pub fn push(&mut self, frame: Frame) {
-        if self.frames.is_empty() && !(frame.track == Track::Video && frame.keyframe) {
+        let keyframe = frame.track == Track::Video && frame.keyframe;
+        if self.frames.is_empty() && !keyframe {
             return;
         }
+        let video_pts = (frame.track == Track::Video).then(|| frame.pts()).flatten();
+        if keyframe {
+            if let Some(pts) = video_pts {
+                let position = self.first + self.frames.len() as u64;
+                self.keyframes.push_back((position, pts));
+            }
+        }
         self.bytes += size(&frame);
-        // Only a keyframe can become the new start, so trimming waits for one: the buffer runs
-        // at most a GOP over, and other frames cost a queue push on the ingest thread.
-        let trim_to = (frame.track == Track::Video && frame.keyframe)
-            .then(|| frame.pts())
-            .flatten();
         self.frames.push_back(frame);
-        if let Some(newest) = trim_to {
-            self.trim(newest);
+        if let Some(now) = video_pts {
+            self.trim(now);
         }
     }
-
     pub fn is_empty(&self) -> bool {
         self.frames.is_empty()
     }
@@ -51,21 +59,19 @@ impl PreRoll {
         self.frames.iter().find(|f| f.track == track).cloned()
     }
 
-    /// Drops what is older than the newest keyframe that is at least `span` old.
-    fn trim(&mut self, newest: gst::ClockTime) {
+    /// Drops what is older than the newest keyframe that is at least `span` old at `now`: one
+    /// look at the second keyframe per video frame.
+    fn trim(&mut self, now: gst::ClockTime) {
         let span = gst::ClockTime::from_nseconds(self.span.as_nanos() as u64);
-        let keep_from = self
-            .frames
-            .iter()
-            .enumerate()
-            .rev()
-            .filter(|(_, f)| f.track == Track::Video && f.keyframe)
-            .find(|(_, f)| f.pts().is_some_and(|pts| pts + span <= newest))
-            .map(|(i, _)| i);
-        if let Some(first) = keep_from {
-            for frame in self.frames.drain(..first) {
+        while let Some(&(position, pts)) = self.keyframes.get(1) {
+            if pts + span > now {
+                break;
+            }
+            self.keyframes.pop_front();
+            for frame in self.frames.drain(..(position - self.first) as usize) {
                 self.bytes -= size(&frame);
             }
+            self.first = position;
         }
     }
 
@@ -76,7 +82,9 @@ impl PreRoll {
 
     /// The camera session changed: the old frames cannot be joined to the new ones.
     pub fn clear(&mut self) {
+        self.first += self.frames.len() as u64;
         self.frames.clear();
+        self.keyframes.clear();
         self.bytes = 0;
     }
 
@@ -128,6 +136,27 @@ mod tests {
         assert_eq!(kept[0], 3000, "{kept:?}");
         assert!(preroll.frames()[0].keyframe);
         assert_eq!(preroll.bytes(), kept.len() * 1000);
+    }
+
+    #[test]
+    fn trims_between_keyframes_as_soon_as_a_later_keyframe_is_span_old() {
+        gst::init().unwrap();
+        let mut preroll = PreRoll::new(Duration::from_millis(2500));
+        // 1 s GOP at 4 fps; the last frame is at 5500 ms.
+        for i in 0..23u64 {
+            preroll.push(frame(Track::Video, i % 4 == 0, i * 250));
+        }
+        // At 5500 ms the keyframe at 3000 ms is 2.5 s old: nothing before it is needed.
+        let kept = pts_ms(&preroll);
+        assert_eq!(kept[0], 3000, "{kept:?}");
+        assert_eq!(preroll.bytes(), kept.len() * 1000);
+        // After a new session the same holds; its keyframes are at 10250 + n s, its last frame
+        // at 15500 ms.
+        preroll.clear();
+        for i in 0..23u64 {
+            preroll.push(frame(Track::Video, i % 4 == 1, 10_000 + i * 250));
+        }
+        assert_eq!(pts_ms(&preroll)[0], 12_250);
     }
 
     #[test]
