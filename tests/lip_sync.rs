@@ -147,7 +147,7 @@ fn sound_stays_with_the_picture_over_tcp_and_udp_ingest() {
         (steady - median(&udp)).abs() <= 25.0,
         "TCP ingest {tcp:?} against UDP ingest {udp:?}"
     );
-    // The AAC encoder's priming (64 ms at 16 kHz, which players do not remove from RTP) is
-    // taken off: sound is with the picture, not 64 ms after it.
+    // The AAC encoder's priming (100 ms at 16 kHz, which players do not remove from RTP) is
+    // taken off: sound is with the picture, not 100 ms after it.
     assert!(steady.abs() <= 20.0, "TCP ingest: sound {steady} ms after");
 }

@@ -15,12 +15,15 @@ use retina::rtp::ReceivedPacket;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-/// avenc_aac (FFmpeg's encoder) starts with 1024 samples of priming, 64 ms at 16 kHz.
-const AAC_PRIMING: Duration = Duration::from_millis(64);
+/// voaacenc's output starts 1600 samples (100 ms at 16 kHz) before its input: measured by
+/// decoding clicks it encoded (`the_encoder_priming_is_what_retiming_takes_off`).
+const AAC_PRIMING: Duration = Duration::from_millis(100);
 
 /// Transcoded audio always leaves as AAC-LC, 16 kHz mono: one consistent format, and caps known
 /// before the encoder's first frame, which would add 128-256 ms of encoder delay to a cold start.
-const AAC_ENCODE: &str = "audioconvert name=decoded ! audioresample ! audio/x-raw,rate=16000,channels=1 ! avenc_aac aac-coder=fast bitrate=32000 ! aacparse";
+/// The encoder is VisualOn's (voaacenc): about 30 KB per camera, where libav's avenc_aac took
+/// 2 MB, for 0.06 % more of a core per camera (BENCHMARKS.md, "The audio encoder").
+const AAC_ENCODE: &str = "audioconvert name=decoded ! audioresample ! audio/x-raw,rate=16000,channels=1 ! voaacenc bitrate=32000 ! aacparse";
 
 fn transcoded_aac_caps() -> gst::Caps {
     // AudioSpecificConfig: object type 2 (AAC-LC), frequency index 8 (16 kHz), 1 channel.
@@ -34,9 +37,9 @@ fn transcoded_aac_caps() -> gst::Caps {
 }
 
 /// One AAC-LC frame of silence in the transcoded format: a single channel element with no
-/// spectral data, as avenc_aac writes it. A viewer that joins before the encoder's first frame
+/// spectral data, the shortest frame any AAC decoder takes. A viewer that joins before the encoder's first frame
 /// gets it, so its media starts at once with audio timing that matches the video. A constant,
-/// so nothing is encoded (and libav not loaded) before a camera needs it.
+/// so nothing is encoded before a camera needs it.
 pub(super) const SILENT_AAC_FRAME: [u8; 4] = [0x01, 0x18, 0x20, 0x07];
 
 /// How a camera's audio becomes the one AAC track every viewer gets.
@@ -321,6 +324,56 @@ fn configure_sink(sink: &gst_app::AppSink) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Clicks every 4000 samples go through the transcoding branch and back through a decoder
+    /// that, as a player's, keeps what the encoder put before them: each comes out late by the
+    /// priming, which retiming takes off.
+    #[test]
+    fn the_encoder_priming_is_what_retiming_takes_off() {
+        gst::init().unwrap();
+        let pipeline = gst::parse::launch(&format!(
+            "appsrc name=src format=time caps=audio/x-raw,format=S16LE,rate=16000,channels=1,layout=interleaved \
+             ! {AAC_ENCODE} ! avdec_aac ! audioconvert ! audio/x-raw,format=S16LE,channels=1 \
+             ! appsink name=sink sync=false"
+        ))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        let by_name = |name| pipeline.by_name(name).unwrap();
+        let src = by_name("src").downcast::<gst_app::AppSrc>().unwrap();
+        let sink = by_name("sink").downcast::<gst_app::AppSink>().unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let mut input = vec![0i16; 32000];
+        for click in [8000, 12000, 16000] {
+            input[click..click + 8].fill(20000);
+        }
+        let bytes: Vec<u8> = input.iter().flat_map(|s| s.to_le_bytes()).collect();
+        let mut buffer = gst::Buffer::from_slice(bytes);
+        buffer.get_mut().unwrap().set_pts(gst::ClockTime::ZERO);
+        src.push_buffer(buffer).unwrap();
+        src.end_of_stream().unwrap();
+        let mut output = Vec::new();
+        while let Ok(sample) = sink.pull_sample() {
+            let map = sample.buffer().unwrap().map_readable().unwrap();
+            output.extend(
+                map.chunks_exact(2)
+                    .map(|b| i16::from_le_bytes([b[0], b[1]])),
+            );
+        }
+        pipeline.set_state(gst::State::Null).unwrap();
+        let priming = (AAC_PRIMING.as_secs_f64() * 16000.0) as usize;
+        for click in [8000, 12000, 16000] {
+            let window = &output[click..click + 3000];
+            let peak = (0..window.len())
+                .max_by_key(|&i| window[i].unsigned_abs())
+                .unwrap();
+            // The click is 8 samples long: its peak comes out a few samples into it.
+            assert!(
+                (priming..priming + 12).contains(&peak),
+                "the click at {click} came out {peak} samples late; the priming is {priming}"
+            );
+        }
+    }
 
     #[test]
     fn the_silent_frame_decodes_to_1024_samples_of_silence() {

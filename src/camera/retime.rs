@@ -9,8 +9,8 @@
 //! before it, less the encoder's priming) looked up among the decoded buffers' places and times.
 //!
 //! An AAC encoder starts with a frame of priming silence that players do not remove from RTP:
-//! counted, every sound came that much after its picture (64 ms at 16 kHz). Taking the priming
-//! off puts sound with the picture.
+//! counted, every sound came that much after its picture (100 ms for voaacenc at 16 kHz). Taking
+//! the priming off puts sound with the picture.
 
 use std::collections::VecDeque;
 use std::time::Duration;

@@ -59,7 +59,7 @@ const PLUGIN_PACKAGES: &[(&str, &str)] = &[
     ("audioresample", "gstreamer1.0-plugins-base"),
     ("appsrc", "gstreamer1.0-plugins-base"),
     ("appsink", "gstreamer1.0-plugins-base"),
-    ("avenc_aac", "gstreamer1.0-libav"),
+    ("voaacenc", "gstreamer1.0-plugins-bad"),
     ("avdec_h264", "gstreamer1.0-libav"),
     ("avdec_h265", "gstreamer1.0-libav"),
     ("jpegdec", "gstreamer1.0-plugins-good"),
