@@ -360,3 +360,46 @@ fn the_transcoder_starts_again_on_a_camera_that_keeps_streaming() {
         });
     }
 }
+
+/// Three browser tabs on an H.265 camera are closed; a new viewer comes half a minute into the
+/// camera's session. x265 starts its GOPs with CRA pictures: taken as delta frames, the hub had
+/// no keyframe after the first, its GOP cache was full after 600 frames (24 s), and the new
+/// transcoder waited for a keyframe that never came (503 after 10 s).
+#[test]
+fn the_transcoder_starts_again_after_its_viewers_went_silent() {
+    let rig = Rig::start(
+        &[&CAMERA_720P[..], &["--video", "h265", "--timecode"]].concat(),
+        "",
+    );
+    rig.broker
+        .publish("ipcam/cam/live_stream/command", "ON", false);
+    std::thread::sleep(Duration::from_secs(3));
+    let url = format!(
+        "http://127.0.0.1:{}/api/webrtc?src=cam",
+        rig.addon.http_port
+    );
+    for (round, peers, hold) in [(1, 3, 15), (2, 1, 3)] {
+        let audio = if round == 1 { whep::PCMA } else { whep::OPUS };
+        let peers: Vec<_> = (0..peers)
+            .map(|_| {
+                WhepClient::connect_offering(&url, &[whep::H264, audio])
+                    .unwrap_or_else(|e| panic!("round {round}: {e}\n{}", rig.addon.logs()))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_secs(hold));
+        for peer in &peers {
+            assert!(
+                peer.frames() > 50,
+                "round {round}: {} frames of H.264 transcoded from H.265 in {hold} s\n{}",
+                peer.frames(),
+                rig.addon.logs()
+            );
+        }
+        // Gone without a word, as closed browser tabs.
+        drop(peers);
+        wait_until("the transcoder to stop", Duration::from_secs(60), || {
+            rig.addon.logs().matches("transcoding stopped").count() == round
+        });
+        std::thread::sleep(Duration::from_secs(10));
+    }
+}

@@ -77,7 +77,9 @@ impl VideoTrack {
         session: &mut SessionTimeline,
         arrival: u64,
     ) -> Option<gst::Sample> {
-        let keyframe = frame.is_random_access_point();
+        let keyframe = frame.is_random_access_point()
+            || (self.offered.encoding.eq_ignore_ascii_case("H265")
+                && holds_h265_irap(frame.data()));
         if frame.has_new_parameters() || self.caps.is_none() {
             if let Some(retina::codec::ParametersRef::Video(parameters)) =
                 self.depacketizer.parameters()
@@ -105,6 +107,28 @@ impl VideoTrack {
         }
         Some(gst::Sample::builder().buffer(&buffer).caps(caps).build())
     }
+}
+
+/// Whether an H.265 frame (length-prefixed NAL units) is a random access point: any IRAP
+/// picture, types 16–23. retina 0.4.18 counts only IDR pictures (19, 20), but encoders with open
+/// GOPs, x265's default among them, start each GOP with a CRA (21). Taken as delta frames, the
+/// hub saw one keyframe per session: its GOP cache filled up after 600 frames and a viewer
+/// joining after that waited for a keyframe that never came, while the pre-roll never trimmed.
+fn holds_h265_irap(mut data: &[u8]) -> bool {
+    while data.len() > 4 {
+        let length = u32::from_be_bytes([data[0], data[1], data[2], data[3]]) as usize;
+        let Some(nal) = data.get(4..4 + length) else {
+            return false;
+        };
+        if nal
+            .first()
+            .is_some_and(|header| (16..=23).contains(&((header >> 1) & 0x3f)))
+        {
+            return true;
+        }
+        data = &data[4 + length..];
+    }
+    false
 }
 
 fn depacketizer(offered: &Offered) -> Result<Depacketizer, Error> {
@@ -335,5 +359,37 @@ mod tests {
             [true, true],
             "the keyframes, and nothing that refers to the broken frame"
         );
+    }
+
+    #[test]
+    fn every_irap_picture_of_h265_is_a_keyframe_and_nothing_else() {
+        // Length-prefixed NAL units; the header's first byte holds the type in bits 1-6.
+        let frame = |types: &[u8]| -> Vec<u8> {
+            types
+                .iter()
+                .flat_map(|t| [0, 0, 0, 3, t << 1, 1, 0xaa])
+                .collect()
+        };
+        for (irap, name) in [
+            (19, "IDR_W_RADL"),
+            (20, "IDR_N_LP"),
+            (21, "CRA"),
+            (16, "BLA_W_LP"),
+        ] {
+            assert!(holds_h265_irap(&frame(&[32, 33, 34, irap])), "{name}");
+        }
+        for (other, name) in [
+            (1, "TRAIL_R"),
+            (0, "TRAIL_N"),
+            (8, "RASL_N"),
+            (39, "prefix SEI"),
+        ] {
+            assert!(!holds_h265_irap(&frame(&[39, other])), "{name}");
+        }
+        assert!(
+            !holds_h265_irap(&[0, 0, 0, 9, 21 << 1]),
+            "a truncated NAL unit"
+        );
+        assert!(!holds_h265_irap(&[]));
     }
 }
