@@ -208,7 +208,12 @@ impl SampleTap for Recorder {
         for active in &mut inner.active {
             active.push(&frame);
         }
-        inner.preroll.push(frame);
+        if inner.preroll.push(frame) {
+            tracing::warn!(
+                "no keyframe from the camera for over {} s: the event pre-roll is emptied, and clips start at its next keyframe",
+                (inner.preroll.span() + super::preroll::KEYFRAME_WAIT).as_secs()
+            );
+        }
     }
 
     fn reset(&self) {
