@@ -319,36 +319,46 @@ fn g711_audio_is_passed_through_to_a_peer_that_offers_it() {
     );
 }
 
-/// The transcoder on a camera that has been streaming for a while (held on by MQTT), started,
-/// stopped and started again: each time its H.264 peer decodes frames.
-#[test]
-fn the_transcoder_starts_again_on_a_camera_that_keeps_streaming() {
+/// An H.265 camera held on by MQTT and streaming for `seconds` (the scenario, not a wait for
+/// readiness: a transcoder that joins it starts from the hub's cached GOP), and its WHEP URL.
+fn h265_camera_streaming_for(seconds: u64) -> (Rig, String) {
     let rig = Rig::start(
         &[&CAMERA_720P[..], &["--video", "h265", "--timecode"]].concat(),
         "",
     );
     rig.broker
         .publish("ipcam/cam/live_stream/command", "ON", false);
-    // The scenario, not a wait for readiness: the transcoder joins a stream that has been
-    // running for seconds, so it starts from the hub's cached GOP.
-    std::thread::sleep(Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(seconds));
     let url = format!(
         "http://127.0.0.1:{}/api/webrtc?src=cam",
         rig.addon.http_port
     );
+    (rig, url)
+}
+
+/// Waits until `peer` has decoded more than 50 transcoded frames; panics after 15 s.
+fn wait_for_transcoded_frames(rig: &Rig, peer: &WhepClient, round: u32) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while peer.frames() <= 50 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "round {round}: {} frames of H.264 transcoded from H.265 in 15 s\n{}",
+            peer.frames(),
+            rig.addon.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The transcoder on a camera that has been streaming for a while (held on by MQTT), started,
+/// stopped and started again: each time its H.264 peer decodes frames.
+#[test]
+fn the_transcoder_starts_again_on_a_camera_that_keeps_streaming() {
+    let (rig, url) = h265_camera_streaming_for(5);
     for round in 1..=2 {
         let peer = WhepClient::connect_offering(&url, &[whep::H264, whep::PCMA])
             .unwrap_or_else(|e| panic!("round {round}: {e}\n{}", rig.addon.logs()));
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
-        while peer.frames() <= 50 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "round {round}: {} frames of H.264 transcoded from H.265 in 15 s\n{}",
-                peer.frames(),
-                rig.addon.logs()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_for_transcoded_frames(&rig, &peer, round);
         let session = format!(
             "http://127.0.0.1:{}/api/{}",
             rig.addon.http_port, peer.location
@@ -356,7 +366,7 @@ fn the_transcoder_starts_again_on_a_camera_that_keeps_streaming() {
         assert_eq!(http_get_with(&session, &["-X", "DELETE"]).0, 200);
         drop(peer);
         wait_until("the transcoder to stop", Duration::from_secs(15), || {
-            rig.addon.logs().matches("transcoding stopped").count() == round
+            rig.addon.logs().matches("transcoding stopped").count() == round as usize
         });
     }
 }
@@ -367,39 +377,25 @@ fn the_transcoder_starts_again_on_a_camera_that_keeps_streaming() {
 /// transcoder waited for a keyframe that never came (503 after 10 s).
 #[test]
 fn the_transcoder_starts_again_after_its_viewers_went_silent() {
-    let rig = Rig::start(
-        &[&CAMERA_720P[..], &["--video", "h265", "--timecode"]].concat(),
-        "",
-    );
-    rig.broker
-        .publish("ipcam/cam/live_stream/command", "ON", false);
-    std::thread::sleep(Duration::from_secs(3));
-    let url = format!(
-        "http://127.0.0.1:{}/api/webrtc?src=cam",
-        rig.addon.http_port
-    );
-    for (round, peers, hold) in [(1, 3, 15), (2, 1, 3)] {
-        let audio = if round == 1 { whep::PCMA } else { whep::OPUS };
-        let peers: Vec<_> = (0..peers)
-            .map(|_| {
-                WhepClient::connect_offering(&url, &[whep::H264, audio])
-                    .unwrap_or_else(|e| panic!("round {round}: {e}\n{}", rig.addon.logs()))
-            })
-            .collect();
-        std::thread::sleep(Duration::from_secs(hold));
-        for peer in &peers {
-            assert!(
-                peer.frames() > 50,
-                "round {round}: {} frames of H.264 transcoded from H.265 in {hold} s\n{}",
-                peer.frames(),
-                rig.addon.logs()
-            );
-        }
-        // Gone without a word, as closed browser tabs.
-        drop(peers);
-        wait_until("the transcoder to stop", Duration::from_secs(60), || {
-            rig.addon.logs().matches("transcoding stopped").count() == round
-        });
-        std::thread::sleep(Duration::from_secs(10));
+    let (rig, url) = h265_camera_streaming_for(3);
+    let tabs: Vec<_> = (0..3)
+        .map(|_| {
+            WhepClient::connect_offering(&url, &[whep::H264, whep::PCMA])
+                .unwrap_or_else(|e| panic!("round 1: {e}\n{}", rig.addon.logs()))
+        })
+        .collect();
+    for tab in &tabs {
+        wait_for_transcoded_frames(&rig, tab, 1);
     }
+    // The scenario: the tabs stay open a while, so the session is past 24 s by the next viewer.
+    std::thread::sleep(Duration::from_secs(12));
+    // Gone without a word, as closed browser tabs.
+    drop(tabs);
+    wait_until("the transcoder to stop", Duration::from_secs(60), || {
+        rig.addon.logs().contains("transcoding stopped")
+    });
+    std::thread::sleep(Duration::from_secs(10));
+    let peer = WhepClient::connect_offering(&url, &[whep::H264, whep::OPUS])
+        .unwrap_or_else(|e| panic!("round 2: {e}\n{}", rig.addon.logs()));
+    wait_for_transcoded_frames(&rig, &peer, 2);
 }

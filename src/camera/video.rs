@@ -11,6 +11,8 @@ use retina::rtp::ReceivedPacket;
 
 pub(super) struct VideoTrack {
     offered: Offered,
+    /// H.265 frames are checked for the keyframes retina does not flag (`holds_h265_irap`).
+    h265: bool,
     depacketizer: Depacketizer,
     timeline: Option<TrackTimeline>,
     /// The caps of the current parameters, set on every frame.
@@ -25,6 +27,7 @@ impl VideoTrack {
     pub fn new(offered: &Offered) -> Result<VideoTrack, Error> {
         Ok(VideoTrack {
             depacketizer: depacketizer(offered)?,
+            h265: offered.encoding.eq_ignore_ascii_case("H265"),
             offered: offered.clone(),
             timeline: None,
             caps: None,
@@ -77,9 +80,8 @@ impl VideoTrack {
         session: &mut SessionTimeline,
         arrival: u64,
     ) -> Option<gst::Sample> {
-        let keyframe = frame.is_random_access_point()
-            || (self.offered.encoding.eq_ignore_ascii_case("H265")
-                && holds_h265_irap(frame.data()));
+        let keyframe =
+            frame.is_random_access_point() || (self.h265 && holds_h265_irap(frame.data()));
         if frame.has_new_parameters() || self.caps.is_none() {
             if let Some(retina::codec::ParametersRef::Video(parameters)) =
                 self.depacketizer.parameters()
