@@ -15,7 +15,7 @@ use crate::media::hub::Hub;
 use crate::media::pipeline::MediaClock;
 use crate::mqtt::client::BridgedCamera;
 use crate::mqtt::states::CameraLinks;
-use crate::rtsp::factory::Mount;
+use crate::rtsp::live::LiveMount;
 use crate::rtsp::playback::{EventMount, event_path};
 use crate::rtsp::server::{RtspServer, live_path};
 use crate::settings::Settings;
@@ -80,8 +80,7 @@ impl CameraParts {
         camera: &CameraConfig,
         media_dir: &std::path::Path,
         settings: &Arc<Settings>,
-        clock: &MediaClock,
-    ) -> anyhow::Result<(CameraParts, Mount, EventMount)> {
+    ) -> anyhow::Result<(CameraParts, LiveMount, EventMount)> {
         let hub = Hub::new();
         let demand = Demand::new();
         let store = ClipStore::open(media_dir, &camera.id, &camera.clips)?;
@@ -93,12 +92,11 @@ impl CameraParts {
             demand.clone(),
         );
         let (playing_tx, playing) = tokio::sync::watch::channel(0);
-        let mount = Mount {
+        let mount = LiveMount {
             camera: camera.id.clone(),
             hub: hub.clone(),
             demand: demand.clone(),
             start_timeout: camera.start_timeout,
-            clock: clock.clone(),
         };
         let (settings, selected_store, id) = (settings.clone(), store.clone(), camera.id.clone());
         let event_mount = EventMount {
@@ -158,7 +156,7 @@ pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Resul
     let mut parts = Vec::new();
     for camera in &config.cameras {
         let (camera, mount, event_mount) =
-            CameraParts::build(camera, &config.media_dir, &settings, &clock)?;
+            CameraParts::build(camera, &config.media_dir, &settings)?;
         mounts.push(mount);
         event_mounts.push(event_mount);
         parts.push(camera);

@@ -1,10 +1,11 @@
-//! The RTSP edge: a thin payloader media per viewer over the camera hubs.
+//! The RTSP edge: live streams sent from the camera hubs by our own server (`live`), recorded
+//! events played by gst-rtsp-server (`playback`).
 
 pub mod asked_paths;
 pub mod auth;
-pub mod factory;
 pub mod holds;
 pub mod limits;
+pub mod live;
 pub mod playback;
 pub mod server;
 

@@ -1,12 +1,14 @@
-//! The RTSP server on its own named thread with its own GLib main context.
+//! The RTSP port: our own live server (`live`) accepts every connection, and hands those that
+//! ask for a recorded event to gst-rtsp-server, which runs on its own named thread with its own
+//! GLib main context and does not listen itself.
 //!
-//! Every `/<camera>_live` and `/<camera>_event` path is mounted at start, so a client never gets a 404 while a camera
-//! warms up. The thread pool is unbounded because the default single thread lets one slow
-//! DESCRIBE (a camera that never answers) block every other client for 20 s.
+//! Every `/<camera>_live` and `/<camera>_event` path is known at start, so a client never gets a
+//! 404 while a camera warms up. gst-rtsp-server's thread pool is unbounded because the default
+//! single thread lets one slow client block every other for 20 s.
 
 use super::asked_paths::AskedPaths;
 use super::auth::Login;
-use super::factory::{Mount, ViewerFactory, media_element_name};
+use super::live::{Handoff, Live, LiveMount};
 use crate::config::ServerConfig;
 use crate::metrics::LoginFailures;
 use crate::rtsp::playback::{EventFactory, EventMount, event_element_name, event_path};
@@ -21,13 +23,15 @@ use std::time::Duration;
 /// How often sessions of clients that vanished without TEARDOWN are reaped.
 const SESSION_CLEANUP: Duration = Duration::from_secs(2);
 
-/// The running server; dropping it stops the thread.
+/// The running server; dropping it stops accepting, and stops the event server's thread.
 pub struct RtspServer {
     server: gst_rtsp_server::RTSPServer,
     main_loop: glib::MainLoop,
     thread: Option<std::thread::JoinHandle<()>>,
     local_addr: SocketAddr,
     asked: Arc<AskedPaths>,
+    live: Arc<Live>,
+    accepting: tokio::task::JoinHandle<()>,
 }
 
 /// `/nursery_live` for camera `nursery`.
@@ -36,19 +40,27 @@ pub fn live_path(camera: &str) -> String {
 }
 
 impl RtspServer {
+    /// Listens on the RTSP port; must be called within the tokio runtime.
     pub fn start(
         config: &ServerConfig,
-        mounts: Vec<Mount>,
+        mounts: Vec<LiveMount>,
         event_mounts: Vec<EventMount>,
         logins: Arc<LoginFailures>,
     ) -> anyhow::Result<RtspServer> {
         let bind = config.bind_address();
         let port = config.port();
+        let listener = std::net::TcpListener::bind((bind, port))
+            .map_err(|e| anyhow::anyhow!("cannot listen on RTSP {bind}:{port}: {e}"))?;
+        listener.set_nonblocking(true)?;
+        let local_addr = listener.local_addr()?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
         let login = config.credentials().map(|(user, password)| Login {
             user: user.to_string(),
             password: password.expose().to_string(),
             failures: logins,
         });
+        let event_paths = event_mounts.iter().map(|m| event_path(&m.camera)).collect();
+        let live = Live::new(mounts, event_paths, login.as_ref());
         let asked = Arc::new(AskedPaths::default());
         let asked_in_server = asked.clone();
         let (ready_tx, ready_rx) = std_mpsc::channel();
@@ -58,15 +70,7 @@ impl RtspServer {
                 let context = glib::MainContext::new();
                 let result = context.with_thread_default(|| {
                     let main_loop = glib::MainLoop::new(Some(&context), false);
-                    match build(
-                        bind.to_string(),
-                        port,
-                        login,
-                        mounts,
-                        event_mounts,
-                        &asked_in_server,
-                        &context,
-                    ) {
+                    match build(login, event_mounts, &asked_in_server, &context) {
                         Ok(server) => {
                             let _ = ready_tx.send(Ok((server, main_loop.clone())));
                             main_loop.run();
@@ -83,13 +87,18 @@ impl RtspServer {
         let (server, main_loop) = ready_rx
             .recv()
             .map_err(|_| anyhow::anyhow!("the RTSP server thread died while starting"))??;
-        let local_addr = SocketAddr::new(bind, server.bound_port() as u16);
+        let events = server.clone();
+        let handoff =
+            Arc::new(move |handed: Handoff, peer: SocketAddr| hand_over(&events, handed, peer));
+        let accepting = tokio::spawn(live.clone().serve(listener, handoff));
         Ok(RtspServer {
             server,
             main_loop,
             thread: Some(thread),
             local_addr,
             asked,
+            live,
+            accepting,
         })
     }
 
@@ -99,7 +108,7 @@ impl RtspServer {
 
     /// Disconnects every viewer of one camera (MQTT OFF). Returns how many were disconnected.
     pub fn disconnect_viewers(&self, camera: &str) -> usize {
-        self.disconnect_media(&media_element_name(camera), &live_path(camera))
+        self.live.disconnect(camera)
     }
 
     /// Stops every playback of a camera's event stream.
@@ -156,6 +165,7 @@ impl RtspServer {
 
 impl Drop for RtspServer {
     fn drop(&mut self) {
+        self.accepting.abort();
         self.main_loop.quit();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -163,15 +173,12 @@ impl Drop for RtspServer {
     }
 }
 
-/// Per-client kernel send buffer (Linux doubles it): about half a second of 4 Mbit/s video.
-const CLIENT_SEND_BUFFER: i32 = 128 * 1024;
-
 fn bound_send_buffer(client: &gst_rtsp_server::RTSPClient) {
     if !set_client_socket_option(
         client,
         libc::SOL_SOCKET,
         libc::SO_SNDBUF,
-        CLIENT_SEND_BUFFER,
+        super::live::CLIENT_SEND_BUFFER,
     ) {
         tracing::debug!("cannot bound a client's send buffer");
     }
@@ -212,21 +219,39 @@ fn set_client_socket_option(
     }
 }
 
+/// Gives a connection that asked for an event stream to gst-rtsp-server, with what it sent.
+fn hand_over(server: &gst_rtsp_server::RTSPServer, handed: Handoff, peer: SocketAddr) {
+    let given = handed
+        .stream
+        .into_std()
+        .map_err(|e| e.to_string())
+        .and_then(|stream| {
+            gstreamer_rtsp_server::gio::Socket::from_fd(std::os::fd::OwnedFd::from(stream))
+                .map_err(|e| e.to_string())
+        })
+        .and_then(|socket| {
+            let sent = String::from_utf8_lossy(&handed.sent);
+            server
+                .transfer_connection(
+                    socket,
+                    &peer.ip().to_string(),
+                    peer.port().into(),
+                    Some(&sent),
+                )
+                .map_err(|e| e.to_string())
+        });
+    if let Err(e) = given {
+        tracing::warn!("cannot hand an event viewer from {peer} to the event server: {e}");
+    }
+}
+
 fn build(
-    bind: String,
-    port: u16,
     login: Option<Login>,
-    mounts: Vec<Mount>,
     event_mounts: Vec<EventMount>,
     asked: &Arc<AskedPaths>,
     context: &glib::MainContext,
 ) -> anyhow::Result<gst_rtsp_server::RTSPServer> {
     let server = gst_rtsp_server::RTSPServer::new();
-    server.set_address(&bind);
-    server.set_service(&port.to_string());
-    // gst-rtsp-server's default backlog is 5: a burst of viewers (HA, an NVR and a few phones
-    // reconnecting together) overflows it, and each dropped SYN costs its client a second.
-    server.set_backlog(128);
     if let Some(pool) = server.thread_pool() {
         pool.set_max_threads(-1);
     }
@@ -251,16 +276,9 @@ fn build(
     let mount_points = server
         .mount_points()
         .ok_or_else(|| anyhow::anyhow!("RTSP server without mount points"))?;
-    let factories = mounts
-        .into_iter()
-        .map(|mount| (live_path(&mount.camera), ViewerFactory::new(mount).upcast()))
-        .chain(
-            event_mounts
-                .into_iter()
-                .map(|mount| (event_path(&mount.camera), EventFactory::new(mount).upcast())),
-        );
-    for (path, factory) in factories {
-        let factory: gst_rtsp_server::RTSPMediaFactory = factory;
+    for mount in event_mounts {
+        let path = event_path(&mount.camera);
+        let factory: gst_rtsp_server::RTSPMediaFactory = EventFactory::new(mount).upcast();
         if login.is_some() {
             factory.add_role_from_structure(
                 &gstreamer::Structure::builder(role)
@@ -271,9 +289,6 @@ fn build(
         }
         mount_points.add_factory(&path, factory);
     }
-    server
-        .attach(Some(context))
-        .map_err(|e| anyhow::anyhow!("cannot listen on RTSP {bind}:{port}: {e}"))?;
     let weak = server.downgrade();
     glib::source::timeout_source_new(SESSION_CLEANUP, None, glib::Priority::DEFAULT, move || {
         match weak.upgrade().and_then(|s| s.session_pool()) {

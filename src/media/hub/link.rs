@@ -1,7 +1,8 @@
 //! The consumers' face of the hub: registering a viewer or an audio tap gives a
 //! [`ConsumerLink`], and dropping the link is the only way out.
 
-use super::{AudioForm, Hub, MAX_QUEUE, State};
+use super::queue::FrameQueue;
+use super::{AudioForm, Hub, MAX_QUEUE, State, Track};
 use gstreamer as gst;
 use gstreamer::glib;
 use gstreamer::prelude::*;
@@ -25,8 +26,8 @@ pub(super) enum Start {
 
 pub(super) struct Consumer {
     pub(super) id: u64,
-    pub(super) video: glib::WeakRef<gst_app::AppSrc>,
-    pub(super) audio: Option<glib::WeakRef<gst_app::AppSrc>>,
+    pub(super) video: SinkRef,
+    pub(super) audio: Option<SinkRef>,
     pub(super) start: Start,
     /// The time of the audio frame it joined with: live frames up to it are older and skipped,
     /// so its audio never goes back in time.
@@ -97,12 +98,33 @@ impl Hub {
         );
         self.lock().consumers.push(Consumer {
             id,
-            video: video.downgrade(),
-            audio: audio.map(|a| a.downgrade()),
+            video: SinkRef::Src(video.downgrade()),
+            audio: audio.map(|a| SinkRef::Src(a.downgrade())),
             start: Start::Burst,
             audio_after: None,
             max_queue,
         });
+        link
+    }
+
+    /// Registers a consumer that takes its frames from `queue` (with audio when `audio`): it
+    /// gets the cached GOP at once, then live frames.
+    pub fn add_queue_consumer(
+        self: &Arc<Self>,
+        queue: &Arc<FrameQueue>,
+        audio: bool,
+    ) -> ConsumerLink {
+        let link = self.link();
+        let id = link.id;
+        self.lock().consumers.push(Consumer {
+            id,
+            video: SinkRef::Queue(Arc::downgrade(queue), Track::Video),
+            audio: audio.then(|| SinkRef::Queue(Arc::downgrade(queue), Track::Audio)),
+            start: Start::Burst,
+            audio_after: None,
+            max_queue: MAX_QUEUE,
+        });
+        self.prime(id);
         link
     }
 
@@ -147,9 +169,9 @@ impl Hub {
     pub fn end_all_consumers(&self) -> usize {
         let consumers = std::mem::take(&mut self.lock().consumers);
         for consumer in &consumers {
-            let sources = std::iter::once(&consumer.video).chain(consumer.audio.as_ref());
-            for src in sources.filter_map(|weak| weak.upgrade()) {
-                let _ = src.end_of_stream();
+            let sinks = std::iter::once(&consumer.video).chain(consumer.audio.as_ref());
+            for sink in sinks.filter_map(SinkRef::upgrade) {
+                sink.end();
             }
         }
         consumers.len()
@@ -180,11 +202,11 @@ impl Consumer {
         let count = cached.len() as u64;
         for (i, sample) in cached.iter().enumerate() {
             let pts = live_pts.saturating_sub(BURST_SPACING * (count - i as u64));
-            if video.push_sample(&restamp(sample, pts)).is_err() {
+            if !video.push(&restamp(sample, pts)) {
                 return;
             }
         }
-        if video.push_sample(newest).is_err() {
+        if !video.push(newest) {
             return;
         }
         self.start = Start::Live;
@@ -199,45 +221,89 @@ impl Consumer {
                 None => restamp(first, live_pts),
             };
             self.audio_after = first.buffer().and_then(|b| b.pts());
-            let _ = audio.push_sample(&first);
+            audio.push(&first);
         }
     }
 }
 
-/// The appsrcs a frame goes to, gathered under the hub's lock and fed after it is released.
+/// Where a consumer's frames of one track go, held weakly: a consumer whose sink is gone is
+/// forgotten.
+pub(super) enum SinkRef {
+    Src(glib::WeakRef<gst_app::AppSrc>),
+    Queue(Weak<FrameQueue>, Track),
+}
+
+impl SinkRef {
+    pub(super) fn upgrade(&self) -> Option<Sink> {
+        match self {
+            SinkRef::Src(weak) => weak.upgrade().map(Sink::Src),
+            SinkRef::Queue(weak, track) => weak.upgrade().map(|q| Sink::Queue(q, *track)),
+        }
+    }
+}
+
+/// A consumer's sink for one track, while it is being fed.
+pub(super) enum Sink {
+    Src(gst_app::AppSrc),
+    Queue(Arc<FrameQueue>, Track),
+}
+
+impl Sink {
+    /// False when the sink takes nothing now (its media not running yet, or ended).
+    fn push(&self, sample: &gst::Sample) -> bool {
+        match self {
+            Sink::Src(src) => src.push_sample(sample).is_ok(),
+            Sink::Queue(queue, track) => queue.push(*track, sample),
+        }
+    }
+
+    fn end(&self) {
+        match self {
+            Sink::Src(src) => {
+                let _ = src.end_of_stream();
+            }
+            Sink::Queue(queue, _) => queue.end(),
+        }
+    }
+
+    /// More than `max_queue` of media waits in the consumer's queue.
+    pub(super) fn behind(&self, max_queue: gst::ClockTime) -> bool {
+        match self {
+            Sink::Src(src) => src.current_level_time() > max_queue,
+            Sink::Queue(queue, _) => queue.queued_video() > max_queue,
+        }
+    }
+}
+
+/// The sinks a frame goes to, gathered under the hub's lock and fed after it is released.
 #[derive(Default)]
 pub(super) struct Delivery {
-    to: Vec<gst_app::AppSrc>,
+    to: Vec<Sink>,
     /// Consumers that were too far behind to take it.
     pub(super) dropped: u64,
 }
 
 impl Delivery {
-    pub(super) fn add(&mut self, src: gst_app::AppSrc) {
-        self.to.push(src);
+    pub(super) fn add(&mut self, sink: Sink) {
+        self.to.push(sink);
     }
 
     /// Adds a consumer whose queue decides on its own whether it takes the frame (audio).
-    pub(super) fn add_unless_behind(&mut self, src: gst_app::AppSrc) {
-        if behind(&src, MAX_QUEUE) {
+    pub(super) fn add_unless_behind(&mut self, sink: Sink) {
+        if sink.behind(MAX_QUEUE) {
             self.dropped += 1;
         } else {
-            self.to.push(src);
+            self.to.push(sink);
         }
     }
 
     /// Hands the frame over; returns how many consumers dropped it.
     pub(super) fn send(self, sample: &gst::Sample) -> u64 {
-        for src in &self.to {
-            let _ = src.push_sample(sample);
+        for sink in &self.to {
+            sink.push(sample);
         }
         self.dropped
     }
-}
-
-/// More than `max_queue` of media waits in the consumer's queue.
-pub(super) fn behind(src: &gst_app::AppSrc, max_queue: gst::ClockTime) -> bool {
-    src.current_level_time() > max_queue
 }
 
 pub(super) fn restamp(sample: &gst::Sample, pts: gst::ClockTime) -> gst::Sample {

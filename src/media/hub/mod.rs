@@ -1,8 +1,8 @@
 //! The per-camera fan-out hub: one camera connection feeds any number of consumers.
 //!
-//! - **Bounded per-consumer links.** Each consumer is an `appsrc`; when its queue holds more than
-//!   [`MAX_QUEUE`] of media, the hub drops frames for that consumer only (counted) and resumes at
-//!   the next keyframe. A slow viewer never stalls the camera or the others.
+//! - **Bounded per-consumer links.** Each consumer is an `appsrc` or a [`FrameQueue`]; when its
+//!   queue holds more than [`MAX_QUEUE`] of media, the hub drops frames for that consumer only
+//!   (counted) and resumes at the next keyframe. A slow viewer never stalls the camera or the others.
 //! - **GOP cache with restamping.** The frames since the last keyframe are kept. A new consumer gets
 //!   them as a burst restamped to just before the next live frame (see
 //!   `notes/gst-rtsp-server-facts.md`), so it starts decoding at once instead of waiting up to a
@@ -20,12 +20,14 @@
 //! `StreamProducer` does), so a consumer's queue never holds up the camera's other tracks.
 
 mod link;
+mod queue;
 mod status;
 #[cfg(test)]
 mod tests;
 mod writer;
 
 pub use link::ConsumerLink;
+pub use queue::FrameQueue;
 pub use status::{HubStatus, StreamInfo};
 pub use writer::SessionWriter;
 

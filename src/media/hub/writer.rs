@@ -1,6 +1,6 @@
 //! The ingest's face of the hub: one [`SessionWriter`] per camera session.
 
-use super::link::{Delivery, Start, behind};
+use super::link::{Delivery, Sink, SinkRef, Start};
 use super::{AudioForm, Frame, Hub, Keyframe, State, Track};
 use gstreamer as gst;
 use std::sync::Arc;
@@ -206,7 +206,7 @@ impl SessionWriter {
             })
             .filter_map(|c| c.audio.as_ref());
         let mut delivery = Delivery::default();
-        for viewer in viewers.filter_map(|weak| weak.upgrade()) {
+        for viewer in viewers.filter_map(SinkRef::upgrade) {
             delivery.add_unless_behind(viewer);
         }
         gather_audio_taps(&mut state, AudioForm::Aac, &mut delivery);
@@ -230,7 +230,7 @@ fn video_delivery(state: &mut State, is_keyframe: bool) -> Delivery {
     let audio_start = last_audio.as_ref().or(session.audio_filler.as_ref());
     let mut delivery = Delivery::default();
     consumers.retain_mut(|consumer| {
-        let Some(src) = consumer.video.upgrade() else {
+        let Some(sink) = consumer.video.upgrade() else {
             return false;
         };
         match consumer.start {
@@ -242,19 +242,19 @@ fn video_delivery(state: &mut State, is_keyframe: bool) -> Delivery {
                 consumer.start = Start::WaitKeyframe;
                 return true;
             }
-            Start::Live if behind(&src, consumer.max_queue) => {
+            Start::Live if sink.behind(consumer.max_queue) => {
                 consumer.start = Start::Dropping;
                 delivery.dropped += 1;
                 return true;
             }
-            Start::Dropping if !is_keyframe || behind(&src, consumer.max_queue) => {
+            Start::Dropping if !is_keyframe || sink.behind(consumer.max_queue) => {
                 delivery.dropped += 1;
                 return true;
             }
             _ => {}
         }
         consumer.start = Start::Live;
-        delivery.add(src);
+        delivery.add(sink);
         true
     });
     delivery
@@ -268,7 +268,7 @@ fn gather_audio_taps(state: &mut State, form: AudioForm, delivery: &mut Delivery
             return false;
         };
         if *tap_form == form {
-            delivery.add_unless_behind(src);
+            delivery.add_unless_behind(Sink::Src(src));
         }
         true
     });
