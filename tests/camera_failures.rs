@@ -155,8 +155,8 @@ fn unreachable_camera_fails_the_viewer_within_start_timeout_and_shows_failed() {
     let started = Instant::now();
     let reply = raw_describe(&addon.live_url("gone"));
     let took = started.elapsed();
-    // gst-rtsp-server answers 400 when the factory gives no media.
-    assert!(reply.starts_with("RTSP/1.0 400"), "{reply} after {took:?}");
+    // The camera is what is unavailable, not the viewer's request that is wrong.
+    assert!(reply.starts_with("RTSP/1.0 503"), "{reply} after {took:?}");
     assert!(took < Duration::from_secs(6), "the viewer waited {took:?}");
     assert!(ffprobe_codecs(&addon.live_url("gone"), "tcp").is_err());
     mqtt.wait_for(

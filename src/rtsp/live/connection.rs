@@ -323,7 +323,7 @@ impl Connection {
             "DESCRIBE" => match self.watch(&mount).await {
                 Ok(description) => {
                     let sdp = description.sdp(self.local.ip(), self.id);
-                    let base = request.uri.trim_end_matches('/');
+                    let base = request.base_uri();
                     reply(Status::OK)
                         .header("Content-Base", format!("{base}/"))
                         .body("application/sdp", sdp)
@@ -524,8 +524,8 @@ impl Connection {
             .queue
             .pts_span(Track::Video)
             .map(|(oldest, _)| oldest);
-        let base = request.uri.trim_end_matches('/');
-        let base = base.strip_suffix("/stream=0").unwrap_or(base);
+        let base = request.base_uri();
+        let base = base.strip_suffix("/stream=0").unwrap_or(&base);
         let info: Vec<String> = session
             .tracks
             .iter()

@@ -25,6 +25,23 @@ impl Request {
         self.header("CSeq")
     }
 
+    /// The request's URI without a user or password in it and without a trailing `/`: what
+    /// answers may echo (`Content-Base`, `RTP-Info`).
+    pub fn base_uri(&self) -> String {
+        let uri = self.uri.trim_end_matches('/');
+        match uri.split_once("://") {
+            Some((scheme, rest)) => {
+                let authority_end = rest.find('/').unwrap_or(rest.len());
+                let host = match rest[..authority_end].rfind('@') {
+                    Some(at) => &rest[at + 1..],
+                    None => rest,
+                };
+                format!("{scheme}://{host}")
+            }
+            None => uri.to_string(),
+        }
+    }
+
     /// The path of the request's URI (`/nursery_live/stream=0`), or `*`.
     pub fn path(&self) -> &str {
         let path = match self.uri.split_once("://") {
@@ -250,6 +267,25 @@ mod tests {
         assert_eq!(path("rtsp://10.0.0.2:8554"), "/");
         assert_eq!(path("/cam_live"), "/cam_live");
         assert_eq!(path("*"), "*");
+    }
+
+    #[test]
+    fn the_uri_echoed_back_has_no_password() {
+        let request = Request {
+            method: "PLAY".into(),
+            uri: "rtsp://viewer:s3cret@10.0.0.2:8554/cam_live/".into(),
+            headers: vec![],
+        };
+        assert_eq!(request.base_uri(), "rtsp://10.0.0.2:8554/cam_live");
+        let plain = Request {
+            uri: "rtsp://10.0.0.2/a@b".into(),
+            ..request
+        };
+        assert_eq!(
+            plain.base_uri(),
+            "rtsp://10.0.0.2/a@b",
+            "an @ in the path stays"
+        );
     }
 
     #[test]
