@@ -67,8 +67,8 @@ fn unfinished_headers_are_closed_and_one_address_cannot_take_every_connection() 
 }
 
 /// RTSP too: 50 connections that send OPTIONS and then say nothing, from 25 addresses, are
-/// closed once they have idled without a stream; a viewer plays on throughout and the server's
-/// threads come back down.
+/// closed once they have idled without a stream; a viewer plays on throughout, a connection
+/// costs a socket and no thread, and the sockets are given back.
 #[test]
 fn rtsp_connections_that_ask_for_nothing_and_idle_are_closed() {
     let rig = Rig::start(&[], "");
@@ -78,6 +78,7 @@ fn rtsp_connections_that_ask_for_nothing_and_idle_are_closed() {
         viewer.decoded_frames() > 10
     });
     let threads_before = threads(pid);
+    let fds_before = open_fds(pid);
     let url = rig.addon.live_url("cam");
     let mut idle: Vec<TcpStream> = (0..50u8)
         .map(|i| {
@@ -88,8 +89,14 @@ fn rtsp_connections_that_ask_for_nothing_and_idle_are_closed() {
         })
         .collect();
     assert!(
-        threads(pid) > threads_before,
-        "each connection holds a thread while open"
+        open_fds(pid) >= fds_before + 50,
+        "each connection is open: {fds_before} → {}",
+        open_fds(pid)
+    );
+    assert!(
+        threads(pid) <= threads_before + 2,
+        "connections are tasks, not threads: {threads_before} → {}",
+        threads(pid)
     );
     wait_until(
         "the server to close every connection that asked for nothing",
@@ -101,8 +108,8 @@ fn rtsp_connections_that_ask_for_nothing_and_idle_are_closed() {
         viewer.decoded_frames() > frames + 10
     });
     wait_until(
-        "the threads to come back down",
+        "the sockets to be given back",
         Duration::from_secs(20),
-        || threads(pid) <= threads_before + 2,
+        || open_fds(pid) <= fds_before + 2,
     );
 }
