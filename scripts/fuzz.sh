@@ -8,7 +8,7 @@
 # Targets (fuzz/fuzz_targets): mqtt_command (topic + payload from the broker), config (YAML and
 # options.json), http_query (/api/frame.jpeg's query), webrtc_offer (a viewer's SDP offer),
 # timeline (the camera's RTP times and arrivals), sidecar (a clip's .json on the media
-# share), credentials (/data/credentials.json).
+# share), credentials (/data/credentials.json), rtsp_request (anything sent to the RTSP port).
 # Runs on the machine's stable Rust: without a sanitizer cargo fuzz needs no nightly flag, and
 # AddressSanitizer's -Z flag is allowed by RUSTC_BOOTSTRAP. Builds are unoptimized (--dev):
 # they take half the time to build, and keep overflow checks on.
@@ -19,7 +19,7 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2 --
 seconds=${FUZZ_SECONDS:-300}
 sanitizer=${FUZZ_SANITIZER:-none}
 export RUSTC_BOOTSTRAP=1
-all=(mqtt_command config http_query webrtc_offer timeline sidecar credentials)
+all=(mqtt_command config http_query webrtc_offer timeline sidecar credentials rtsp_request)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 echo "fuzz: building ${#targets[@]} target(s), sanitizer $sanitizer" >&2

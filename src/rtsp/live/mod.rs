@@ -14,11 +14,11 @@
 //! - `connection`: one connection's requests, session and sending.
 
 mod connection;
-mod digest;
-mod message;
+pub mod digest;
+pub mod message;
 mod rtp;
 mod sdp;
-mod transport;
+pub mod transport;
 
 pub use connection::Handoff;
 
