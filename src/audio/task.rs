@@ -345,11 +345,19 @@ impl CryTask {
                 started_at,
                 ended_at,
                 confidence,
-            } => (
-                anchor.wall(started_at),
-                Some(anchor.wall(ended_at)),
-                confidence,
-            ),
+            } => {
+                // The end names the start its start event named: mapped again through a newer
+                // anchor, it could land in the next second.
+                let named = state
+                    .borrow()
+                    .last_started_at
+                    .filter(|_| state.borrow().crying);
+                (
+                    named.unwrap_or_else(|| anchor.wall(started_at)),
+                    Some(anchor.wall(ended_at)),
+                    confidence,
+                )
+            }
         };
         self.events.try_request(match ended_at {
             None => EventRequest::CryStarted(started_at),
