@@ -15,43 +15,25 @@ use retina::rtp::ReceivedPacket;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-/// voaacenc's output starts 1600 samples before its input, at any rate (100 ms at 16 kHz):
-/// measured by decoding clicks it encoded (`the_encoder_priming_is_what_retiming_takes_off`).
-const AAC_PRIMING_SAMPLES: u64 = 1600;
+/// voaacenc's output starts 1600 samples (100 ms at 16 kHz) before its input: measured by
+/// decoding clicks it encoded (`the_encoder_priming_is_what_retiming_takes_off`).
+const AAC_PRIMING: Duration = Duration::from_millis(100);
 
-/// G.711 is sampled at 8 kHz, and its AAC keeps that rate: at 16 kHz the encoder did twice the
-/// work for an empty upper band (BENCHMARKS.md, "Our own RTSP sender"), and go2rtc's ffmpeg gives
-/// the same 8 kHz AAC. Opus carries wideband speech, which keeps 16 kHz.
-const G711_AAC_RATE: i32 = 8000;
-const WIDEBAND_AAC_RATE: i32 = 16000;
+/// Transcoded audio always leaves as AAC-LC, 16 kHz mono: one consistent format, and caps known
+/// before the encoder's first frame, which would add 128-256 ms of encoder delay to a cold start.
+/// The encoder is VisualOn's (voaacenc): about 30 KB per camera, where libav's avenc_aac took
+/// 2 MB, for 0.06 % more of a core per camera (BENCHMARKS.md, "The audio encoder").
+const AAC_ENCODE: &str = "audioconvert name=decoded ! audioresample ! audio/x-raw,rate=16000,channels=1 ! voaacenc bitrate=32000 ! aacparse";
 
-/// Transcoded audio always leaves as AAC-LC mono at a rate fixed per codec: caps known before
-/// the encoder's first frame, which would add 128-256 ms of encoder delay to a cold start. The
-/// encoder is VisualOn's (voaacenc): about 30 KB per camera, where libav's avenc_aac took 2 MB,
-/// for 0.06 % more of a core per camera (BENCHMARKS.md, "The audio encoder").
-fn aac_encode(rate: i32) -> String {
-    format!(
-        "audioconvert name=decoded ! audioresample ! audio/x-raw,rate={rate},channels=1 ! voaacenc bitrate=32000 ! aacparse"
-    )
-}
-
-fn transcoded_aac_caps(rate: i32) -> gst::Caps {
-    // AudioSpecificConfig: object type 2 (AAC-LC), the rate's frequency index, 1 channel.
-    let index: u8 = if rate == G711_AAC_RATE { 11 } else { 8 };
+fn transcoded_aac_caps() -> gst::Caps {
+    // AudioSpecificConfig: object type 2 (AAC-LC), frequency index 8 (16 kHz), 1 channel.
     gst::Caps::builder("audio/mpeg")
         .field("mpegversion", 4i32)
         .field("stream-format", "raw")
-        .field("rate", rate)
+        .field("rate", 16000i32)
         .field("channels", 1i32)
-        .field(
-            "codec_data",
-            gst::Buffer::from_slice([(2 << 3) | (index >> 1), ((index & 1) << 7) | (1 << 3)]),
-        )
+        .field("codec_data", gst::Buffer::from_slice([0x14u8, 0x08]))
         .build()
-}
-
-fn aac_priming(rate: i32) -> Duration {
-    Duration::from_nanos(AAC_PRIMING_SAMPLES * 1_000_000_000 / rate.max(1) as u64)
 }
 
 /// One AAC-LC frame of silence in the transcoded format: a single channel element with no
@@ -76,10 +58,10 @@ pub(super) struct AudioBranch {
 const G711_SINK: &str = "g711";
 
 pub(super) fn audio_branch(encoding: &str) -> Option<AudioBranch> {
-    let transcode = |name, decode: &str, rate| AudioBranch {
+    let transcode = |name, decode: &str| AudioBranch {
         name,
-        description: format!("{decode} ! {}", aac_encode(rate)),
-        caps: Some(transcoded_aac_caps(rate)),
+        description: format!("{decode} ! {AAC_ENCODE}"),
+        caps: Some(transcoded_aac_caps()),
         g711: false,
     };
     let g711 = |name, depay: &str, decode: &str| AudioBranch {
@@ -87,7 +69,6 @@ pub(super) fn audio_branch(encoding: &str) -> Option<AudioBranch> {
         ..transcode(
             name,
             &format!("{depay} ! tee name=t t. ! appsink name={G711_SINK} t. ! {decode}"),
-            G711_AAC_RATE,
         )
     };
     let passthrough = |depay: &str| AudioBranch {
@@ -99,7 +80,7 @@ pub(super) fn audio_branch(encoding: &str) -> Option<AudioBranch> {
     Some(match encoding {
         "PCMA" => g711("PCMA", "rtppcmadepay", "alawdec"),
         "PCMU" => g711("PCMU", "rtppcmudepay", "mulawdec"),
-        "OPUS" => transcode("Opus", "rtpopusdepay ! opusdec", WIDEBAND_AAC_RATE),
+        "OPUS" => transcode("Opus", "rtpopusdepay ! opusdec"),
         "MPEG4-GENERIC" => passthrough("rtpmp4gdepay"),
         "MP4A-LATM" => passthrough("rtpmp4adepay"),
         _ => return None,
@@ -143,9 +124,8 @@ impl AudioTrack {
         let bin = pipeline.upcast_ref::<gst::Bin>();
         let sink = branch_sink(bin, "sink");
         configure_sink(&sink);
-        if let Some(caps) = &branch.caps {
-            let rate = caps.structure(0).and_then(|s| s.get::<i32>("rate").ok());
-            retime_transcoded(bin, &sink, aac_priming(rate.unwrap_or(WIDEBAND_AAC_RATE)));
+        if branch.caps.is_some() {
+            retime_transcoded(bin, &sink);
         }
         if branch.g711 {
             deliver_g711(bin, writer);
@@ -265,8 +245,8 @@ fn deliver_audio(sink: &gst_app::AppSink, writer: &Weak<SessionWriter>, branch: 
 }
 
 /// Encoded frames get the times of the decoded audio they came from: see `retime`.
-fn retime_transcoded(bin: &gst::Bin, sink: &gst_app::AppSink, priming: Duration) {
-    let retimer = Arc::new(Mutex::new(AudioRetimer::new(priming)));
+fn retime_transcoded(bin: &gst::Bin, sink: &gst_app::AppSink) {
+    let retimer = Arc::new(Mutex::new(AudioRetimer::new(AAC_PRIMING)));
     let decoded = bin
         .by_name("decoded")
         .and_then(|e| e.static_pad("sink"))
@@ -345,71 +325,53 @@ fn configure_sink(sink: &gst_app::AppSink) {
 mod tests {
     use super::*;
 
-    /// Clicks a quarter of a second apart go through the transcoding branch and back through a
-    /// decoder that, as a player's, keeps what the encoder put before them: each comes out late
-    /// by the priming, which retiming takes off. At both rates the branch encodes.
+    /// Clicks every 4000 samples go through the transcoding branch and back through a decoder
+    /// that, as a player's, keeps what the encoder put before them: each comes out late by the
+    /// priming, which retiming takes off.
     #[test]
     fn the_encoder_priming_is_what_retiming_takes_off() {
         gst::init().unwrap();
-        for rate in [G711_AAC_RATE, WIDEBAND_AAC_RATE] {
-            let pipeline = gst::parse::launch(&format!(
-                "appsrc name=src format=time caps=audio/x-raw,format=S16LE,rate={rate},channels=1,layout=interleaved \
-                 ! {} ! avdec_aac ! audioconvert ! audio/x-raw,format=S16LE,channels=1 \
-                 ! appsink name=sink sync=false",
-                aac_encode(rate)
-            ))
-            .unwrap()
-            .downcast::<gst::Pipeline>()
-            .unwrap();
-            let by_name = |name| pipeline.by_name(name).unwrap();
-            let src = by_name("src").downcast::<gst_app::AppSrc>().unwrap();
-            let sink = by_name("sink").downcast::<gst_app::AppSink>().unwrap();
-            pipeline.set_state(gst::State::Playing).unwrap();
-            let second = rate as usize;
-            let clicks = [second / 2, second * 3 / 4, second];
-            let mut input = vec![0i16; 2 * second];
-            for click in clicks {
-                input[click..click + 8].fill(20000);
-            }
-            let bytes: Vec<u8> = input.iter().flat_map(|s| s.to_le_bytes()).collect();
-            let mut buffer = gst::Buffer::from_slice(bytes);
-            buffer.get_mut().unwrap().set_pts(gst::ClockTime::ZERO);
-            src.push_buffer(buffer).unwrap();
-            src.end_of_stream().unwrap();
-            let mut output = Vec::new();
-            while let Ok(sample) = sink.pull_sample() {
-                let map = sample.buffer().unwrap().map_readable().unwrap();
-                output.extend(
-                    map.chunks_exact(2)
-                        .map(|b| i16::from_le_bytes([b[0], b[1]])),
-                );
-            }
-            pipeline.set_state(gst::State::Null).unwrap();
-            let priming = (aac_priming(rate).as_secs_f64() * rate as f64).round() as usize;
-            assert_eq!(priming, AAC_PRIMING_SAMPLES as usize);
-            for click in clicks {
-                let window = &output[click..click + 3000];
-                let peak = (0..window.len())
-                    .max_by_key(|&i| window[i].unsigned_abs())
-                    .unwrap();
-                // The click is 8 samples long: its peak comes out a few samples into it.
-                assert!(
-                    (priming..priming + 12).contains(&peak),
-                    "at {rate} Hz the click at {click} came out {peak} samples late; the priming is {priming}"
-                );
-            }
+        let pipeline = gst::parse::launch(&format!(
+            "appsrc name=src format=time caps=audio/x-raw,format=S16LE,rate=16000,channels=1,layout=interleaved \
+             ! {AAC_ENCODE} ! avdec_aac ! audioconvert ! audio/x-raw,format=S16LE,channels=1 \
+             ! appsink name=sink sync=false"
+        ))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        let by_name = |name| pipeline.by_name(name).unwrap();
+        let src = by_name("src").downcast::<gst_app::AppSrc>().unwrap();
+        let sink = by_name("sink").downcast::<gst_app::AppSink>().unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let mut input = vec![0i16; 32000];
+        for click in [8000, 12000, 16000] {
+            input[click..click + 8].fill(20000);
         }
-    }
-
-    #[test]
-    fn the_caps_name_the_rate_the_encoder_is_given() {
-        gst::init().unwrap();
-        for (rate, config) in [(8000, [0x15u8, 0x88]), (16000, [0x14, 0x08])] {
-            let caps = transcoded_aac_caps(rate);
-            let s = caps.structure(0).unwrap();
-            assert_eq!(s.get::<i32>("rate").unwrap(), rate);
-            let data = s.get::<gst::Buffer>("codec_data").unwrap();
-            assert_eq!(data.map_readable().unwrap().as_slice(), &config);
+        let bytes: Vec<u8> = input.iter().flat_map(|s| s.to_le_bytes()).collect();
+        let mut buffer = gst::Buffer::from_slice(bytes);
+        buffer.get_mut().unwrap().set_pts(gst::ClockTime::ZERO);
+        src.push_buffer(buffer).unwrap();
+        src.end_of_stream().unwrap();
+        let mut output = Vec::new();
+        while let Ok(sample) = sink.pull_sample() {
+            let map = sample.buffer().unwrap().map_readable().unwrap();
+            output.extend(
+                map.chunks_exact(2)
+                    .map(|b| i16::from_le_bytes([b[0], b[1]])),
+            );
+        }
+        pipeline.set_state(gst::State::Null).unwrap();
+        let priming = (AAC_PRIMING.as_secs_f64() * 16000.0) as usize;
+        for click in [8000, 12000, 16000] {
+            let window = &output[click..click + 3000];
+            let peak = (0..window.len())
+                .max_by_key(|&i| window[i].unsigned_abs())
+                .unwrap();
+            // The click is 8 samples long: its peak comes out a few samples into it.
+            assert!(
+                (priming..priming + 12).contains(&peak),
+                "the click at {click} came out {peak} samples late; the priming is {priming}"
+            );
         }
     }
 
@@ -421,9 +383,7 @@ mod tests {
         let src = pcm.src().unwrap();
         let mut frame = gst::Buffer::from_slice(SILENT_AAC_FRAME);
         frame.get_mut().unwrap().set_pts(gst::ClockTime::ZERO);
-        // The decoder gives 16 kHz: at that rate one frame is 1024 samples (the frame itself
-        // holds no rate).
-        let caps = transcoded_aac_caps(WIDEBAND_AAC_RATE);
+        let caps = transcoded_aac_caps();
         src.push_sample(&gst::Sample::builder().buffer(&frame).caps(&caps).build())
             .unwrap();
         src.end_of_stream().unwrap();
