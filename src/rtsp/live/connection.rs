@@ -8,26 +8,21 @@ use super::digest::{DigestLogin, Verdict};
 use super::message::{self, BadRequest, Incoming, Request, Response, Status};
 use super::rtp::RtpStream;
 use super::sdp::{AUDIO_PT, Description, VIDEO_CLOCK, VIDEO_PT};
+use super::session::{
+    Out, Playing, SESSION_TIMEOUT, Session, TrackOut, udp_pair, udp_rtcp, writer_timeout,
+};
 use super::transport::{self, Asked};
 use super::{Live, LiveMount};
 use crate::camera::demand::{Lease, Purpose};
-use crate::media::hub::{ConsumerLink, FrameQueue, Track};
+use crate::media::hub::{FrameQueue, Track};
 use crate::rtsp::limits::{FIRST_REQUEST_TIMEOUT, IDLE_WITHOUT_STREAM};
-use gstreamer as gst;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpStream, UdpSocket};
 use tokio_util::sync::CancellationToken;
-
-/// A session's keep-alive: a UDP viewer must send RTCP or a request this often.
-const SESSION_TIMEOUT: Duration = Duration::from_secs(60);
-/// A viewer whose socket takes nothing for this long is gone.
-const WRITE_STALL: Duration = Duration::from_secs(30);
-/// Sender reports, so players line sound up with the picture from the first second.
-const SENDER_REPORT_EVERY: Duration = Duration::from_secs(1);
 
 /// How a connection ended, for the log.
 type Ending = &'static str;
@@ -36,44 +31,6 @@ type Ending = &'static str;
 pub struct Handoff {
     pub stream: TcpStream,
     pub sent: Vec<u8>,
-}
-
-/// Where one set-up track goes.
-enum Out {
-    Tcp {
-        rtp: u8,
-        rtcp: u8,
-    },
-    Udp {
-        rtp: UdpSocket,
-        rtcp: Arc<UdpSocket>,
-        to_rtp: SocketAddr,
-        to_rtcp: SocketAddr,
-    },
-}
-
-struct TrackOut {
-    out: Out,
-    stream: RtpStream,
-}
-
-/// A playing viewer's place in the hub, and where the newest video frame put the clock.
-struct Playing {
-    queue: Arc<FrameQueue>,
-    _link: ConsumerLink,
-    /// A media time and when it was live: sender reports map the wallclock through it. Set
-    /// once, so every report tells the same timeline (a report per frame arrival would carry
-    /// its jitter, and a player would move one track against the other by it).
-    anchor: Option<(Instant, gst::ClockTime)>,
-    next_report: Instant,
-}
-
-struct Session {
-    id: String,
-    tracks: [Option<TrackOut>; 2],
-    playing: Option<Playing>,
-    /// The last sign of life from a UDP viewer.
-    alive: Instant,
 }
 
 struct Watched {
@@ -167,12 +124,7 @@ impl Connection {
     fn deadline(&self) -> (Instant, Ending) {
         match (&self.session, self.last_request) {
             (Some(session), _) if session.playing.is_some() => {
-                if session
-                    .tracks
-                    .iter()
-                    .flatten()
-                    .any(|t| matches!(t.out, Out::Udp { .. }))
-                {
+                if session.over_udp() {
                     (session.alive + SESSION_TIMEOUT, "its UDP session timed out")
                 } else {
                     (Instant::now() + SESSION_TIMEOUT, "")
@@ -197,7 +149,7 @@ impl Connection {
         let (deadline, late) = self.deadline();
         let queue = self.playing().map(|p| p.queue.clone());
         let report_at = self.playing().map(|p| p.next_report);
-        let rtcp = self.udp_rtcp_socket();
+        let rtcp = self.session.as_ref().and_then(Session::udp_rtcp_socket);
         let cancel = self.cancel.clone();
         let mut chunk = [0u8; 4096];
         let mut rtcp_in = [0u8; 1500];
@@ -231,17 +183,21 @@ impl Connection {
         }
     }
 
-    /// The socket a UDP viewer's RTCP arrives on.
-    fn udp_rtcp_socket(&self) -> Option<Arc<UdpSocket>> {
-        self.session
-            .as_ref()?
-            .tracks
-            .iter()
-            .flatten()
-            .find_map(|t| match &t.out {
-                Out::Udp { rtcp, .. } => Some(rtcp.clone()),
-                Out::Tcp { .. } => None,
-            })
+    /// Sends every queued frame.
+    async fn send_frames(&mut self, writer: &mut OwnedWriteHalf) -> std::io::Result<Step> {
+        if let (Some(session), Some(watched)) = (&mut self.session, &self.watched) {
+            session
+                .send_frames(&watched.description.video, writer)
+                .await?;
+        }
+        Ok(Step::Go)
+    }
+
+    async fn send_reports(&mut self, writer: &mut OwnedWriteHalf) -> std::io::Result<()> {
+        match &mut self.session {
+            Some(session) => session.send_reports(writer).await,
+            None => Ok(()),
+        }
     }
 
     fn playing(&self) -> Option<&Playing> {
@@ -477,12 +433,7 @@ impl Connection {
             rand::random(),
         );
         let answer = format!("{answer};ssrc={:08X}", stream.ssrc);
-        let session = self.session.get_or_insert_with(|| Session {
-            id: format!("{:016x}", rand::random::<u64>()),
-            tracks: [None, None],
-            playing: None,
-            alive: Instant::now(),
-        });
+        let session = self.session.get_or_insert_with(Session::new);
         session.tracks[track] = Some(TrackOut { out, stream });
         self.with_session(reply(Status::OK).header("Transport", answer))
     }
@@ -514,7 +465,7 @@ impl Connection {
                 camera = %watched.mount.camera,
                 "RTSP viewer {} playing over {}",
                 self.peer,
-                if session.tracks.iter().flatten().any(|t| matches!(t.out, Out::Udp { .. })) { "UDP" } else { "TCP" }
+                if session.over_udp() { "UDP" } else { "TCP" }
             );
         }
         let playing = session.playing.as_ref().expect("set above");
@@ -546,87 +497,6 @@ impl Connection {
                 .header("RTP-Info", info),
         )
     }
-
-    /// Sends every queued frame: over TCP one write for them all.
-    async fn send_frames(&mut self, writer: &mut OwnedWriteHalf) -> std::io::Result<Step> {
-        let Some(session) = &mut self.session else {
-            return Ok(Step::Go);
-        };
-        let Some(playing) = &mut session.playing else {
-            return Ok(Step::Go);
-        };
-        let Some(watched) = &self.watched else {
-            return Ok(Step::Go);
-        };
-        let frames = playing.queue.take();
-        let video = &watched.description.video;
-        let mut interleaved = Vec::new();
-        for (track, sample) in frames {
-            let (Some(buffer), index) =
-                (sample.buffer(), if track == Track::Video { 0 } else { 1 })
-            else {
-                continue;
-            };
-            let (Some(pts), Some(out)) = (buffer.pts(), session.tracks[index].as_mut()) else {
-                continue;
-            };
-            let Ok(data) = buffer.map_readable() else {
-                continue;
-            };
-            let TrackOut { out, stream } = out;
-            let mut emit = |packet: &[u8]| match out {
-                Out::Tcp { rtp, .. } => frame_interleaved(&mut interleaved, *rtp, packet),
-                Out::Udp { rtp, to_rtp, .. } => {
-                    // A full socket buffer drops the datagram, as the network would.
-                    let _ = rtp.try_send_to(packet, *to_rtp);
-                }
-            };
-            match track {
-                Track::Video => {
-                    stream.video_frame(video.codec, video.nal_length, &data, pts, &mut emit);
-                    playing.anchor.get_or_insert_with(|| (Instant::now(), pts));
-                }
-                Track::Audio => stream.aac_frame(&data, pts, &mut emit),
-            }
-        }
-        if !interleaved.is_empty() {
-            writer_timeout(writer.write_all(&interleaved)).await?;
-        }
-        Ok(Step::Go)
-    }
-
-    /// One sender report per track, all from the same instant.
-    async fn send_reports(&mut self, writer: &mut OwnedWriteHalf) -> std::io::Result<()> {
-        let Some(session) = &mut self.session else {
-            return Ok(());
-        };
-        let Some(playing) = &mut session.playing else {
-            return Ok(());
-        };
-        playing.next_report = Instant::now() + SENDER_REPORT_EVERY;
-        let Some((sent, pts)) = playing.anchor else {
-            return Ok(());
-        };
-        let now = pts + gst::ClockTime::from_nseconds(sent.elapsed().as_nanos() as u64);
-        let wallclock = SystemTime::now();
-        let cname = format!("ipcam-mqtt-{}", session.id);
-        let mut interleaved = Vec::new();
-        for track in session.tracks.iter().flatten() {
-            let report = track
-                .stream
-                .sender_report(wallclock, track.stream.timestamp(now), &cname);
-            match &track.out {
-                Out::Tcp { rtcp, .. } => frame_interleaved(&mut interleaved, *rtcp, &report),
-                Out::Udp { rtcp, to_rtcp, .. } => {
-                    let _ = rtcp.try_send_to(&report, *to_rtcp);
-                }
-            }
-        }
-        if !interleaved.is_empty() {
-            writer_timeout(writer.write_all(&interleaved)).await?;
-        }
-        Ok(())
-    }
 }
 
 /// What the connection does next.
@@ -648,40 +518,3 @@ impl Refusal {
 
 /// The rate limit's key for wrong RTSP passwords.
 pub const LOGIN: &str = "the RTSP server";
-
-fn frame_interleaved(out: &mut Vec<u8>, channel: u8, packet: &[u8]) {
-    out.push(b'$');
-    out.push(channel);
-    out.extend_from_slice(&(packet.len() as u16).to_be_bytes());
-    out.extend_from_slice(packet);
-}
-
-async fn writer_timeout(
-    write: impl std::future::Future<Output = std::io::Result<()>>,
-) -> std::io::Result<()> {
-    tokio::time::timeout(WRITE_STALL, write)
-        .await
-        .map_err(|_| {
-            std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "the viewer took nothing for 30 s",
-            )
-        })?
-}
-
-/// Waits for RTCP from a UDP viewer (its receiver reports keep the session alive); never
-/// returns for a connection without one.
-async fn udp_rtcp(socket: Option<Arc<UdpSocket>>, buffer: &mut [u8]) -> std::io::Result<usize> {
-    match socket {
-        Some(socket) => socket.recv(buffer).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Two UDP sockets on the connection's own address, for a track's RTP and RTCP.
-async fn udp_pair(local: SocketAddr) -> std::io::Result<(UdpSocket, UdpSocket, u16, u16)> {
-    let rtp = UdpSocket::bind(SocketAddr::new(local.ip(), 0)).await?;
-    let rtcp = UdpSocket::bind(SocketAddr::new(local.ip(), 0)).await?;
-    let (rtp_port, rtcp_port) = (rtp.local_addr()?.port(), rtcp.local_addr()?.port());
-    Ok((rtp, rtcp, rtp_port, rtcp_port))
-}

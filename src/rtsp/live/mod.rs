@@ -11,13 +11,15 @@
 //! - `transport`: the client's choice of TCP or UDP;
 //! - `sdp`: the stream's description, from the hub's caps;
 //! - `rtp`: frames to packets, and sender reports;
-//! - `connection`: one connection's requests, session and sending.
+//! - `session`: where a viewer's tracks go, and sending its frames and sender reports;
+//! - `connection`: one connection's requests, its login, and its session's life.
 
 mod connection;
 pub mod digest;
 pub mod message;
 mod rtp;
 mod sdp;
+mod session;
 pub mod transport;
 
 pub use connection::Handoff;

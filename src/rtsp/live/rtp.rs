@@ -209,6 +209,13 @@ mod tests {
             .collect()
     }
 
+    /// The packets of a frame holding `unit` alone.
+    fn packets_of_one_unit(codec: Codec, unit: &[u8]) -> Vec<Vec<u8>> {
+        let mut stream = RtpStream::new(96, 90_000, 1, 0, 0);
+        let frame = length_prefixed(&[unit.to_vec()]);
+        packets_of(|out| stream.video_frame(codec, 4, &frame, gst::ClockTime::ZERO, out))
+    }
+
     #[test]
     fn small_nal_units_go_one_per_packet_with_the_marker_on_the_last() {
         let mut stream = RtpStream::new(96, 90_000, 0x11223344, 65535, 1000);
@@ -238,19 +245,10 @@ mod tests {
 
     #[test]
     fn a_large_h264_nal_unit_is_cut_into_fu_a_that_join_back_to_it() {
-        let mut stream = RtpStream::new(96, 90_000, 1, 0, 0);
         let unit: Vec<u8> = std::iter::once(0x65)
             .chain((0..5000u32).map(|i| i as u8))
             .collect();
-        let packets = packets_of(|out| {
-            stream.video_frame(
-                Codec::H264,
-                4,
-                &length_prefixed(std::slice::from_ref(&unit)),
-                gst::ClockTime::ZERO,
-                out,
-            )
-        });
+        let packets = packets_of_one_unit(Codec::H264, &unit);
         assert_eq!(packets.len(), 4);
         assert!(packets.iter().all(|p| p.len() <= HEADER + MAX_PAYLOAD));
         assert_eq!(packets[0][12], 0x60 | 28, "NRI kept, type FU-A");
@@ -266,21 +264,12 @@ mod tests {
 
     #[test]
     fn a_large_h265_nal_unit_is_cut_into_fragmentation_units_that_join_back_to_it() {
-        let mut stream = RtpStream::new(96, 90_000, 1, 0, 0);
         // A CRA picture's slice: type 21, layer 0, temporal id 1.
         let unit: Vec<u8> = [21 << 1, 1]
             .into_iter()
             .chain((0..3000u32).map(|i| i as u8))
             .collect();
-        let packets = packets_of(|out| {
-            stream.video_frame(
-                Codec::H265,
-                4,
-                &length_prefixed(std::slice::from_ref(&unit)),
-                gst::ClockTime::ZERO,
-                out,
-            )
-        });
+        let packets = packets_of_one_unit(Codec::H265, &unit);
         assert_eq!(packets.len(), 3);
         assert_eq!(packets[0][12..15], [49 << 1, 1, 0x80 | 21]);
         assert_eq!(packets[2][14], 0x40 | 21);
