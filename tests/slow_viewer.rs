@@ -43,7 +43,7 @@ fn a_stalled_viewer_drops_its_own_frames_and_never_slows_the_others() {
         broker: _broker,
     } = Rig::start(&["--pattern", "snow", "--bitrate", "3000"], "");
     let url = addon.live_url("cam");
-    let _stalled = stalled_viewer(&url, addon.rtsp_port);
+    let stalled = stalled_viewer(&url, addon.rtsp_port);
     // Let the stalled viewer's socket and queue fill up.
     std::thread::sleep(Duration::from_secs(3));
 
@@ -69,4 +69,21 @@ fn a_stalled_viewer_drops_its_own_frames_and_never_slows_the_others() {
         attributes["dropped_frames"]
     );
     assert_eq!(camera.connections(), 1);
+
+    // The healthy viewer is gone; the stalled one still holds its socket open and reads
+    // nothing. The server gives up on it once a write has made no progress for 30 s.
+    let stalled_since = Instant::now();
+    mqtt.wait_for_json("ipcam/cam/info/attributes", Duration::from_secs(60), |v| {
+        v["viewers"] == 0
+    });
+    println!(
+        "the stalled viewer was let go {:.0} s later",
+        stalled_since.elapsed().as_secs_f64()
+    );
+    assert!(
+        addon.logs().contains("left after") && addon.logs().contains("it took nothing for 30 s"),
+        "{}",
+        addon.logs()
+    );
+    drop(stalled);
 }

@@ -19,7 +19,7 @@ mod imp {
 
     #[derive(Default)]
     pub struct ThrottledAuth {
-        pub logins: OnceLock<(RateLimit, Arc<LoginFailures>)>,
+        pub throttle: OnceLock<LoginThrottle>,
     }
 
     #[glib::object_subclass]
@@ -33,7 +33,7 @@ mod imp {
 
     impl RTSPAuthImpl for ThrottledAuth {
         fn authenticate(&self, ctx: &gst_rtsp_server::RTSPContext) -> bool {
-            let Some((logins, failures)) = self.logins.get() else {
+            let Some(throttle) = self.throttle.get() else {
                 return false;
             };
             // A client's first, bare request is how it learns the Digest nonce, not a try.
@@ -41,27 +41,9 @@ mod imp {
                 .request()
                 .is_some_and(|request| !request.parse_auth_credentials().is_empty());
             let address = ctx.client().and_then(super::remote_ip);
-            let now = std::time::Instant::now();
-            if tried
-                && let Some(address) = address
-                && logins.waiting(address, LOGIN, now).is_some()
-            {
-                // Over its wrong tries even the right password is refused, so a guesser cannot
-                // learn which try was right. The client gets the usual 401.
-                return false;
-            }
-            let accepted = self.parent_authenticate(ctx) && ctx.token().is_some();
-            if tried && !accepted {
-                crate::metrics::count(&failures.rtsp, 1);
-                tracing::info!(
-                    "wrong RTSP username or password from {}",
-                    address.map_or_else(|| "an unknown address".into(), |a| a.to_string())
-                );
-                if let Some(address) = address {
-                    let _ = logins.check(address, LOGIN, now);
-                }
-            }
-            accepted
+            throttle.judge(address, tried, || {
+                self.parent_authenticate(ctx) && ctx.token().is_some()
+            })
         }
     }
 }
@@ -69,6 +51,53 @@ mod imp {
 glib::wrapper! {
     pub struct ThrottledAuth(ObjectSubclass<imp::ThrottledAuth>)
         @extends gst_rtsp_server::RTSPAuth;
+}
+
+/// Wrong RTSP passwords, counted and throttled per client address: one policy for the live
+/// server and the event server.
+pub struct LoginThrottle {
+    limit: RateLimit,
+    failures: Arc<LoginFailures>,
+}
+
+impl LoginThrottle {
+    pub fn new(failures: Arc<LoginFailures>) -> Self {
+        LoginThrottle {
+            limit: RateLimit::for_logins(),
+            failures,
+        }
+    }
+
+    /// Whether a request from `address` gets in: `tried` says it gave a login (a bare request
+    /// only learns the nonce), and `right` checks it.
+    pub fn judge(
+        &self,
+        address: Option<IpAddr>,
+        tried: bool,
+        right: impl FnOnce() -> bool,
+    ) -> bool {
+        let now = std::time::Instant::now();
+        if tried
+            && let Some(address) = address
+            && self.limit.waiting(address, LOGIN, now).is_some()
+        {
+            // Over its wrong tries even the right password is refused, so a guesser cannot
+            // learn which try was right. The client gets the usual 401.
+            return false;
+        }
+        let accepted = right();
+        if tried && !accepted {
+            crate::metrics::count(&self.failures.rtsp, 1);
+            tracing::info!(
+                "wrong RTSP username or password from {}",
+                address.map_or_else(|| "an unknown address".into(), |a| a.to_string())
+            );
+            if let Some(address) = address {
+                let _ = self.limit.check(address, LOGIN, now);
+            }
+        }
+        accepted
+    }
 }
 
 /// The one login RTSP clients give, and where wrong ones are counted.
@@ -84,8 +113,8 @@ impl ThrottledAuth {
         let auth: Self = glib::Object::new();
         let _ = auth
             .imp()
-            .logins
-            .set((RateLimit::for_logins(), login.failures.clone()));
+            .throttle
+            .set(LoginThrottle::new(login.failures.clone()));
         auth.set_supported_methods(gstreamer_rtsp::RTSPAuthMethod::Digest);
         auth.add_digest(&login.user, &login.password, token);
         auth

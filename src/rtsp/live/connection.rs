@@ -91,6 +91,9 @@ impl Connection {
                         sent: std::mem::take(&mut self.input),
                     });
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    break "it took nothing for 30 s";
+                }
                 Err(e) => {
                     tracing::debug!("RTSP connection from {}: {e}", self.peer);
                     break "its connection failed";
@@ -321,23 +324,10 @@ impl Connection {
             request.header("Authorization"),
             &self.nonce,
         );
-        let now = std::time::Instant::now();
-        let address = self.peer.ip();
-        if verdict != Verdict::Missing && login.limit.waiting(address, LOGIN, now).is_some() {
-            // Over its wrong tries even the right password is refused, so a guesser cannot
-            // learn which try was right. The client gets the usual 401.
-            return Some(Refusal);
-        }
-        match verdict {
-            Verdict::Right => None,
-            Verdict::Missing => Some(Refusal),
-            Verdict::Wrong => {
-                crate::metrics::count(&login.failures.rtsp, 1);
-                tracing::info!("wrong RTSP username or password from {address}");
-                let _ = login.limit.check(address, LOGIN, now);
-                Some(Refusal)
-            }
-        }
+        let tried = verdict != Verdict::Missing;
+        let right = verdict == Verdict::Right;
+        let admitted = login.throttle.judge(Some(self.peer.ip()), tried, || right);
+        (!admitted).then_some(Refusal)
     }
 
     /// Starts watching `mount`'s camera (a viewer counts from its DESCRIBE, as the camera may
@@ -515,6 +505,3 @@ impl Refusal {
             .header("WWW-Authenticate", DigestLogin::challenge(nonce))
     }
 }
-
-/// The rate limit's key for wrong RTSP passwords.
-pub const LOGIN: &str = "the RTSP server";

@@ -24,13 +24,11 @@ pub mod transport;
 
 pub use connection::Handoff;
 
-use super::auth::Login;
+use super::auth::{Login, LoginThrottle};
 use super::limits::Admission;
 use super::lock;
 use crate::camera::demand::Demand;
 use crate::media::hub::Hub;
-use crate::metrics::LoginFailures;
-use crate::rate_limit::RateLimit;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,8 +51,7 @@ pub struct LiveMount {
 
 struct LoginCheck {
     digest: digest::DigestLogin,
-    limit: RateLimit,
-    failures: Arc<LoginFailures>,
+    throttle: LoginThrottle,
 }
 
 /// A connection the server knows of: the camera it watches, and how to end it.
@@ -93,8 +90,7 @@ impl Live {
             event_paths,
             login: login.map(|login| LoginCheck {
                 digest: digest::DigestLogin::new(&login.user, &login.password),
-                limit: RateLimit::for_logins(),
-                failures: login.failures.clone(),
+                throttle: LoginThrottle::new(login.failures.clone()),
             }),
             connections: Mutex::default(),
             admission: Mutex::default(),

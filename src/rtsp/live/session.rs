@@ -161,7 +161,7 @@ async fn write_interleaved(writer: &mut OwnedWriteHalf, bytes: &[u8]) -> std::io
     writer_timeout(writer.write_all(bytes)).await
 }
 
-/// A write to the viewer, given up after [`WRITE_STALL`].
+/// A write to the viewer, given up after [`WRITE_STALL`] (a `TimedOut` error).
 pub async fn writer_timeout(
     write: impl std::future::Future<Output = std::io::Result<()>>,
 ) -> std::io::Result<()> {
