@@ -213,3 +213,43 @@ fn dropping_the_writer_ends_its_session_and_a_replaced_writer_writes_nothing() {
         "the camera did not deliver video within 0 s"
     );
 }
+
+/// A consumer on a [`FrameQueue`] (the RTSP sender) gets the GOP the moment it registers,
+/// drops whole frames once 500 ms wait in its queue, and sees the end at MQTT OFF.
+#[test]
+fn a_queue_consumer_starts_at_once_drops_when_behind_and_sees_the_end() {
+    let (hub, writer) = running_hub();
+    for (pts, key) in [(1000, true), (1040, false)] {
+        writer.push_video(frame(pts, key));
+    }
+    let queue = Arc::new(FrameQueue::default());
+    let _link = hub.add_queue_consumer(&queue, false);
+    let times = |frames: Vec<(Track, gst::Sample)>| -> Vec<u64> {
+        frames
+            .iter()
+            .map(|(_, s)| s.buffer().unwrap().pts().unwrap().mseconds())
+            .collect()
+    };
+    assert_eq!(
+        times(queue.take()),
+        [1038, 1040],
+        "the burst, before any live frame"
+    );
+    // Nobody takes from the queue for a second of 25 fps.
+    for i in 1..=25u64 {
+        writer.push_video(frame(1040 + i * 40, false));
+    }
+    let queued = times(queue.take());
+    assert!(
+        queued.last().unwrap() - queued[0] <= 540,
+        "the queue grew past its bound: {queued:?}"
+    );
+    assert!(hub.status().dropped_frames() >= 10);
+    writer.push_video(frame(2100, false));
+    assert!(queue.take().is_empty(), "a delta frame after drops");
+    writer.push_video(frame(2140, true));
+    assert_eq!(times(queue.take()), [2140], "resumed at the keyframe");
+    assert_eq!(hub.end_all_consumers(), 1);
+    let ended = futures_util::FutureExt::now_or_never(queue.ready());
+    assert_eq!(ended, Some(false), "the taker sees the end at once");
+}
