@@ -1,6 +1,8 @@
 //! The camera's audio, from its RTP packets to the one AAC track every viewer gets: AAC passed
-//! through, G.711 and Opus transcoded and retimed (see `retime`). G.711 is also kept as it came.
+//! through, G.711 and Opus transcoded and retimed (see `retime`). G.711 is decoded here (see
+//! `g711`) and also kept as it came.
 
+use super::g711::Law;
 use super::retime::AudioRetimer;
 use super::source::lock;
 use super::timeline::{SessionTimeline, TrackTimeline};
@@ -50,36 +52,33 @@ pub(super) struct AudioBranch {
     description: String,
     /// Set when we transcode: the caps are ours, known in advance.
     pub caps: Option<gst::Caps>,
-    /// G.711 is also kept as it came, for WebRTC viewers whose browser takes it.
-    pub g711: bool,
+    /// G.711 is decoded by us, and also kept as it came for WebRTC viewers whose browser takes it.
+    pub g711: Option<Law>,
 }
-
-/// Where the untouched G.711 frames leave the audio branch.
-const G711_SINK: &str = "g711";
 
 pub(super) fn audio_branch(encoding: &str) -> Option<AudioBranch> {
     let transcode = |name, decode: &str| AudioBranch {
         name,
         description: format!("{decode} ! {AAC_ENCODE}"),
         caps: Some(transcoded_aac_caps()),
-        g711: false,
+        g711: None,
     };
-    let g711 = |name, depay: &str, decode: &str| AudioBranch {
-        g711: true,
-        ..transcode(
-            name,
-            &format!("{depay} ! tee name=t t. ! appsink name={G711_SINK} t. ! {decode}"),
-        )
+    // The branch starts at the encoder: the packets' samples come in decoded.
+    let g711 = |name, law| AudioBranch {
+        name,
+        description: AAC_ENCODE.to_string(),
+        caps: Some(transcoded_aac_caps()),
+        g711: Some(law),
     };
     let passthrough = |depay: &str| AudioBranch {
         name: "AAC",
         description: format!("{depay} ! aacparse"),
         caps: None,
-        g711: false,
+        g711: None,
     };
     Some(match encoding {
-        "PCMA" => g711("PCMA", "rtppcmadepay", "alawdec"),
-        "PCMU" => g711("PCMU", "rtppcmudepay", "mulawdec"),
+        "PCMA" => g711("PCMA", Law::A),
+        "PCMU" => g711("PCMU", Law::Mu),
         "OPUS" => transcode("Opus", "rtpopusdepay ! opusdec"),
         "MPEG4-GENERIC" => passthrough("rtpmp4gdepay"),
         "MP4A-LATM" => passthrough("rtpmp4adepay"),
@@ -99,13 +98,23 @@ pub(super) fn media_and_encoding(caps: &gst::CapsRef) -> (String, String) {
 
 /// The camera's audio track: its RTP packets, timed on the session's timeline, go through the
 /// branch (depay, and decode and encode unless it is AAC) into the hub. Audio is a few dozen
-/// packets a second, so GStreamer's depayloaders keep every codec a camera may send. Packets are
-/// pushed into the branch from the task that read them: an appsrc's thread would cost a
-/// hand-off per packet (a third of the add-on's CPU samples with 8 cameras).
+/// packets a second, so GStreamer's depayloaders keep every codec but G.711, which is decoded
+/// here. Packets are pushed into the branch from the task that read them: an appsrc's thread
+/// would cost a hand-off per packet (a third of the add-on's CPU samples with 8 cameras).
 pub(super) struct AudioTrack {
     src: gst::Pad,
     timeline: Option<TrackTimeline>,
+    g711: Option<G711Input>,
     pipeline: PipelineGuard,
+}
+
+/// A G.711 track's samples: kept as they came for the hub, and decoded into the branch.
+struct G711Input {
+    law: Law,
+    rate: u64,
+    /// The untouched samples' caps, for the WebRTC viewers that take them.
+    caps: gst::Caps,
+    writer: Weak<SessionWriter>,
 }
 
 impl AudioTrack {
@@ -127,17 +136,14 @@ impl AudioTrack {
         if branch.caps.is_some() {
             retime_transcoded(bin, &sink);
         }
-        if branch.g711 {
-            deliver_g711(bin, writer);
-        }
         deliver_audio(&sink, writer, branch);
-        let depayloader = bin
+        let first = bin
             .find_unlinked_pad(gst::PadDirection::Sink)
             .ok_or_else(|| internal("the camera's audio branch has no input".into()))?;
         let src = gst::Pad::builder(gst::PadDirection::Src)
             .name("camera")
             .build();
-        src.link(&depayloader)
+        src.link(&first)
             .map_err(|e| internal(format!("cannot feed the camera's audio branch: {e:?}")))?;
         let pipeline = PipelineGuard::new(pipeline);
         pipeline
@@ -146,10 +152,31 @@ impl AudioTrack {
             .map_err(|_| internal("the camera's audio branch refused to start".into()))?;
         src.set_active(true)
             .map_err(|_| internal("cannot feed the camera's audio branch".into()))?;
+        let g711 = branch.g711.map(|law| {
+            let rate = offered.clock_rate;
+            G711Input {
+                law,
+                rate: u64::from(rate.max(1)),
+                caps: gst::Caps::builder(law.media_type())
+                    .field("rate", rate as i32)
+                    .field("channels", 1i32)
+                    .build(),
+                writer: writer.clone(),
+            }
+        });
+        let input_caps = match &g711 {
+            Some(g711) => gst::Caps::builder("audio/x-raw")
+                .field("format", "S16LE")
+                .field("layout", "interleaved")
+                .field("rate", g711.rate as i32)
+                .field("channels", 1i32)
+                .build(),
+            None => offered.caps.clone(),
+        };
         let segment = gst::FormattedSegment::<gst::ClockTime>::new();
         for event in [
             gst::event::StreamStart::new("camera-audio"),
-            gst::event::Caps::new(&offered.caps),
+            gst::event::Caps::new(&input_caps),
             gst::event::Segment::new(&segment),
         ] {
             src.push_event(event);
@@ -157,6 +184,7 @@ impl AudioTrack {
         Ok(AudioTrack {
             src,
             timeline: None,
+            g711,
             pipeline,
         })
     }
@@ -170,11 +198,21 @@ impl AudioTrack {
         arrival: u64,
     ) -> Result<(), String> {
         let pts = TrackTimeline::pts_of(&mut self.timeline, session, packet.timestamp(), arrival);
-        let mut buffer = gst::Buffer::from_slice(packet.raw().to_vec());
-        buffer
-            .get_mut()
-            .expect("a new buffer is writable")
-            .set_pts(gst::ClockTime::from_nseconds(pts));
+        let pts = gst::ClockTime::from_nseconds(pts);
+        let buffer = match &self.g711 {
+            Some(g711) => match g711.samples(packet, pts) {
+                Some(buffer) => buffer,
+                None => return Ok(()),
+            },
+            None => {
+                let mut buffer = gst::Buffer::from_slice(packet.raw().to_vec());
+                buffer
+                    .get_mut()
+                    .expect("a new buffer is writable")
+                    .set_pts(pts);
+                buffer
+            }
+        };
         self.src.push(buffer).map(drop).map_err(|flow| {
             let bus = self.pipeline.pipeline().bus();
             match bus.and_then(|bus| bus.pop_filtered(&[gst::MessageType::Error])) {
@@ -188,29 +226,46 @@ impl AudioTrack {
     }
 }
 
-/// Untouched G.711 frames leave the branch at its `g711` sink, for WebRTC viewers.
-fn deliver_g711(bin: &gst::Bin, writer: &Weak<SessionWriter>) {
-    let writer = writer.clone();
-    let sink = branch_sink(bin, G711_SINK);
-    configure_sink(&sink);
-    sink.set_callbacks(
-        gst_app::AppSinkCallbacks::builder()
-            .new_sample(move |sink| {
-                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                if let Some(writer) = writer.upgrade() {
-                    writer.received(sample.buffer().map_or(0, |b| b.size()));
-                    writer.push_g711(sample);
-                }
-                Ok(gst::FlowSuccess::Ok)
-            })
-            .build(),
-    );
+impl G711Input {
+    /// Hands the packet's samples, as they came, to the hub, and returns them decoded for the
+    /// branch; `None` for an empty packet.
+    fn samples(&self, packet: &ReceivedPacket, pts: gst::ClockTime) -> Option<gst::Buffer> {
+        let payload = packet.payload();
+        if payload.is_empty() {
+            return None;
+        }
+        let duration =
+            gst::ClockTime::from_nseconds(payload.len() as u64 * 1_000_000_000 / self.rate);
+        let timed = |mut buffer: gst::Buffer| {
+            let buffer_mut = buffer.get_mut().expect("a new buffer is writable");
+            buffer_mut.set_pts(pts);
+            buffer_mut.set_duration(duration);
+            // Lost packets leave a gap the resampler must not bridge.
+            if packet.loss() > 0 {
+                buffer_mut.set_flags(gst::BufferFlags::DISCONT);
+            }
+            buffer
+        };
+        if let Some(writer) = self.writer.upgrade() {
+            writer.received(payload.len());
+            let untouched = timed(gst::Buffer::from_slice(payload.to_vec()));
+            writer.push_g711(
+                gst::Sample::builder()
+                    .buffer(&untouched)
+                    .caps(&self.caps)
+                    .build(),
+            );
+        }
+        Some(timed(gst::Buffer::from_mut_slice(
+            self.law.decode_s16le(payload),
+        )))
+    }
 }
 
 /// The AAC every viewer gets goes into the hub.
 fn deliver_audio(sink: &gst_app::AppSink, writer: &Weak<SessionWriter>, branch: &AudioBranch) {
     let passthrough = branch.caps.is_none();
-    let counted_before = branch.g711;
+    let counted_before = branch.g711.is_some();
     if passthrough {
         // Passed-through AAC: its caps (from the SDP) come with the caps event, ahead of the first frame.
         let writer = writer.clone();

@@ -3,6 +3,7 @@
 pub mod actor;
 mod audio_track;
 pub mod demand;
+mod g711;
 mod quirks;
 mod retime;
 pub mod source;
@@ -41,6 +42,7 @@ pub struct CameraState {
     pub info: StreamInfo,
     pub rtsp_viewers: usize,
     pub webrtc_viewers: usize,
+    pub mse_viewers: usize,
     /// MQTT ON is holding the stream.
     pub held: bool,
     /// Cry detection is holding the stream.
@@ -67,6 +69,7 @@ impl Default for CameraState {
             info: StreamInfo::default(),
             rtsp_viewers: 0,
             webrtc_viewers: 0,
+            mse_viewers: 0,
             held: false,
             held_by_cry_detection: false,
             stuck: false,
