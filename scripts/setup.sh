@@ -14,6 +14,9 @@ APT_PACKAGES=(
   # Real peers for the tests: a broker, RTSP and HTTP clients, a third-party RTSP server, and
   # python3 for the still-image server of the snapshot tests.
   mosquitto mosquitto-clients ffmpeg vlc-bin vlc-plugin-base iproute2 curl python3
+  # nftables: the MSE test drops UDP in the add-on's network namespace, as a tunnel or a strict
+  # network does, so WebRTC cannot connect there.
+  nftables
   # openssl makes the CA and broker certificates of the MQTT TLS test.
   openssl
   # Headless Chromium for the viewer page test.

@@ -1,7 +1,7 @@
 //! Wires the add-on together: hubs and actors per camera, the RTSP server, the MQTT bridge,
 //! and an ordered shutdown.
 
-use crate::audio::task::CryTask;
+use crate::audio::task::{CryState, CryTask};
 use crate::camera::actor::CameraActor;
 use crate::camera::demand::Demand;
 use crate::camera::{CameraHandle, ViewerControl};
@@ -15,6 +15,7 @@ use crate::media::hub::Hub;
 use crate::media::pipeline::MediaClock;
 use crate::mqtt::client::BridgedCamera;
 use crate::mqtt::states::CameraLinks;
+use crate::mse::MseCamera;
 use crate::rtsp::live::LiveMount;
 use crate::rtsp::playback::{EventMount, event_path};
 use crate::rtsp::server::{RtspServer, live_path};
@@ -122,6 +123,8 @@ struct RunningCamera {
     parts: CameraParts,
     handle: CameraHandle,
     snapshotter: Arc<Snapshotter>,
+    /// Where the API finds the cry sensor, once cry detection has started.
+    cry_for_api: Arc<std::sync::OnceLock<tokio::sync::watch::Receiver<CryState>>>,
 }
 
 pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Result<()> {
@@ -209,11 +212,12 @@ pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Resul
                 parts,
                 handle,
                 snapshotter,
+                cry_for_api: Arc::default(),
             }
         })
         .collect();
     #[cfg(feature = "webrtc")]
-    let webrtc = cameras
+    let webrtc: Vec<Arc<WebrtcCamera>> = cameras
         .iter()
         .map(|camera| {
             let parts = &camera.parts;
@@ -228,6 +232,32 @@ pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Resul
             )
         })
         .collect();
+    // MSE viewers share WebRTC's transcoder: one encoder per camera, whoever watches.
+    #[cfg(feature = "webrtc")]
+    let transcoders: Vec<_> = cameras
+        .iter()
+        .zip(&webrtc)
+        .map(|(camera, webrtc)| {
+            (camera.parts.config.h265_to_h264 != crate::config::H265ToH264::Never)
+                .then(|| webrtc.transcoder().clone())
+        })
+        .collect();
+    #[cfg(not(feature = "webrtc"))]
+    let transcoders: Vec<Option<std::convert::Infallible>> = cameras.iter().map(|_| None).collect();
+    let mse = cameras
+        .iter()
+        .zip(transcoders)
+        .map(|(camera, transcoder)| {
+            let parts = &camera.parts;
+            MseCamera::new(
+                &parts.config.id,
+                parts.hub.clone(),
+                parts.demand.clone(),
+                parts.config.start_timeout,
+                transcoder,
+            )
+        })
+        .collect();
     let streams = cameras
         .iter()
         .map(|camera| CameraEntry {
@@ -235,6 +265,7 @@ pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Resul
             name: camera.parts.config.name.clone(),
             state: camera.handle.state(),
             counters: camera.parts.hub.status().counters().clone(),
+            cry: camera.cry_for_api.clone(),
         })
         .collect();
     let http = HttpServer::start(
@@ -245,6 +276,7 @@ pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Resul
             clips: cameras.iter().map(|c| c.parts.store.clone()).collect(),
             #[cfg(feature = "webrtc")]
             webrtc,
+            mse,
             streams,
             settings: settings.clone(),
             logins: logins.clone(),
@@ -279,6 +311,7 @@ pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Resul
         parts,
         handle,
         snapshotter,
+        cry_for_api,
     } in cameras
     {
         let camera = &parts.config;
@@ -326,6 +359,7 @@ pub async fn run(mut config: Config, cancel: CancellationToken) -> anyhow::Resul
             }
             .spawn();
             tasks.push(task);
+            let _ = cry_for_api.set(state.clone());
             (state, sensitivity_tx)
         });
         let (cry, cry_sensitivity) = cry.unzip();

@@ -16,6 +16,7 @@ pub mod listen;
 pub mod media;
 pub mod metrics;
 pub mod mqtt;
+pub mod mse;
 pub mod rate_limit;
 pub mod rtsp;
 pub mod secret;

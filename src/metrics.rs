@@ -41,6 +41,7 @@ pub struct CameraSample<'a> {
     pub counters: &'a CameraCounters,
     pub rtsp_viewers: usize,
     pub webrtc_viewers: usize,
+    pub mse_viewers: usize,
 }
 
 /// The Prometheus text exposition (version 0.0.4) of `cameras` and `logins`.
@@ -113,7 +114,12 @@ pub fn render(cameras: &[CameraSample], logins: &LoginFailures) -> String {
         cameras
             .iter()
             .flat_map(|c| {
-                [("rtsp", c.rtsp_viewers), ("webrtc", c.webrtc_viewers)].map(|(kind, n)| {
+                [
+                    ("rtsp", c.rtsp_viewers),
+                    ("webrtc", c.webrtc_viewers),
+                    ("mse", c.mse_viewers),
+                ]
+                .map(|(kind, n)| {
                     (
                         format!("camera=\"{}\",kind=\"{kind}\"", escape(c.id)),
                         n as u64,
@@ -164,6 +170,7 @@ mod tests {
             counters: &counters,
             rtsp_viewers: 2,
             webrtc_viewers: 1,
+            mse_viewers: 0,
         }];
         let logins = LoginFailures::default();
         count(&logins.rtsp, 4);

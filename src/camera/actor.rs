@@ -284,6 +284,7 @@ fn publish(state_tx: &watch::Sender<CameraState>, machine: &Machine, run: &Runni
         info: status.info(),
         rtsp_viewers: demand.rtsp_viewers,
         webrtc_viewers: demand.webrtc_viewers,
+        mse_viewers: demand.mse_viewers,
         held: demand.mqtt_hold,
         held_by_cry_detection: demand.cry_detection,
         stuck: machine.is_stuck(),

@@ -10,6 +10,8 @@ use tokio::sync::watch;
 pub enum Purpose {
     RtspViewer,
     WebrtcViewer,
+    /// Fragmented MP4 over `/api/ws` or `/api/stream.mp4`.
+    MseViewer,
     MqttHold,
     /// A still image of an idle camera: held from connect to the first decoded keyframe.
     Snapshot,
@@ -24,6 +26,7 @@ pub enum Purpose {
 pub struct DemandSnapshot {
     pub rtsp_viewers: usize,
     pub webrtc_viewers: usize,
+    pub mse_viewers: usize,
     pub mqtt_hold: bool,
     pub snapshots: usize,
     pub cry_detection: bool,
@@ -34,6 +37,7 @@ impl DemandSnapshot {
     pub fn total(&self) -> usize {
         self.rtsp_viewers
             + self.webrtc_viewers
+            + self.mse_viewers
             + usize::from(self.mqtt_hold)
             + self.snapshots
             + usize::from(self.cry_detection)
@@ -46,6 +50,7 @@ struct Counts {
     epoch: u64,
     rtsp_viewers: usize,
     webrtc_viewers: usize,
+    mse_viewers: usize,
     mqtt_holds: usize,
     snapshots: usize,
     cry_detections: usize,
@@ -57,6 +62,7 @@ impl Counts {
         match purpose {
             Purpose::RtspViewer => &mut self.rtsp_viewers,
             Purpose::WebrtcViewer => &mut self.webrtc_viewers,
+            Purpose::MseViewer => &mut self.mse_viewers,
             Purpose::MqttHold => &mut self.mqtt_holds,
             Purpose::Snapshot => &mut self.snapshots,
             Purpose::CryDetection => &mut self.cry_detections,
@@ -68,6 +74,7 @@ impl Counts {
         DemandSnapshot {
             rtsp_viewers: self.rtsp_viewers,
             webrtc_viewers: self.webrtc_viewers,
+            mse_viewers: self.mse_viewers,
             mqtt_hold: self.mqtt_holds > 0,
             snapshots: self.snapshots,
             cry_detection: self.cry_detections > 0,
@@ -180,6 +187,7 @@ mod tests {
             DemandSnapshot {
                 rtsp_viewers: 1,
                 webrtc_viewers: 0,
+                mse_viewers: 0,
                 mqtt_hold: false,
                 snapshots: 0,
                 cry_detection: false,

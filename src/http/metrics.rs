@@ -24,6 +24,7 @@ pub async fn metrics(State(api): State<Arc<Api>>) -> Response {
             counters: &camera.counters,
             rtsp_viewers: state.rtsp_viewers,
             webrtc_viewers: state.webrtc_viewers,
+            mse_viewers: state.mse_viewers,
         })
         .collect();
     (

@@ -12,6 +12,7 @@
 pub mod clips;
 pub mod frame;
 pub mod metrics;
+pub mod mse;
 pub mod streams;
 #[cfg(feature = "webrtc")]
 pub mod webrtc;
@@ -21,6 +22,7 @@ pub use streams::CameraEntry;
 
 use crate::config::ServerConfig;
 use crate::events::store::ClipStore;
+use crate::mse::MseCamera;
 use crate::rate_limit::RateLimit;
 use crate::secret::Secret;
 use crate::snapshot::Snapshotter;
@@ -43,6 +45,7 @@ pub struct Api {
     pub clips: Vec<Arc<ClipStore>>,
     #[cfg(feature = "webrtc")]
     pub webrtc: Vec<Arc<WebrtcCamera>>,
+    pub mse: Vec<Arc<MseCamera>>,
     pub streams: Vec<CameraEntry>,
     /// Each camera's snapshot mode and interval, for what a dashboard's still image may cost.
     pub settings: Arc<crate::settings::Settings>,
@@ -66,6 +69,7 @@ pub struct Sources {
     pub clips: Vec<Arc<ClipStore>>,
     #[cfg(feature = "webrtc")]
     pub webrtc: Vec<Arc<WebrtcCamera>>,
+    pub mse: Vec<Arc<MseCamera>>,
     pub streams: Vec<CameraEntry>,
     pub settings: Arc<crate::settings::Settings>,
     pub logins: Arc<crate::metrics::LoginFailures>,
@@ -103,6 +107,7 @@ impl HttpServer {
             clips: sources.clips,
             #[cfg(feature = "webrtc")]
             webrtc: sources.webrtc,
+            mse: sources.mse,
             streams: sources.streams,
             settings: sources.settings,
             credentials: config
@@ -140,6 +145,7 @@ fn router(api: &Arc<Api>, gate: Gate) -> Router {
         .route("/api/still.jpeg", get(frame::still_handler))
         .route("/api/clips/{camera}/{file}", get(clips::handler))
         .route("/api/streams", get(streams::streams))
+        .route("/api/stream.mp4", get(mse::stream_mp4))
         .route("/metrics", get(metrics::metrics))
         .route("/api", get(streams::about))
         .route(

@@ -2,6 +2,7 @@
 //! counter; `GET /api` says what this server is, for clients that probe.
 
 use super::Api;
+use crate::audio::task::CryState;
 use crate::camera::CameraState;
 use crate::metrics::CameraCounters;
 use axum::extract::State;
@@ -16,6 +17,8 @@ pub struct CameraEntry {
     pub name: String,
     pub state: watch::Receiver<CameraState>,
     pub counters: Arc<CameraCounters>,
+    /// The cry sensor, once cry detection runs (never, when it is off).
+    pub cry: Arc<std::sync::OnceLock<watch::Receiver<CryState>>>,
 }
 
 pub async fn streams(State(api): State<Arc<Api>>) -> Response {
@@ -32,6 +35,13 @@ pub async fn streams(State(api): State<Arc<Api>>) -> Response {
                 .map_or(0, |w| w.viewers());
             #[cfg(not(feature = "webrtc"))]
             let webrtc = 0;
+            let mse = api
+                .mse
+                .iter()
+                .find(|m| m.camera == camera.id)
+                .map_or(0, |m| m.viewers());
+            // `null` where cry detection is off, so a page shows no sensor rather than "quiet".
+            let crying = camera.cry.get().map(|cry| cry.borrow().crying);
             (
                 camera.id.clone(),
                 json!({
@@ -41,7 +51,8 @@ pub async fn streams(State(api): State<Arc<Api>>) -> Response {
                     "width": state.info.width,
                     "height": state.info.height,
                     "audio_codec": state.info.audio_codec_out,
-                    "viewers": {"rtsp": state.rtsp_viewers, "webrtc": webrtc},
+                    "viewers": {"rtsp": state.rtsp_viewers, "webrtc": webrtc, "mse": mse},
+                    "crying": crying,
                     "dropped_frames": state.dropped_frames,
                     "error": state.error,
                 }),

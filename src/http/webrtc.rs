@@ -148,9 +148,14 @@ async fn serve_socket(
                 }
                 continue;
             }
+            // The socket becomes the MSE stream's (a client asks for one or the other).
+            Some("mse") if session.is_none() => {
+                super::mse::serve_socket(socket, api, &camera.camera, &value, peer).await;
+                return;
+            }
             other => serde_json::json!({
                 "type": "error",
-                "value": format!("unsupported message type {other:?}; this server speaks webrtc/offer and webrtc/candidate"),
+                "value": format!("unsupported message type {other:?}; this server speaks webrtc/offer, webrtc/candidate and mse"),
             }),
         };
         if socket

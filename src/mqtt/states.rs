@@ -101,6 +101,11 @@ fn held_by(state: &CameraState) -> Vec<String> {
         1 => reasons.push("1 WebRTC viewer".to_string()),
         n => reasons.push(format!("{n} WebRTC viewers")),
     }
+    match state.mse_viewers {
+        0 => {}
+        1 => reasons.push("1 MSE viewer".to_string()),
+        n => reasons.push(format!("{n} MSE viewers")),
+    }
     if state.held {
         reasons.push("mqtt".into());
     }

@@ -97,6 +97,11 @@ impl WebrtcCamera {
         self.lock().len()
     }
 
+    /// The camera's H.265 → H.264 transcoder, which MSE viewers share with WebRTC's.
+    pub fn transcoder(&self) -> &Arc<H264Feed> {
+        &self.h264
+    }
+
     /// Answers a browser's offer (blocking: run it off the async runtime). Returns the answer
     /// SDP and the session id; an error's kind says whose fault it is (the HTTP status).
     pub fn answer(self: &Arc<Self>, offer: &str) -> Result<(String, u64), Error> {
