@@ -21,6 +21,8 @@
 //! - `events` (`media/events.rs`): the pre-roll's CPU and RSS, and trigger to clip.
 //! - `webrtc` (`media/webrtc.rs`): glass-to-glass in headless Chromium (goal 6) and CPU per
 //!   WebRTC viewer.
+//! - `mse` (`media/mse.rs`): MSE beside WebRTC on one 4 s-GOP camera: first frame and delay
+//!   behind live in Chromium, CPU per camera muxer and per MSE viewer.
 
 #[path = "media/added_latency.rs"]
 mod added_latency;
@@ -32,6 +34,9 @@ mod cry;
 mod events;
 #[path = "media/ingest.rs"]
 mod ingest;
+#[cfg(feature = "webrtc")]
+#[path = "media/mse.rs"]
+mod mse;
 #[path = "media/passthrough.rs"]
 mod passthrough;
 #[path = "media/scale.rs"]
@@ -414,5 +419,9 @@ fn main() {
     #[cfg(feature = "webrtc")]
     if only.is_empty() || only == "webrtc" {
         webrtc::run(&broker);
+    }
+    #[cfg(feature = "webrtc")]
+    if only.is_empty() || only == "mse" {
+        mse::run(&broker);
     }
 }

@@ -142,6 +142,66 @@ fn stream_mp4_plays_in_ffprobe_and_ffmpeg_and_never_ends_by_itself() {
     assert!(errors.trim().is_empty(), "ffmpeg: {errors}");
 }
 
+#[test]
+fn an_h265_camera_goes_as_h265_to_a_client_that_lists_it_and_transcoded_to_others() {
+    let rig = Rig::start(&["--video", "h265", "--audio", "aac"], "");
+    let port = rig.addon.http_port;
+    let dir = tempfile::tempdir().unwrap();
+    for (codecs, expected, transcoded) in [
+        ("avc1.640029,hvc1.1.6.L153.B0,mp4a.40.2", "hevc", 0),
+        ("avc1.640029,mp4a.40.2", "h264", 1),
+    ] {
+        let (mime, bytes, _) = mse_over_websocket(port, codecs, 4)
+            .unwrap_or_else(|e| panic!("{e}\n{}", rig.addon.logs()));
+        let path = dir.path().join(format!("{expected}.mp4"));
+        std::fs::write(&path, &bytes).unwrap();
+        let (found, errors, frames) = probe_and_decode(&path);
+        assert_eq!(found, [expected, "aac"], "{mime}");
+        assert!(errors.trim().is_empty(), "{expected}: ffmpeg: {errors}");
+        assert!(frames > 10, "{expected}: {frames} frames decoded");
+        let logs = rig.addon.logs();
+        assert_eq!(
+            logs.matches("transcoding started").count(),
+            transcoded,
+            "{logs}"
+        );
+    }
+}
+
+#[test]
+fn mqtt_off_ends_the_mse_stream_at_once() {
+    let rig = Rig::start(&[], "");
+    let url = format!("ws://127.0.0.1:{}/api/ws?src=cam", rig.addon.http_port);
+    let (mut socket, _) = tungstenite::connect(url.as_str()).unwrap();
+    let request = serde_json::json!({"type": "mse", "value": "avc1.640029,mp4a.40.2"});
+    socket
+        .send(tungstenite::Message::Text(request.to_string()))
+        .unwrap();
+    // Playing: the reply, the init segment and some fragments.
+    for _ in 0..20 {
+        socket.read().unwrap();
+    }
+    let off = Instant::now();
+    rig.broker
+        .publish("ipcam/cam/live_stream/command", "OFF", false);
+    let closed = loop {
+        match socket.read() {
+            Ok(tungstenite::Message::Close(_)) | Err(_) => break off.elapsed(),
+            Ok(_) if off.elapsed() > Duration::from_secs(10) => {
+                panic!("still streaming 10 s after OFF\n{}", rig.addon.logs())
+            }
+            Ok(_) => {}
+        }
+    };
+    assert!(
+        closed < Duration::from_secs(3),
+        "closed {closed:?} after OFF"
+    );
+    wait_until("the camera to stop", Duration::from_secs(10), || {
+        rig.mqtt.last("ipcam/cam/live_stream/state").as_deref() == Some("OFF")
+    });
+}
+
 /// A raw request's status line and headers.
 fn head(port: u16, path: &str, extra: &str) -> (TcpStream, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
