@@ -4,7 +4,7 @@
 //! ingress proxy at its fixed address 172.30.32.2 in a third namespace, forwarding the sidebar to
 //! the add-on's ingress port. Needs root (`ip netns`); skips with a message without it.
 mod common;
-use common::browser::{Chromium, videos};
+use common::browser::{Chromium, paths, videos};
 use common::*;
 use std::process::Command;
 use std::time::Duration;
@@ -147,15 +147,7 @@ fn a_browser_and_a_player_elsewhere_on_the_lan_play_the_sidebar_viewer_and_the_l
         free_port(),
         free_port(),
     );
-    let _camera = Proc::spawn(in_netns(host_ns, BIN).args([
-        "test-camera",
-        "--port",
-        &camera_port.to_string(),
-        "--width",
-        "320",
-        "--height",
-        "240",
-    ]));
+    let _camera = Proc::spawn(in_netns(host_ns, BIN).args(small_camera_args(camera_port)));
     let dir = tempfile::tempdir().unwrap();
     // The add-on's defaults, as the Supervisor writes them, with the camera and a broker.
     let saved = serde_json::json!({
@@ -250,6 +242,8 @@ fn plays(chromium: &mut Chromium, page: &str, addon: &Proc) {
         "{page} did not play within 20 s: {last:?}\n{}",
         addon.output.text()
     );
+    // At home WebRTC connects: the page did not need the MSE fallback.
+    assert_eq!(paths(chromium), ["webrtc"], "{page}");
     eprintln!("{page}: playing {last:?}");
 }
 

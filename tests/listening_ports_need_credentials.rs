@@ -88,6 +88,13 @@ fn with_credentials_the_http_api_needs_them_and_listens_on_every_interface() {
     assert_eq!(status, 401, "{}", String::from_utf8_lossy(&body));
     let (status, _) = http_get_with(&url, &["-u", "viewer:wrong"]);
     assert_eq!(status, 401);
+    // The MSE stream too, which would otherwise start the camera.
+    let mp4 = format!(
+        "http://127.0.0.1:{}/api/stream.mp4?src=cam",
+        addon.http_port
+    );
+    let (status, _) = http_get_with(&mp4, &["-u", "viewer:wrong", "--max-time", "5"]);
+    assert_eq!(status, 401, "stream.mp4 with a wrong password");
     assert_eq!(
         camera.connections(),
         0,

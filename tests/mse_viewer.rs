@@ -4,7 +4,7 @@
 //! connect (the add-on in a network namespace whose UDP is dropped, reached through a TCP
 //! forward, as through a tunnel).
 mod common;
-use common::browser::{Chromium, base64_decode, grey_spread, videos};
+use common::browser::{Chromium, screenshot, videos};
 use common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -302,22 +302,14 @@ fn plays_over_mse(chromium: &mut Chromium, url: &str, logs: &dyn Fn() -> String)
     eprintln!("{url}: playing over MSE {last:?}, from {first:?}");
 }
 
-fn screenshot(chromium: &mut Chromium, width: u32, height: u32, name: &str) {
+/// The page at phone or desktop size, kept as a test artifact.
+fn screenshot_at(chromium: &mut Chromium, width: u32, height: u32, name: &str) {
     chromium.call(
         "Emulation.setDeviceMetricsOverride",
         serde_json::json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600}),
     );
     std::thread::sleep(Duration::from_millis(800));
-    let shot = chromium.call(
-        "Page.captureScreenshot",
-        serde_json::json!({"format": "png"}),
-    );
-    let png = base64_decode(shot["data"].as_str().unwrap());
-    let spread = grey_spread(&png);
-    assert!(
-        spread > 10.0,
-        "{name}: the screenshot is blank (grey spread {spread:.1})"
-    );
+    let png = screenshot(chromium, name);
     std::fs::write(artifact(name), &png).unwrap();
 }
 
@@ -334,8 +326,8 @@ fn the_viewer_page_plays_over_mse_in_chromium_without_webrtc() {
     );
     let page = format!("http://127.0.0.1:{}/", rig.addon.http_port);
     plays_over_mse(&mut chromium, &page, &|| rig.addon.logs());
-    screenshot(&mut chromium, 390, 844, "viewer-mse-phone.png");
-    screenshot(&mut chromium, 1280, 720, "viewer-mse-desktop.png");
+    screenshot_at(&mut chromium, 390, 844, "viewer-mse-phone.png");
+    screenshot_at(&mut chromium, 1280, 720, "viewer-mse-desktop.png");
 }
 
 /// Namespaces made by this test, removed when dropped (their veths go with them).
@@ -446,15 +438,7 @@ fn the_viewer_page_falls_back_to_mse_when_webrtc_cannot_connect() {
         command
     };
     let camera_port = free_port();
-    let _camera = Proc::spawn(in_host(BIN).args([
-        "test-camera",
-        "--port",
-        &camera_port.to_string(),
-        "--width",
-        "320",
-        "--height",
-        "240",
-    ]));
+    let _camera = Proc::spawn(in_host(BIN).args(small_camera_args(camera_port)));
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("cameras.yaml");
     std::fs::write(

@@ -4,7 +4,7 @@
 //! churn.
 #![cfg(feature = "webrtc")]
 mod common;
-use common::browser::{Chromium, base64_decode, grey_spread, videos};
+use common::browser::{Chromium, paths, screenshot, videos};
 use common::whep::{self, WhepClient};
 use common::*;
 use std::time::{Duration, Instant};
@@ -51,18 +51,11 @@ fn plays_in_chromium(mut chromium: Chromium, rig: &Rig) {
         "frames are decoded: {before:?} → {after:?}"
     );
     assert_eq!(after.2, 320, "the camera's width");
+    // It played over WebRTC, not over the MSE fallback.
+    assert_eq!(paths(&mut chromium), ["webrtc"]);
     eprintln!("first frame in the browser after {:?}", first.unwrap());
 
-    let shot = chromium.call(
-        "Page.captureScreenshot",
-        serde_json::json!({"format": "png"}),
-    );
-    let png = base64_decode(shot["data"].as_str().unwrap());
-    let spread = grey_spread(&png);
-    assert!(
-        spread > 10.0,
-        "the screenshot is not blank (grey spread {spread:.1})"
-    );
+    screenshot(&mut chromium, "the viewer page");
 
     let streams: serde_json::Value = serde_json::from_slice(
         &http_get(&format!(

@@ -25,7 +25,12 @@ const AAC_PRIMING: Duration = Duration::from_millis(100);
 /// before the encoder's first frame, which would add 128-256 ms of encoder delay to a cold start.
 /// The encoder is VisualOn's (voaacenc): about 30 KB per camera, where libav's avenc_aac took
 /// 2 MB, for 0.06 % more of a core per camera (BENCHMARKS.md, "The audio encoder").
-const AAC_ENCODE: &str = "audioconvert name=decoded ! audioresample ! audio/x-raw,rate=16000,channels=1 ! voaacenc bitrate=32000 ! aacparse";
+/// It takes decoded audio in any layout (a decoder's); its raw AAC frames come with their caps, as
+/// every consumer takes them, so no parser follows it.
+const AAC_ENCODE: &str = "audioconvert name=decoded ! audioresample ! audio/x-raw,rate=16000,channels=1 ! voaacenc bitrate=32000";
+/// The same for G.711, decoded here to mono 16-bit already: nothing to convert.
+const AAC_ENCODE_MONO_S16: &str =
+    "audioresample name=decoded ! audio/x-raw,rate=16000,channels=1 ! voaacenc bitrate=32000";
 
 fn transcoded_aac_caps() -> gst::Caps {
     // AudioSpecificConfig: object type 2 (AAC-LC), frequency index 8 (16 kHz), 1 channel.
@@ -66,7 +71,7 @@ pub(super) fn audio_branch(encoding: &str) -> Option<AudioBranch> {
     // The branch starts at the encoder: the packets' samples come in decoded.
     let g711 = |name, law| AudioBranch {
         name,
-        description: AAC_ENCODE.to_string(),
+        description: AAC_ENCODE_MONO_S16.to_string(),
         caps: Some(transcoded_aac_caps()),
         g711: Some(law),
     };

@@ -86,7 +86,6 @@ mod tests {
     use super::*;
     use gstreamer as gst;
     use gstreamer::prelude::*;
-    use gstreamer_app as gst_app;
 
     /// Every one of the 256 codes, decoded by GStreamer's own decoder.
     fn decoded_by_gstreamer(law: Law) -> Vec<u8> {
@@ -95,22 +94,15 @@ mod tests {
             Law::A => "alawdec",
             Law::Mu => "mulawdec",
         };
-        let pipeline = gst::parse::launch(&format!(
-            "appsrc name=src format=time caps={},rate=8000,channels=1 ! {decoder} \
-             ! audio/x-raw,format=S16LE ! appsink name=sink sync=false",
-            law.media_type()
-        ))
-        .unwrap()
-        .downcast::<gst::Pipeline>()
+        let (pipeline, src, sink) = crate::media::pipeline::app_pipeline(
+            &format!(
+                "appsrc name=src format=time caps={},rate=8000,channels=1 ! {decoder} \
+                 ! audio/x-raw,format=S16LE ! appsink name=sink sync=false",
+                law.media_type()
+            ),
+            "G.711 decoder",
+        )
         .unwrap();
-        let src = pipeline
-            .by_name("src")
-            .and_downcast::<gst_app::AppSrc>()
-            .unwrap();
-        let sink = pipeline
-            .by_name("sink")
-            .and_downcast::<gst_app::AppSink>()
-            .unwrap();
         pipeline.set_state(gst::State::Playing).unwrap();
         let codes: Vec<u8> = (0..=255).collect();
         src.push_buffer(gst::Buffer::from_slice(codes)).unwrap();

@@ -399,10 +399,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn codec_strings_are_what_browsers_ask_about() {
-        assert_eq!(video().codec_string().unwrap(), "avc1.640029");
-        let aac = TrackInfo {
+    fn aac() -> TrackInfo {
+        TrackInfo {
             codec: Codec::Aac {
                 config: vec![0x14, 0x08],
                 channels: 1,
@@ -410,8 +408,13 @@ mod tests {
             timescale: 16_000,
             width: 0,
             height: 0,
-        };
-        assert_eq!(aac.codec_string().unwrap(), "mp4a.40.2");
+        }
+    }
+
+    #[test]
+    fn codec_strings_are_what_browsers_ask_about() {
+        assert_eq!(video().codec_string().unwrap(), "avc1.640029");
+        assert_eq!(aac().codec_string().unwrap(), "mp4a.40.2");
         // x265's Main profile at level 3.1 (hvcC's first 13 bytes, as x265 writes them).
         let hevc = TrackInfo {
             codec: Codec::H265 {
@@ -429,16 +432,7 @@ mod tests {
 
     #[test]
     fn the_init_segment_is_ftyp_then_moov_with_a_trex_per_track() {
-        let aac = TrackInfo {
-            codec: Codec::Aac {
-                config: vec![0x14, 0x08],
-                channels: 1,
-            },
-            timescale: 16_000,
-            width: 0,
-            height: 0,
-        };
-        let init = init_segment(&[video(), aac]);
+        let init = init_segment(&[video(), aac()]);
         let top: Vec<String> = boxes(&init).into_iter().map(|(k, _)| k).collect();
         assert_eq!(top, ["ftyp", "moov"]);
         let count = |needle: &[u8]| init.windows(4).filter(|w| *w == needle).count();

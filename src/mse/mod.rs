@@ -210,8 +210,9 @@ impl MseCamera {
         let key = CodecSet { video: form, audio };
         if let Some(muxer) = muxers
             .iter()
-            .find(|(k, _)| *k == key)
-            .and_then(|(_, m)| m.upgrade())
+            .filter(|(k, _)| *k == key)
+            .filter_map(|(_, m)| m.upgrade())
+            .find(|m| !m.is_ended())
         {
             return Ok(muxer);
         }

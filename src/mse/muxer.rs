@@ -44,6 +44,8 @@ struct State {
     audio: Option<AudioTiming>,
     /// Audio since the last fragment: it goes out with the next video frame.
     pending_audio: Vec<(gst::Sample, u64)>,
+    /// The video caps last checked against the init segment (the same object frame after frame).
+    checked_caps: Option<gst::Caps>,
     ended: bool,
 }
 
@@ -123,6 +125,7 @@ impl Muxer {
                 video: VideoTiming::new(VIDEO_TIMESCALE),
                 audio,
                 pending_audio: Vec::new(),
+                checked_caps: None,
                 ended: false,
             }),
         });
@@ -202,12 +205,13 @@ impl Muxer {
         Some(Bytes::from(fmp4::fragment(state.sequence, &[run])))
     }
 
-    /// Takes one frame from the sources.
-    fn frame(&self, track: Track, sample: gst::Sample) {
+    /// Takes one frame from the sources; false when the camera's video no longer matches the
+    /// init segment (it came back with other parameters), which ends this muxer.
+    fn frame(&self, track: Track, sample: gst::Sample) -> bool {
         let mut state = self.lock();
         state.viewers.retain(|v| v.strong_count() > 0);
         let Some(pts) = sample.buffer().and_then(|b| b.pts()) else {
-            return;
+            return true;
         };
         match track {
             Track::Audio => {
@@ -222,11 +226,22 @@ impl Muxer {
                 }
             }
             Track::Video => {
+                if let Some(caps) = sample.caps()
+                    && state
+                        .checked_caps
+                        .as_ref()
+                        .is_none_or(|checked| checked.as_ptr() != caps.as_ptr())
+                {
+                    if !self.describes(caps) {
+                        return false;
+                    }
+                    state.checked_caps = Some(caps.to_owned());
+                }
                 let keyframe = sample
                     .buffer()
                     .is_some_and(|b| !b.flags().contains(gst::BufferFlags::DELTA_UNIT));
                 if state.gop.is_empty() && !keyframe {
-                    return;
+                    return true;
                 }
                 let (decode_time, duration) = state.video.place(pts.nseconds());
                 if keyframe {
@@ -240,6 +255,21 @@ impl Muxer {
                 });
                 self.send_fragment(&mut state);
             }
+        }
+        true
+    }
+
+    /// Whether `caps` carry the codec record the init segment was made with.
+    fn describes(&self, caps: &gst::CapsRef) -> bool {
+        let record = caps
+            .structure(0)
+            .and_then(|s| s.get::<gst::Buffer>("codec_data").ok());
+        let record = record.as_ref().and_then(|b| b.map_readable().ok());
+        match (&self.tracks[0].codec, record) {
+            (Codec::H264 { avcc: ours } | Codec::H265 { hvcc: ours }, Some(theirs)) => {
+                ours.as_slice() == theirs.as_slice()
+            }
+            _ => false,
         }
     }
 
@@ -299,6 +329,11 @@ impl Muxer {
         }
     }
 
+    /// Its stream ended: a new viewer needs a new muxer.
+    pub fn is_ended(&self) -> bool {
+        self.lock().ended
+    }
+
     /// Viewers watching now.
     pub fn viewers(&self) -> usize {
         self.lock()
@@ -338,7 +373,13 @@ async fn run(
             .filter(|(track, _)| *track == Track::Audio);
         let frames = video.take().into_iter().chain(audio_frames);
         for (track, sample) in frames {
-            muxer.frame(track, sample);
+            if !muxer.frame(track, sample) {
+                tracing::info!(
+                    "the camera's video changed: its MSE viewers start again with a new init segment"
+                );
+                muxer.end();
+                return;
+            }
         }
     }
 }
@@ -422,6 +463,41 @@ mod tests {
     use super::*;
 
     const FRAME: u64 = 40_000_000;
+
+    fn h264_caps(avcc: &[u8]) -> gst::Caps {
+        gst::Caps::builder("video/x-h264")
+            .field("codec_data", gst::Buffer::from_slice(avcc.to_vec()))
+            .build()
+    }
+
+    #[test]
+    fn a_camera_back_with_other_parameters_no_longer_matches_the_init_segment() {
+        gst::init().unwrap();
+        let layout = Layout {
+            video: h264_caps(&[1, 0x64, 0, 0x29, 0xff]),
+            audio: None,
+        };
+        let tracks = tracks(&layout, false).unwrap();
+        let muxer = Muxer {
+            mime: mime(&tracks).unwrap(),
+            init: Bytes::new(),
+            tracks,
+            state: Mutex::new(State {
+                gop: Vec::new(),
+                viewers: Vec::new(),
+                sequence: 0,
+                video: VideoTiming::new(VIDEO_TIMESCALE),
+                audio: None,
+                pending_audio: Vec::new(),
+                checked_caps: None,
+                ended: false,
+            }),
+        };
+        assert_eq!(muxer.mime, "video/mp4; codecs=\"avc1.640029\"");
+        assert!(muxer.describes(&h264_caps(&[1, 0x64, 0, 0x29, 0xff])));
+        assert!(!muxer.describes(&h264_caps(&[1, 0x4d, 0, 0x1f, 0xff])));
+        assert!(!muxer.describes(&gst::Caps::builder("video/x-h264").build()));
+    }
 
     #[tokio::test]
     async fn a_viewer_that_falls_behind_drops_whole_fragments_until_a_keyframe() {

@@ -6,6 +6,23 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+/// `ipcam-mqtt test-camera`'s arguments for a small camera on `port`, for a test that starts it
+/// its own way (in a network namespace).
+pub fn small_camera_args(port: u16) -> Vec<String> {
+    let port = port.to_string();
+    [
+        "test-camera",
+        "--port",
+        &port,
+        "--width",
+        "320",
+        "--height",
+        "240",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// A synthetic camera in its own process (`ipcam-mqtt test-camera`), so it can be killed and restored.
 pub struct Camera {
     pub port: u16,

@@ -96,6 +96,29 @@ pub fn videos(chromium: &mut Chromium) -> Vec<(f64, u64, u64)> {
     list
 }
 
+/// The path each tile of the viewer page is on (`webrtc` or `mse`).
+pub fn paths(chromium: &mut Chromium) -> Vec<String> {
+    let value = chromium.evaluate(
+        "JSON.stringify([...document.querySelectorAll('.cam')].map(c => c.dataset.path))",
+    );
+    serde_json::from_str(value.as_str().unwrap_or("[]")).unwrap_or_default()
+}
+
+/// The page as a PNG, checked not to be blank.
+pub fn screenshot(chromium: &mut Chromium, what: &str) -> Vec<u8> {
+    let shot = chromium.call(
+        "Page.captureScreenshot",
+        serde_json::json!({"format": "png"}),
+    );
+    let png = base64_decode(shot["data"].as_str().unwrap());
+    let spread = grey_spread(&png);
+    assert!(
+        spread > 10.0,
+        "{what}: the screenshot is blank (grey spread {spread:.1})"
+    );
+    png
+}
+
 /// Standard deviation of a PNG's grey levels: 0 for a blank page.
 pub fn grey_spread(png: &[u8]) -> f64 {
     let dir = tempfile::tempdir().unwrap();
