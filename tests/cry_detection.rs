@@ -44,7 +44,17 @@ fn a_cry_turns_the_sensor_on_then_off_after_the_hold_and_quiet_audio_never_does(
     // The quiet camera plays its whole 20 s file meanwhile.
     mqtt.wait_for("ipcam/cry/crying/state", "ON", Duration::from_secs(25));
     let on_after = started.elapsed();
+    // The viewer page's crying badge reads the same sensor from /api/streams.
+    let crying = |camera: &str| {
+        let url = format!("http://127.0.0.1:{}/api/streams", addon.http_port);
+        let streams: serde_json::Value =
+            serde_json::from_slice(&http_get(&url).1).unwrap_or_default();
+        streams[camera]["crying"].clone()
+    };
+    assert_eq!(crying("cry"), true);
+    assert_eq!(crying("quiet"), false);
     mqtt.wait_for("ipcam/cry/crying/state", "OFF", Duration::from_secs(10));
+    assert_eq!(crying("cry"), false);
     let events = event_json(&mqtt, "ipcam/cry/cry/event");
     assert_eq!(events.len(), 2, "a start and an end: {events:?}");
     assert_eq!(events[0]["event"], "start");
