@@ -118,6 +118,45 @@ fn mse_over_the_websocket_names_its_codecs_and_its_segments_demux_as_h264_and_aa
     assert!(mime.contains("mp4a.40.2"), "{mime}");
 }
 
+/// go2rtc's clients (the WebRTC Camera card) ask for MSE and WebRTC on one socket and keep
+/// whichever plays first: an offer on an MSE socket is answered, and the segments go on.
+#[test]
+fn an_mse_socket_still_takes_webrtc_messages() {
+    let rig = Rig::start(&[], "");
+    let url = format!("ws://127.0.0.1:{}/api/ws?src=cam", rig.addon.http_port);
+    let (mut socket, _) = tungstenite::connect(url.as_str()).unwrap();
+    let send = |socket: &mut tungstenite::WebSocket<_>, value: serde_json::Value| {
+        socket
+            .send(tungstenite::Message::Text(value.to_string()))
+            .unwrap()
+    };
+    send(
+        &mut socket,
+        serde_json::json!({"type": "mse", "value": "avc1.640029"}),
+    );
+    // A malformed offer gets go2rtc's error reply, on the same socket, between segments.
+    send(
+        &mut socket,
+        serde_json::json!({"type": "webrtc/offer", "value": "v=0"}),
+    );
+    let (mut texts, mut segments) = (Vec::new(), 0);
+    // 4 s of a 25 fps stream: the replies come first, the segments go on after them.
+    while segments < 100 {
+        match socket.read().unwrap() {
+            tungstenite::Message::Text(text) => {
+                texts.push(serde_json::from_str::<serde_json::Value>(&text).unwrap())
+            }
+            tungstenite::Message::Binary(_) => segments += 1,
+            _ => {}
+        }
+    }
+    let kinds: Vec<&str> = texts
+        .iter()
+        .map(|t| t["type"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(kinds, ["mse", "error"], "{texts:?}");
+}
+
 #[test]
 fn stream_mp4_plays_in_ffprobe_and_ffmpeg_and_never_ends_by_itself() {
     let rig = Rig::start(&["--audio", "aac"], "");

@@ -6,7 +6,6 @@
 use super::{Api, plain};
 use crate::error::Error;
 use crate::mse::{Accepts, MseCamera, MseViewer};
-use axum::extract::ws::{Message, WebSocket};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -100,73 +99,28 @@ pub async fn stream_mp4(
         .into_response()
 }
 
-/// The `mse` request on `/api/ws`: the reply and the binary segments, until either side closes.
-/// An error goes back as go2rtc's `{"type":"error"}`.
-pub async fn serve_socket(
-    mut socket: WebSocket,
-    api: Arc<Api>,
-    src: &str,
-    codecs: &str,
-    peer: IpAddr,
-) {
-    let error = |message: String| {
-        Message::Text(
-            serde_json::json!({"type": "error", "value": message})
-                .to_string()
-                .into(),
-        )
-    };
-    let camera = match camera_for(&api, src, peer) {
+/// The `mse` request on `/api/ws` (the socket is `webrtc.rs`'s): the viewer, or why not, as the
+/// client is told.
+pub async fn open(api: &Api, src: &str, codecs: &str, peer: IpAddr) -> Result<MseViewer, String> {
+    let camera = match camera_for(api, src, peer) {
         Ok(camera) => camera,
-        Err(Refused::NoCamera) => {
-            let _ = socket.send(error(format!("no camera \"{src}\""))).await;
-            return;
-        }
+        Err(Refused::NoCamera) => return Err(format!("no camera \"{src}\"")),
         Err(Refused::TooMany(wait)) => {
             let seconds = wait.as_secs_f64().ceil().max(1.0);
-            let message = format!("too many requests; try again in {seconds} s");
-            let _ = socket.send(error(message)).await;
-            return;
+            return Err(format!("too many requests; try again in {seconds} s"));
         }
     };
-    let viewer = match join(&camera, codecs, "MSE").await {
-        Ok(viewer) => viewer,
-        Err(e) => {
-            let _ = socket.send(error(e.to_string())).await;
-            return;
-        }
-    };
-    let reply = serde_json::json!({"type": "mse", "value": viewer.mime});
-    if socket
-        .send(Message::Text(reply.to_string().into()))
+    join(&camera, codecs, "MSE")
         .await
-        .is_err()
-    {
-        return;
-    }
-    loop {
-        tokio::select! {
-            fragment = viewer.fragments.next() => {
-                let Some(fragment) = fragment else {
-                    tracing::info!(camera = %camera.camera, "MSE stream ended");
-                    break;
-                };
-                if socket.send(Message::Binary(fragment)).await.is_err() {
-                    break;
-                }
-            }
-            message = socket.recv() => match message {
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
-                // Keep-alives and anything else a client sends while watching.
-                Some(Ok(_)) => {}
-            },
-        }
-    }
+        .map_err(|e| e.to_string())
+}
+
+/// An MSE viewer on `/api/ws` left.
+pub fn left(camera: &str, viewer: MseViewer) {
     let dropped = viewer.fragments.dropped();
     drop(viewer);
     tracing::info!(
-        camera = %camera.camera,
-        "MSE viewer left ({} now; {dropped} fragments dropped while it lagged)",
-        camera.viewers()
+        camera = %camera,
+        "MSE viewer left ({dropped} fragments dropped while it lagged)"
     );
 }

@@ -87,7 +87,8 @@ pub async fn close(State(api): State<Arc<Api>>, Path(id): Path<u64>) -> Response
 
 /// go2rtc's WebSocket API at `/api/ws?src=<camera>`, as the WebRTC Camera card and HA's go2rtc
 /// client use it: `{"type":"webrtc/offer","value":sdp}` in, `{"type":"webrtc/answer",…}` out,
-/// `webrtc/candidate` accepted. Closing the socket ends the session.
+/// `webrtc/candidate` accepted; or `{"type":"mse"}` (see `mse.rs`), on the same socket. Closing
+/// the socket ends both.
 pub async fn socket(
     State(api): State<Arc<Api>>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
@@ -116,7 +117,32 @@ async fn serve_socket(
 ) {
     use axum::extract::ws::Message;
     let mut session = None;
-    while let Some(Ok(message)) = socket.recv().await {
+    // go2rtc's clients (the WebRTC Camera card) ask for MSE and WebRTC on one socket at once and
+    // keep whichever plays first: the socket carries both.
+    let mut mse: Option<crate::mse::MseViewer> = None;
+    loop {
+        let next_fragment = async {
+            match &mse {
+                Some(viewer) => viewer.fragments.next().await,
+                None => std::future::pending().await,
+            }
+        };
+        let message = tokio::select! {
+            fragment = next_fragment => {
+                let Some(fragment) = fragment else {
+                    tracing::info!(camera = %camera.camera, "MSE stream ended");
+                    break;
+                };
+                if socket.send(Message::Binary(fragment)).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+            message = socket.recv() => message,
+        };
+        let Some(Ok(message)) = message else {
+            break;
+        };
         let Message::Text(text) = message else {
             continue;
         };
@@ -148,10 +174,15 @@ async fn serve_socket(
                 }
                 continue;
             }
-            // The socket becomes the MSE stream's (a client asks for one or the other).
-            Some("mse") if session.is_none() => {
-                super::mse::serve_socket(socket, api, &camera.camera, &value, peer).await;
-                return;
+            Some("mse") if mse.is_none() => {
+                match super::mse::open(&api, &camera.camera, &value, peer).await {
+                    Ok(viewer) => {
+                        let reply = serde_json::json!({"type": "mse", "value": viewer.mime});
+                        mse = Some(viewer);
+                        reply
+                    }
+                    Err(message) => serde_json::json!({"type": "error", "value": message}),
+                }
             }
             other => serde_json::json!({
                 "type": "error",
@@ -165,6 +196,9 @@ async fn serve_socket(
         {
             break;
         }
+    }
+    if let Some(viewer) = mse {
+        super::mse::left(&camera.camera, viewer);
     }
     if let Some(id) = session {
         let _ = tokio::task::spawn_blocking(move || camera.close(id)).await;
