@@ -60,12 +60,7 @@ pub struct Muxer {
 /// The tracks of `layout` as fMP4 describes them; audio only when `audio`.
 pub fn tracks(layout: &Layout, audio: bool) -> Result<Vec<TrackInfo>, String> {
     let video = layout.video.structure(0).ok_or("video without caps")?;
-    let record = video
-        .get::<gst::Buffer>("codec_data")
-        .map_err(|_| "video caps without codec_data")?
-        .map_readable()
-        .map_err(|e| e.to_string())?
-        .to_vec();
+    let record = codec_data(video)?;
     let codec = match video.name().as_str() {
         "video/x-h264" => Codec::H264 { avcc: record },
         "video/x-h265" => Codec::H265 { hvcc: record },
@@ -80,12 +75,7 @@ pub fn tracks(layout: &Layout, audio: bool) -> Result<Vec<TrackInfo>, String> {
     }];
     if let (true, Some(caps)) = (audio, &layout.audio) {
         let s = caps.structure(0).ok_or("audio without caps")?;
-        let config = s
-            .get::<gst::Buffer>("codec_data")
-            .map_err(|_| "AAC caps without codec_data")?
-            .map_readable()
-            .map_err(|e| e.to_string())?
-            .to_vec();
+        let config = codec_data(s)?;
         tracks.push(TrackInfo {
             codec: Codec::Aac {
                 config,
@@ -100,6 +90,15 @@ pub fn tracks(layout: &Layout, audio: bool) -> Result<Vec<TrackInfo>, String> {
         });
     }
     Ok(tracks)
+}
+
+/// The codec record (`avcC`, `hvcC`, AudioSpecificConfig) the caps carry.
+fn codec_data(caps: &gst::StructureRef) -> Result<Vec<u8>, String> {
+    let record = caps
+        .get::<gst::Buffer>("codec_data")
+        .map_err(|_| format!("{} caps without codec_data", caps.name()))?;
+    let map = record.map_readable().map_err(|e| e.to_string())?;
+    Ok(map.to_vec())
 }
 
 /// The MIME type with the tracks' codecs.
