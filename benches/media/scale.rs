@@ -99,9 +99,43 @@ fn measure(broker: &Mosquitto, url: &str, model: &std::path::Path) -> Run {
         .flat_map(|id| std::iter::repeat_n(addon.live_url(id), VIEWERS_EACH))
         .map(|url| common::counting_viewer_with(&url, "1", &["-c", "copy"]))
         .collect();
-    common::wait_until("every viewer receiving", Duration::from_secs(60), || {
-        viewers.iter().all(|v| v.decoded_frames() > 50)
-    });
+    let waited = Instant::now();
+    while viewers.iter().any(|v| v.decoded_frames() <= 50) {
+        if waited.elapsed() > Duration::from_secs(60) {
+            // Say which viewers and what the add-on logged, not just that it timed out.
+            let behind: Vec<String> = viewers
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.decoded_frames() <= 50)
+                .map(|(i, v)| {
+                    format!(
+                        "viewer {i}: {} frames; {}",
+                        v.decoded_frames(),
+                        v.output
+                            .text()
+                            .lines()
+                            .filter(|l| !l.contains('='))
+                            .collect::<Vec<_>>()
+                            .join(" | ")
+                    )
+                })
+                .collect();
+            let warnings: Vec<String> = addon
+                .logs()
+                .lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                .map(String::from)
+                .collect();
+            panic!(
+                "{} of {} viewers got no more than 50 frames in 60 s:\n{}\nthe add-on's warnings:\n{}",
+                behind.len(),
+                viewers.len(),
+                behind.join("\n"),
+                warnings.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     std::thread::sleep(Duration::from_secs(5));
 
     let pid = addon.proc.child.id();
