@@ -321,12 +321,19 @@ pub fn plain(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 /// `429` with the seconds to wait, for a client over its rate limit.
+/// Whole seconds to wait, at least one.
+fn retry_seconds(wait: std::time::Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
+}
+
+/// What a client over the limit is told, on HTTP or on the WebSocket.
+pub fn too_many_message(wait: std::time::Duration) -> String {
+    format!("too many requests; try again in {} s", retry_seconds(wait))
+}
+
 pub fn too_many(wait: std::time::Duration) -> Response {
-    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
-    let mut response = plain(
-        StatusCode::TOO_MANY_REQUESTS,
-        format!("too many requests; try again in {seconds} s"),
-    );
+    let seconds = retry_seconds(wait);
+    let mut response = plain(StatusCode::TOO_MANY_REQUESTS, too_many_message(wait));
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));

@@ -105,10 +105,7 @@ pub async fn open(api: &Api, src: &str, codecs: &str, peer: IpAddr) -> Result<Ms
     let camera = match camera_for(api, src, peer) {
         Ok(camera) => camera,
         Err(Refused::NoCamera) => return Err(format!("no camera \"{src}\"")),
-        Err(Refused::TooMany(wait)) => {
-            let seconds = wait.as_secs_f64().ceil().max(1.0);
-            return Err(format!("too many requests; try again in {seconds} s"));
-        }
+        Err(Refused::TooMany(wait)) => return Err(super::too_many_message(wait)),
     };
     join(&camera, codecs, "MSE")
         .await

@@ -145,7 +145,7 @@ impl MseCamera {
             ));
         }
         let lease = self.demand.lease(Purpose::MseViewer);
-        let layout = self.ready(&self.hub).await?;
+        let layout = self.hub.ready(self.start_timeout).await?;
         let h265 = layout.video.structure(0).map(|s| s.name().as_str()) == Some("video/x-h265");
         let form = if h265 && !accepts.h265 {
             VideoForm::H264FromH265
@@ -157,7 +157,7 @@ impl MseCamera {
         let video_layout = match form {
             VideoForm::AsItCame => layout.clone(),
             VideoForm::H264FromH265 => {
-                let transcoded = self.ready(&video_hub).await?;
+                let transcoded = video_hub.ready(self.start_timeout).await?;
                 crate::media::hub::Layout {
                     video: transcoded.video,
                     audio: layout.audio.clone(),
@@ -172,14 +172,6 @@ impl MseCamera {
             _transcode: transcode,
             _lease: lease,
         })
-    }
-
-    async fn ready(&self, hub: &Arc<Hub>) -> Result<crate::media::hub::Layout, Error> {
-        let hub = hub.clone();
-        let timeout = self.start_timeout;
-        tokio::task::spawn_blocking(move || hub.wait_ready(timeout))
-            .await
-            .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?
     }
 
     #[cfg_attr(not(feature = "webrtc"), allow(clippy::unnecessary_wraps))]

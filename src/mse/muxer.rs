@@ -111,23 +111,7 @@ impl Muxer {
     /// Starts muxing `tracks` from `sources`; it runs while a viewer holds it, until the
     /// camera's stream is ended (MQTT OFF), and then ends its viewers' streams.
     pub fn start(tracks: Vec<TrackInfo>, sources: Sources) -> Result<Arc<Muxer>, String> {
-        let mime = mime(&tracks).ok_or("a codec record too short to name its codec")?;
-        let audio = tracks.get(1).map(|t| AudioTiming::new(t.timescale));
-        let muxer = Arc::new(Muxer {
-            mime,
-            init: Bytes::from(fmp4::init_segment(&tracks)),
-            tracks,
-            state: Mutex::new(State {
-                gop: Vec::new(),
-                viewers: Vec::new(),
-                sequence: 0,
-                video: VideoTiming::new(VIDEO_TIMESCALE),
-                audio,
-                pending_audio: Vec::new(),
-                checked_caps: None,
-                ended: false,
-            }),
-        });
+        let muxer = Arc::new(Muxer::new(tracks)?);
         let video_queue = Arc::new(FrameQueue::default());
         let with_audio = muxer.tracks.len() > 1;
         let mut links = Vec::new();
@@ -145,6 +129,27 @@ impl Muxer {
         };
         tokio::spawn(run(Arc::downgrade(&muxer), video_queue, audio_queue, links));
         Ok(muxer)
+    }
+
+    /// The muxer of `tracks`, fed by nothing yet.
+    fn new(tracks: Vec<TrackInfo>) -> Result<Muxer, String> {
+        let mime = mime(&tracks).ok_or("a codec record too short to name its codec")?;
+        let audio = tracks.get(1).map(|t| AudioTiming::new(t.timescale));
+        Ok(Muxer {
+            mime,
+            init: Bytes::from(fmp4::init_segment(&tracks)),
+            tracks,
+            state: Mutex::new(State {
+                gop: Vec::new(),
+                viewers: Vec::new(),
+                sequence: 0,
+                video: VideoTiming::new(VIDEO_TIMESCALE),
+                audio,
+                pending_audio: Vec::new(),
+                checked_caps: None,
+                ended: false,
+            }),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -476,22 +481,7 @@ mod tests {
             video: h264_caps(&[1, 0x64, 0, 0x29, 0xff]),
             audio: None,
         };
-        let tracks = tracks(&layout, false).unwrap();
-        let muxer = Muxer {
-            mime: mime(&tracks).unwrap(),
-            init: Bytes::new(),
-            tracks,
-            state: Mutex::new(State {
-                gop: Vec::new(),
-                viewers: Vec::new(),
-                sequence: 0,
-                video: VideoTiming::new(VIDEO_TIMESCALE),
-                audio: None,
-                pending_audio: Vec::new(),
-                checked_caps: None,
-                ended: false,
-            }),
-        };
+        let muxer = Muxer::new(tracks(&layout, false).unwrap()).unwrap();
         assert_eq!(muxer.mime, "video/mp4; codecs=\"avc1.640029\"");
         assert!(muxer.describes(&h264_caps(&[1, 0x64, 0, 0x29, 0xff])));
         assert!(!muxer.describes(&h264_caps(&[1, 0x4d, 0, 0x1f, 0xff])));

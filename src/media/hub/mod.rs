@@ -222,6 +222,14 @@ impl Hub {
         }
     }
 
+    /// [`Hub::wait_ready`] for async callers: the wait runs on a blocking thread.
+    pub async fn ready(self: &Arc<Self>, timeout: Duration) -> Result<Layout, Error> {
+        let hub = self.clone();
+        tokio::task::spawn_blocking(move || hub.wait_ready(timeout))
+            .await
+            .map_err(|e| Error::new(ErrorKind::Internal, format!("waiting for the camera: {e}")))?
+    }
+
     fn announce_if_ready(&self, state: &mut State) {
         if let Some(layout) = state.session.layout() {
             state.last_info = status::stream_info(&layout, state.session.audio_in.clone());

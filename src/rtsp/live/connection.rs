@@ -343,16 +343,15 @@ impl Connection {
         }
         let lease = mount.demand.lease(Purpose::RtspViewer);
         self.live.watching(self.id, &mount.camera);
-        let hub = mount.hub.clone();
-        let timeout = mount.start_timeout;
         let asked = Instant::now();
-        let ready = tokio::task::spawn_blocking(move || hub.wait_ready(timeout))
+        let layout = mount
+            .hub
+            .ready(mount.start_timeout)
             .await
-            .map_err(|_| Status::SERVICE_UNAVAILABLE)?;
-        let layout = ready.map_err(|reason| {
-            tracing::warn!(camera = %mount.camera, "refusing a viewer: {reason}");
-            Status::SERVICE_UNAVAILABLE
-        })?;
+            .map_err(|reason| {
+                tracing::warn!(camera = %mount.camera, "refusing a viewer: {reason}");
+                Status::SERVICE_UNAVAILABLE
+            })?;
         let description = Description::from_layout(&layout).map_err(|e| {
             tracing::error!(camera = %mount.camera, "cannot describe the stream: {e}");
             Status::SERVICE_UNAVAILABLE
