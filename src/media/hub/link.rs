@@ -297,6 +297,11 @@ impl Delivery {
         }
     }
 
+    /// Whether any consumer takes the frame.
+    pub(super) fn has_takers(&self) -> bool {
+        !self.to.is_empty()
+    }
+
     /// Hands the frame over; returns how many consumers dropped it.
     pub(super) fn send(self, sample: &gst::Sample) -> u64 {
         for sink in &self.to {

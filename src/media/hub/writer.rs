@@ -110,15 +110,21 @@ impl SessionWriter {
         self.hub.announce_if_ready(&mut state);
     }
 
-    /// Called on the ingest's audio thread with the camera's untouched G.711 frames.
-    pub fn push_g711(&self, sample: gst::Sample) {
+    /// Called on the ingest's audio thread with the camera's untouched G.711 frames. The frame
+    /// is made only when a consumer takes G.711 (a WebRTC viewer whose browser does).
+    pub fn push_g711(&self, make: impl FnOnce() -> gst::Sample) {
         let Some(mut state) = self.current() else {
             return;
         };
         let mut delivery = Delivery::default();
         gather_audio_taps(&mut state, AudioForm::G711, &mut delivery);
         drop(state);
-        self.count_dropped(delivery.send(&sample));
+        let dropped = if delivery.has_takers() {
+            delivery.send(&make())
+        } else {
+            delivery.dropped
+        };
+        self.count_dropped(dropped);
     }
 
     /// Called on the ingest's video streaming thread for every frame.
