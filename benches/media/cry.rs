@@ -3,7 +3,7 @@
 //! alert latency from the cry's onset in the test media (against the rule's own floor).
 
 use super::common::{self, Camera, Mosquitto, cry_model, onnxruntime_library, shared_file};
-use super::{cpu_percent, cpu_ticks};
+use super::{cpu_percent, cpu_time};
 use ipcam_mqtt::audio::yamnet::Yamnet;
 use ipcam_mqtt::audio::{HOP_SAMPLES, PATCH_SAMPLES};
 use std::process::Command;
@@ -121,7 +121,7 @@ fn cpu(broker: &Mosquitto, model: &std::path::Path) {
     }
     let without = cpu_percent(
         &[plain.proc.child.id()],
-        cpu_ticks,
+        cpu_time,
         Duration::from_secs(5),
         Duration::from_secs(15),
     );
@@ -129,7 +129,7 @@ fn cpu(broker: &Mosquitto, model: &std::path::Path) {
     let listening = cry_addon(broker, &url, CAMERAS, true, model);
     let with = cpu_percent(
         &[listening.proc.child.id()],
-        cpu_ticks,
+        cpu_time,
         Duration::from_secs(6),
         Duration::from_secs(15),
     );

@@ -3,7 +3,7 @@
 
 use super::common::{self, AddOn, Mosquitto, Proc, cry_model};
 use super::standins::H264_1080P_GOP2;
-use super::{RUNS, cpu_ticks, median, rss_mb, spread};
+use super::{RUNS, cpu_time, median, rss_mb, spread};
 use std::time::{Duration, Instant};
 
 const CAMERAS: usize = 32;
@@ -142,11 +142,11 @@ fn measure(broker: &Mosquitto, url: &str, model: &std::path::Path) -> Run {
     let dropped_before = dropped_frames(&addon);
     let frames_before: Vec<u64> = viewers.iter().map(Proc::decoded_frames).collect();
     let (busy_before, total_before) = machine_ticks();
-    let ours_before = cpu_ticks(pid);
+    let ours_before = cpu_time(pid);
     let started = Instant::now();
     std::thread::sleep(WINDOW);
     let seconds = started.elapsed().as_secs_f64();
-    let ours = (cpu_ticks(pid) - ours_before) as f64 / 100.0 / seconds * 100.0;
+    let ours = (cpu_time(pid) - ours_before).as_secs_f64() / seconds * 100.0;
     let (busy_after, total_after) = machine_ticks();
     let slowest = viewers
         .iter()

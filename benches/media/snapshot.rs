@@ -2,7 +2,7 @@
 //! interval mode, each next to a baseline measured in the same run.
 
 use super::common::{self, Camera, Mosquitto, Proc};
-use super::{CAMERA_720P, addon, children_ticks, cpu_percent, cpu_ticks, median, ms, viewer};
+use super::{CAMERA_720P, addon, children_cpu_time, cpu_percent, cpu_time, median, ms, viewer};
 use std::io::{Read, Write};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -123,7 +123,7 @@ fn interval_cpu(broker: &Mosquitto, url: &str) {
         );
     }
     let pid = ours.proc.child.id();
-    let our_cpu = cpu_percent(&[pid], cpu_ticks, CPU_WARMUP, CPU_WINDOW);
+    let our_cpu = cpu_percent(&[pid], cpu_time, CPU_WARMUP, CPU_WINDOW);
     drop(ours);
 
     let loops: Vec<Proc> = (0..CAMERAS)
@@ -138,7 +138,7 @@ fn interval_cpu(broker: &Mosquitto, url: &str) {
         .collect();
     let pids: Vec<u32> = loops.iter().map(|p| p.child.id()).collect();
     // A loop's ffmpeg runs are counted once waited for: its children's CPU.
-    let base_cpu = cpu_percent(&pids, children_ticks, CPU_WARMUP, CPU_WINDOW);
+    let base_cpu = cpu_percent(&pids, children_cpu_time, CPU_WARMUP, CPU_WINDOW);
     drop(loops);
     println!(
         "| CPU, Interval mode at 10 s, {CAMERAS} cameras | {our_cpu:.1} % of a core | {CAMERAS} × `ffmpeg -frames:v 1` every 10 s | {base_cpu:.1} % of a core | {:.2} | — |",

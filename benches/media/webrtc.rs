@@ -6,7 +6,7 @@
 use super::common::browser::{Chromium, videos};
 use super::common::whep::WhepClient;
 use super::common::{self, Camera, Mosquitto, Proc, free_port, wait_until};
-use super::{CAMERA_720P, cpu_percent, cpu_ticks};
+use super::{CAMERA_720P, cpu_percent, cpu_time};
 use std::time::{Duration, Instant};
 
 const VIEWERS: usize = 5;
@@ -131,7 +131,7 @@ pub fn run(broker: &Mosquitto) {
 pub fn window(pid: u32, warmup: u64) -> f64 {
     cpu_percent(
         &[pid],
-        cpu_ticks,
+        cpu_time,
         Duration::from_secs(warmup),
         Duration::from_secs(10),
     )

@@ -149,9 +149,31 @@ pub struct Keyframe {
     pub sample: gst::Sample,
 }
 
+/// What a viewer waiting for the camera gets now: its layout, the failure that ends the wait, or
+/// `None` to wait on.
+fn readiness(state: &State) -> Option<Result<Layout, Error>> {
+    if let Some(failure) = &state.failure {
+        return Some(Err(failure.clone()));
+    }
+    state.session.layout().map(Ok)
+}
+
+fn not_ready_within(timeout: Duration) -> Error {
+    Error::new(
+        ErrorKind::Transient,
+        format!(
+            "the camera did not deliver video within {:.0} s",
+            timeout.as_secs_f64()
+        ),
+    )
+}
+
 pub struct Hub {
     state: Mutex<State>,
+    /// Wakes the threads in [`Hub::wait_ready`] when the camera becomes ready or fails.
     ready: Condvar,
+    /// The same for the tasks in [`Hub::ready`].
+    waiting: watch::Sender<()>,
     ready_generation: watch::Sender<u64>,
     keyframe: watch::Sender<Option<Keyframe>>,
     next_consumer: AtomicU64,
@@ -163,6 +185,7 @@ impl Hub {
         Arc::new(Self {
             state: Mutex::new(State::default()),
             ready: Condvar::new(),
+            waiting: watch::Sender::new(()),
             ready_generation: watch::Sender::new(0),
             keyframe: watch::Sender::new(None),
             next_consumer: AtomicU64::new(1),
@@ -190,7 +213,7 @@ impl Hub {
         state.failure = Some(error.clone());
         state.gop.clear();
         self.keyframe.send_replace(None);
-        self.ready.notify_all();
+        self.wake_waiting();
     }
 
     /// Blocks the calling (GLib) thread until the camera delivers what a viewer needs.
@@ -198,21 +221,12 @@ impl Hub {
         let deadline = Instant::now() + timeout;
         let mut state = self.lock();
         loop {
-            if let Some(failure) = &state.failure {
-                return Err(failure.clone());
-            }
-            if let Some(layout) = state.session.layout() {
-                return Ok(layout);
+            if let Some(outcome) = readiness(&state) {
+                return outcome;
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(Error::new(
-                    ErrorKind::Transient,
-                    format!(
-                        "the camera did not deliver video within {:.0} s",
-                        timeout.as_secs_f64()
-                    ),
-                ));
+                return Err(not_ready_within(timeout));
             }
             state = self
                 .ready
@@ -222,18 +236,34 @@ impl Hub {
         }
     }
 
-    /// [`Hub::wait_ready`] for async callers: the wait runs on a blocking thread.
-    pub async fn ready(self: &Arc<Self>, timeout: Duration) -> Result<Layout, Error> {
-        let hub = self.clone();
-        tokio::task::spawn_blocking(move || hub.wait_ready(timeout))
+    /// [`Hub::wait_ready`] for async callers, holding no thread while it waits: every RTSP and
+    /// MSE viewer that joins a starting camera waits here.
+    pub async fn ready(&self, timeout: Duration) -> Result<Layout, Error> {
+        // Subscribed before the first look, so a change between the look and the wait is seen.
+        let mut changes = self.waiting.subscribe();
+        let wait = async {
+            loop {
+                if let Some(outcome) = readiness(&self.lock()) {
+                    return outcome;
+                }
+                // The hub holds the sender, so the channel outlives this wait.
+                let _ = changes.changed().await;
+            }
+        };
+        tokio::time::timeout(timeout, wait)
             .await
-            .map_err(|e| Error::new(ErrorKind::Internal, format!("waiting for the camera: {e}")))?
+            .unwrap_or_else(|_| Err(not_ready_within(timeout)))
+    }
+
+    fn wake_waiting(&self) {
+        self.ready.notify_all();
+        self.waiting.send_replace(());
     }
 
     fn announce_if_ready(&self, state: &mut State) {
         if let Some(layout) = state.session.layout() {
             state.last_info = status::stream_info(&layout, state.session.audio_in.clone());
-            self.ready.notify_all();
+            self.wake_waiting();
             self.ready_generation.send_replace(state.generation);
         }
     }

@@ -253,3 +253,39 @@ fn a_queue_consumer_starts_at_once_drops_when_behind_and_sees_the_end() {
     let ended = futures_util::FutureExt::now_or_never(queue.ready());
     assert_eq!(ended, Some(false), "the taker sees the end at once");
 }
+
+/// The async wait ends at the camera's first keyframe, at a failure (each pushed from the
+/// runtime's one thread while the viewer waits), or at its timeout.
+#[tokio::test(flavor = "current_thread")]
+async fn an_async_viewer_waits_for_the_first_keyframe_or_the_failure() {
+    let (hub, writer) = running_hub();
+    let waiting = tokio::spawn({
+        let hub = hub.clone();
+        async move { hub.ready(Duration::from_secs(5)).await }
+    });
+    tokio::task::yield_now().await;
+    assert!(!waiting.is_finished(), "ready before any video");
+    writer.push_video(frame(0, true));
+    let layout = waiting.await.unwrap().unwrap();
+    assert!(layout.audio.is_none());
+
+    let hub = Hub::new();
+    let _writer = hub.begin_session();
+    let waiting = tokio::spawn({
+        let hub = hub.clone();
+        async move { hub.ready(Duration::from_secs(5)).await }
+    });
+    tokio::task::yield_now().await;
+    hub.fail(&crate::error::Error::new(
+        crate::error::ErrorKind::Auth,
+        "401 Unauthorized",
+    ));
+    let refused = waiting.await.unwrap().unwrap_err();
+    assert_eq!(refused.message(), "401 Unauthorized");
+
+    let timed_out = Hub::new().ready(Duration::from_millis(20)).await;
+    assert_eq!(
+        timed_out.unwrap_err().message(),
+        "the camera did not deliver video within 0 s"
+    );
+}
