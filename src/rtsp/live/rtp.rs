@@ -1,5 +1,7 @@
 //! Frames to RTP packets (RFC 6184 H.264, RFC 7798 H.265, RFC 3640 AAC-hbr) and RTCP sender
-//! reports (RFC 3550). Pure: frames in, packets handed to a callback.
+//! reports (RFC 3550). Pure: frames in, packets handed to a callback as their parts (the RTP
+//! header, any fragmentation header, a slice of the frame), so a TCP viewer's packets are copied
+//! once, straight into its write.
 
 use super::sdp::Codec;
 use gstreamer as gst;
@@ -21,7 +23,6 @@ pub struct RtpStream {
     clock_rate: u32,
     packets: u32,
     octets: u32,
-    packet: Vec<u8>,
 }
 
 impl RtpStream {
@@ -41,7 +42,6 @@ impl RtpStream {
             clock_rate,
             packets: 0,
             octets: 0,
-            packet: Vec::with_capacity(HEADER + MAX_PAYLOAD + 3),
         }
     }
 
@@ -56,29 +56,29 @@ impl RtpStream {
         self.timestamp_base.wrapping_add(ticks as u32)
     }
 
+    /// One packet of `payload` (one or two parts) behind its RTP header.
     fn packet(
         &mut self,
         marker: bool,
         timestamp: u32,
-        parts: &[&[u8]],
-        out: &mut dyn FnMut(&[u8]),
+        payload: &[&[u8]],
+        out: &mut dyn FnMut(&[&[u8]]),
     ) {
-        self.packet.clear();
-        self.packet.push(0x80);
-        self.packet
-            .push(self.payload_type | if marker { 0x80 } else { 0 });
-        self.packet.extend_from_slice(&self.seq.to_be_bytes());
-        self.packet.extend_from_slice(&timestamp.to_be_bytes());
-        self.packet.extend_from_slice(&self.ssrc.to_be_bytes());
-        for part in parts {
-            self.packet.extend_from_slice(part);
-        }
+        let mut header = [0u8; HEADER];
+        header[0] = 0x80;
+        header[1] = self.payload_type | if marker { 0x80 } else { 0 };
+        header[2..4].copy_from_slice(&self.seq.to_be_bytes());
+        header[4..8].copy_from_slice(&timestamp.to_be_bytes());
+        header[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
+        let size: usize = payload.iter().map(|part| part.len()).sum();
         self.seq = self.seq.wrapping_add(1);
         self.packets = self.packets.wrapping_add(1);
-        self.octets = self
-            .octets
-            .wrapping_add((self.packet.len() - HEADER) as u32);
-        out(&self.packet);
+        self.octets = self.octets.wrapping_add(size as u32);
+        let mut parts: [&[u8]; 3] = [&header, &[], &[]];
+        for (slot, part) in parts[1..].iter_mut().zip(payload) {
+            *slot = part;
+        }
+        out(&parts[..=payload.len().min(2)]);
     }
 
     /// A video access unit (NAL units each behind a `nal_length`-byte length): one packet per
@@ -89,7 +89,7 @@ impl RtpStream {
         nal_length: usize,
         frame: &[u8],
         pts: gst::ClockTime,
-        out: &mut dyn FnMut(&[u8]),
+        out: &mut dyn FnMut(&[&[u8]]),
     ) {
         let timestamp = self.timestamp(pts);
         let units = nal_units(frame, nal_length);
@@ -100,20 +100,22 @@ impl RtpStream {
                 self.packet(last_unit, timestamp, &[unit], out);
                 continue;
             }
-            // The fragmentation unit's own header(s) in place of the NAL header.
-            let (indicator, header_len): (Vec<u8>, usize) = match codec {
-                Codec::H264 => (vec![(unit[0] & 0xe0) | 28, unit[0] & 0x1f], 1),
+            // The fragmentation unit's own header in place of the NAL header: (its bytes, how
+            // many, how long the NAL header it replaces is).
+            let (indicator, indicator_len, header_len) = match codec {
+                Codec::H264 => ([(unit[0] & 0xe0) | 28, unit[0] & 0x1f, 0], 2, 1),
                 Codec::H265 => (
-                    vec![(unit[0] & 0x81) | (49 << 1), unit[1], (unit[0] >> 1) & 0x3f],
+                    [(unit[0] & 0x81) | (49 << 1), unit[1], (unit[0] >> 1) & 0x3f],
+                    3,
                     2,
                 ),
             };
             let body = &unit[header_len..];
-            let room = MAX_PAYLOAD - indicator.len();
+            let room = MAX_PAYLOAD - indicator_len;
             let pieces = body.len().div_ceil(room);
             for (j, piece) in body.chunks(room).enumerate() {
-                let mut header = indicator.clone();
-                let fu = header.last_mut().expect("a fragmentation header");
+                let mut header = indicator;
+                let fu = &mut header[indicator_len - 1];
                 if j == 0 {
                     *fu |= 0x80;
                 }
@@ -121,13 +123,14 @@ impl RtpStream {
                 if last_piece {
                     *fu |= 0x40;
                 }
-                self.packet(last_unit && last_piece, timestamp, &[&header, piece], out);
+                let parts: [&[u8]; 2] = [&header[..indicator_len], piece];
+                self.packet(last_unit && last_piece, timestamp, &parts, out);
             }
         }
     }
 
     /// One AAC frame: a 16-bit AU-headers-length, one AU header (13-bit size, 3-bit index).
-    pub fn aac_frame(&mut self, frame: &[u8], pts: gst::ClockTime, out: &mut dyn FnMut(&[u8])) {
+    pub fn aac_frame(&mut self, frame: &[u8], pts: gst::ClockTime, out: &mut dyn FnMut(&[&[u8]])) {
         let size = frame.len().min(0x1fff) as u16;
         let au_header = [0x00, 0x10, (size >> 5) as u8, ((size & 0x1f) << 3) as u8];
         let timestamp = self.timestamp(pts);
@@ -191,9 +194,9 @@ fn nal_units(frame: &[u8], nal_length: usize) -> Vec<&[u8]> {
 mod tests {
     use super::*;
 
-    fn packets_of(f: impl FnOnce(&mut dyn FnMut(&[u8]))) -> Vec<Vec<u8>> {
+    fn packets_of(f: impl FnOnce(&mut dyn FnMut(&[&[u8]]))) -> Vec<Vec<u8>> {
         let mut packets = Vec::new();
-        f(&mut |p: &[u8]| packets.push(p.to_vec()));
+        f(&mut |parts: &[&[u8]]| packets.push(parts.concat()));
         packets
     }
 

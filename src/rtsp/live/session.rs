@@ -1,6 +1,6 @@
 //! A viewer's RTSP session: where each track goes, and sending its frames and sender reports.
 
-use super::rtp::RtpStream;
+use super::rtp::{MAX_PAYLOAD, RtpStream};
 use super::sdp::Video;
 use crate::media::hub::{ConsumerLink, FrameQueue, Track};
 use gstreamer as gst;
@@ -91,8 +91,15 @@ impl Session {
         let Some(playing) = &mut self.playing else {
             return Ok(());
         };
-        let mut interleaved = Vec::new();
-        for (track, sample) in playing.queue.take() {
+        let frames = playing.queue.take();
+        // Room for every packet at once: the frames, and per packet its headers.
+        let bytes: usize = frames
+            .iter()
+            .filter_map(|(_, sample)| sample.buffer().map(|b| b.size()))
+            .sum();
+        let mut interleaved = Vec::with_capacity(bytes + (bytes / MAX_PAYLOAD + frames.len()) * 24);
+        let mut datagram = Vec::new();
+        for (track, sample) in frames {
             let index = if track == Track::Video { 0 } else { 1 };
             let (Some(buffer), Some(out)) = (sample.buffer(), self.tracks[index].as_mut()) else {
                 continue;
@@ -101,11 +108,15 @@ impl Session {
                 continue;
             };
             let TrackOut { out, stream } = out;
-            let mut emit = |packet: &[u8]| match out {
-                Out::Tcp { rtp, .. } => frame_interleaved(&mut interleaved, *rtp, packet),
+            let mut emit = |parts: &[&[u8]]| match out {
+                Out::Tcp { rtp, .. } => frame_interleaved(&mut interleaved, *rtp, parts),
                 Out::Udp { rtp, to_rtp, .. } => {
+                    datagram.clear();
+                    parts
+                        .iter()
+                        .for_each(|part| datagram.extend_from_slice(part));
                     // A full socket buffer drops the datagram, as the network would.
-                    let _ = rtp.try_send_to(packet, *to_rtp);
+                    let _ = rtp.try_send_to(&datagram, *to_rtp);
                 }
             };
             match track {
@@ -137,7 +148,7 @@ impl Session {
                 .stream
                 .sender_report(wallclock, track.stream.timestamp(now), &cname);
             match &track.out {
-                Out::Tcp { rtcp, .. } => frame_interleaved(&mut interleaved, *rtcp, &report),
+                Out::Tcp { rtcp, .. } => frame_interleaved(&mut interleaved, *rtcp, &[&report]),
                 Out::Udp { rtcp, to_rtcp, .. } => {
                     let _ = rtcp.try_send_to(&report, *to_rtcp);
                 }
@@ -147,11 +158,13 @@ impl Session {
     }
 }
 
-fn frame_interleaved(out: &mut Vec<u8>, channel: u8, packet: &[u8]) {
+/// One packet, given as its parts, framed for the RTSP connection (RFC 2326, 10.12).
+fn frame_interleaved(out: &mut Vec<u8>, channel: u8, parts: &[&[u8]]) {
+    let size: usize = parts.iter().map(|part| part.len()).sum();
     out.push(b'$');
     out.push(channel);
-    out.extend_from_slice(&(packet.len() as u16).to_be_bytes());
-    out.extend_from_slice(packet);
+    out.extend_from_slice(&(size as u16).to_be_bytes());
+    parts.iter().for_each(|part| out.extend_from_slice(part));
 }
 
 async fn write_interleaved(writer: &mut OwnedWriteHalf, bytes: &[u8]) -> std::io::Result<()> {
