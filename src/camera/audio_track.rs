@@ -17,53 +17,35 @@ use retina::rtp::ReceivedPacket;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-/// voaacenc's output starts 1600 samples before its input, at any rate (100 ms at 16 kHz): measured
-/// by decoding clicks it encoded (`the_encoder_priming_is_what_retiming_takes_off`).
-const AAC_PRIMING_SAMPLES: u64 = 1600;
+/// voaacenc's output starts 1600 samples (100 ms at 16 kHz) before its input: measured by
+/// decoding clicks it encoded (`the_encoder_priming_is_what_retiming_takes_off`).
+const AAC_PRIMING: Duration = Duration::from_millis(100);
 
 /// An AAC frame holds 1024 samples.
 const AAC_FRAME_SAMPLES: u64 = 1024;
 
-/// The rate of AAC made from audio that has no AAC rate of its own (Opus's 48 kHz decodes to
-/// what speech needs).
+/// The rate every transcoded camera's AAC has.
 const TRANSCODED_RATE: u32 = 16_000;
 
-/// Transcoded audio leaves as AAC-LC mono: one consistent codec, and caps known before the
-/// encoder's first frame, which would add 128-256 ms of encoder delay to a cold start.
+/// Transcoded audio always leaves as AAC-LC, 16 kHz mono: one consistent format, and caps known
+/// before the encoder's first frame, which would add 128-256 ms of encoder delay to a cold start.
 /// The encoder is VisualOn's (voaacenc): about 30 KB per camera, where libav's avenc_aac took
 /// 2 MB, for 0.06 % more of a core per camera (BENCHMARKS.md, "The audio encoder").
-/// It takes decoded audio in any layout (a decoder's), from its element named `pcm`; its raw
-/// AAC frames come with their caps, as every consumer takes them, so no parser follows it.
-const AAC_ENCODE: &str = "audioconvert name=pcm ! audioresample ! audio/x-raw,rate=16000,channels=1 ! voaacenc bitrate=32000";
-/// G.711, decoded here to mono 16-bit already, is encoded at its own rate (8 kHz): no
-/// resampler, and half the encoder's frames of 16 kHz.
-const AAC_ENCODE_AS_IT_CAME: &str = "voaacenc name=pcm bitrate=32000";
-/// G.711 at a rate AAC has no index for (no camera seen sends one).
-const AAC_ENCODE_RESAMPLED: &str =
-    "audioresample name=pcm ! audio/x-raw,rate=16000,channels=1 ! voaacenc bitrate=32000";
+/// It takes decoded audio in any layout (a decoder's); its raw AAC frames come with their caps, as
+/// every consumer takes them, so no parser follows it.
+const AAC_ENCODE: &str = "audioconvert name=decoded ! audioresample ! audio/x-raw,rate=16000,channels=1 ! voaacenc bitrate=32000";
+/// The same for G.711, decoded here to mono 16-bit already: nothing to convert.
+const AAC_ENCODE_MONO_S16: &str =
+    "audioresample name=decoded ! audio/x-raw,rate=16000,channels=1 ! voaacenc bitrate=32000";
 
-/// AAC's sampling-frequency index of `rate` (ISO/IEC 14496-3, 1.6.3.4), if it has one.
-fn aac_frequency_index(rate: u32) -> Option<u16> {
-    [
-        96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
-    ]
-    .iter()
-    .position(|&r| r == rate)
-    .map(|i| i as u16)
-}
-
-/// The caps of AAC-LC mono at `rate`, one of AAC's rates.
-fn transcoded_aac_caps(rate: u32) -> gst::Caps {
-    let index = aac_frequency_index(rate).unwrap_or(8);
-    // AudioSpecificConfig: object type 2 (AAC-LC) in 5 bits, the frequency index in 4, 1 channel
-    // in 4, and three bits of zero.
-    let config = (2u16 << 11) | (index << 7) | (1 << 3);
+fn transcoded_aac_caps() -> gst::Caps {
+    // AudioSpecificConfig: object type 2 (AAC-LC), frequency index 8 (16 kHz), 1 channel.
     gst::Caps::builder("audio/mpeg")
         .field("mpegversion", 4i32)
         .field("stream-format", "raw")
-        .field("rate", rate as i32)
+        .field("rate", TRANSCODED_RATE as i32)
         .field("channels", 1i32)
-        .field("codec_data", gst::Buffer::from_slice(config.to_be_bytes()))
+        .field("codec_data", gst::Buffer::from_slice([0x14u8, 0x08]))
         .build()
 }
 
@@ -81,40 +63,28 @@ pub(super) struct AudioBranch {
     description: String,
     /// Set when we transcode: the caps are ours, known in advance.
     pub caps: Option<gst::Caps>,
-    /// The rate of the AAC we make, when we transcode.
-    rate: u32,
     /// G.711 is decoded by us, and also kept as it came for WebRTC viewers whose browser takes it.
     pub g711: Option<Law>,
 }
 
-/// How audio in `encoding` at `clock_rate` becomes AAC; `None` for a codec we cannot take.
-pub(super) fn audio_branch(encoding: &str, clock_rate: u32) -> Option<AudioBranch> {
+pub(super) fn audio_branch(encoding: &str) -> Option<AudioBranch> {
     let transcode = |name, decode: &str| AudioBranch {
         name,
         description: format!("{decode} ! {AAC_ENCODE}"),
-        caps: Some(transcoded_aac_caps(TRANSCODED_RATE)),
-        rate: TRANSCODED_RATE,
+        caps: Some(transcoded_aac_caps()),
         g711: None,
     };
     // The branch starts at the encoder: the packets' samples come in decoded.
-    let g711 = |name, law| {
-        let (description, rate) = match aac_frequency_index(clock_rate) {
-            Some(_) => (AAC_ENCODE_AS_IT_CAME, clock_rate),
-            None => (AAC_ENCODE_RESAMPLED, TRANSCODED_RATE),
-        };
-        AudioBranch {
-            name,
-            description: description.to_string(),
-            caps: Some(transcoded_aac_caps(rate)),
-            rate,
-            g711: Some(law),
-        }
+    let g711 = |name, law| AudioBranch {
+        name,
+        description: AAC_ENCODE_MONO_S16.to_string(),
+        caps: Some(transcoded_aac_caps()),
+        g711: Some(law),
     };
     let passthrough = |depay: &str| AudioBranch {
         name: "AAC",
         description: format!("{depay} ! aacparse"),
         caps: None,
-        rate: clock_rate,
         g711: None,
     };
     Some(match encoding {
@@ -176,7 +146,7 @@ impl AudioTrack {
         let sink = branch_sink(bin, "sink");
         configure_sink(&sink);
         if branch.caps.is_some() {
-            retime_transcoded(bin, &sink, branch.rate);
+            retime_transcoded(bin, &sink);
         }
         deliver_audio(&sink, writer, branch);
         let first = bin
@@ -197,7 +167,13 @@ impl AudioTrack {
         let g711 = branch.g711.map(|law| {
             let rate = offered.clock_rate;
             G711Input {
-                gather: Gather::new(law, rate, AAC_FRAME_SAMPLES as usize),
+                // The camera's samples that make one frame of the encoder's rate.
+                gather: Gather::new(
+                    law,
+                    rate,
+                    (AAC_FRAME_SAMPLES * u64::from(rate) / u64::from(TRANSCODED_RATE)).max(1)
+                        as usize,
+                ),
                 rate: u64::from(rate.max(1)),
                 caps: gst::Caps::builder(law.media_type())
                     .field("rate", rate as i32)
@@ -352,13 +328,12 @@ fn deliver_audio(sink: &gst_app::AppSink, writer: &Weak<SessionWriter>, branch: 
 }
 
 /// Encoded frames get the times of the decoded audio they came from: see `retime`.
-fn retime_transcoded(bin: &gst::Bin, sink: &gst_app::AppSink, rate: u32) {
-    let priming = Duration::from_nanos(AAC_PRIMING_SAMPLES * 1_000_000_000 / u64::from(rate));
-    let retimer = Arc::new(Mutex::new(AudioRetimer::new(priming)));
+fn retime_transcoded(bin: &gst::Bin, sink: &gst_app::AppSink) {
+    let retimer = Arc::new(Mutex::new(AudioRetimer::new(AAC_PRIMING)));
     let decoded = bin
-        .by_name("pcm")
+        .by_name("decoded")
         .and_then(|e| e.static_pad("sink"))
-        .expect("the transcoding branch names the element that takes decoded audio");
+        .expect("the transcoding branch names its first element after the decoder");
     {
         let retimer = retimer.clone();
         decoded.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
@@ -412,7 +387,7 @@ fn rate_and_channels(pad: &gst::Pad) -> (u64, u64) {
             .unwrap_or(default)
             .max(1) as u64
     };
-    (field("rate", 16_000), field("channels", 1))
+    (field("rate", TRANSCODED_RATE as i32), field("channels", 1))
 }
 
 fn branch_sink(bin: &gst::Bin, name: &str) -> gst_app::AppSink {
@@ -432,103 +407,78 @@ fn configure_sink(sink: &gst_app::AppSink) {
 mod tests {
     use super::*;
 
-    /// Clicks a quarter of a second apart go through each transcoding branch and back through
-    /// a decoder that, as a player's, keeps what the encoder put before them: each comes out late
-    /// by the priming, which retiming takes off. The encoder's own caps are the ones announced.
+    /// Clicks every 4000 samples go through the transcoding branch and back through a decoder
+    /// that, as a player's, keeps what the encoder put before them: each comes out late by the
+    /// priming, which retiming takes off.
     #[test]
     fn the_encoder_priming_is_what_retiming_takes_off() {
         gst::init().unwrap();
-        for (rate, encode) in [(16_000usize, AAC_ENCODE), (8_000, AAC_ENCODE_AS_IT_CAME)] {
-            let pipeline = gst::parse::launch(&format!(
-                "appsrc name=src format=time caps=audio/x-raw,format=S16LE,rate={rate},channels=1,layout=interleaved \
-                 ! {encode} ! avdec_aac ! audioconvert ! audio/x-raw,format=S16LE,channels=1 \
-                 ! appsink name=sink sync=false"
-            ))
-            .unwrap()
-            .downcast::<gst::Pipeline>()
-            .unwrap();
-            let by_name = |name| pipeline.by_name(name).unwrap();
-            let src = by_name("src").downcast::<gst_app::AppSrc>().unwrap();
-            let sink = by_name("sink").downcast::<gst_app::AppSink>().unwrap();
-            pipeline.set_state(gst::State::Playing).unwrap();
-            let clicks = [rate / 2, rate * 3 / 4, rate];
-            let mut input = vec![0i16; rate * 2];
-            for click in clicks {
-                input[click..click + 8].fill(20000);
-            }
-            let bytes: Vec<u8> = input.iter().flat_map(|s| s.to_le_bytes()).collect();
-            let mut buffer = gst::Buffer::from_slice(bytes);
-            buffer.get_mut().unwrap().set_pts(gst::ClockTime::ZERO);
-            src.push_buffer(buffer).unwrap();
-            src.end_of_stream().unwrap();
-            let mut output = Vec::new();
-            while let Ok(sample) = sink.pull_sample() {
-                let map = sample.buffer().unwrap().map_readable().unwrap();
-                output.extend(
-                    map.chunks_exact(2)
-                        .map(|b| i16::from_le_bytes([b[0], b[1]])),
-                );
-            }
-            let encoder = pipeline
-                .iterate_elements()
-                .into_iter()
-                .flatten()
-                .find(|e| e.factory().is_some_and(|f| f.name() == "voaacenc"))
+        let pipeline = gst::parse::launch(&format!(
+            "appsrc name=src format=time caps=audio/x-raw,format=S16LE,rate=16000,channels=1,layout=interleaved \
+             ! {AAC_ENCODE} ! avdec_aac ! audioconvert ! audio/x-raw,format=S16LE,channels=1 \
+             ! appsink name=sink sync=false"
+        ))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        let by_name = |name| pipeline.by_name(name).unwrap();
+        let src = by_name("src").downcast::<gst_app::AppSrc>().unwrap();
+        let sink = by_name("sink").downcast::<gst_app::AppSink>().unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let mut input = vec![0i16; 32000];
+        for click in [8000, 12000, 16000] {
+            input[click..click + 8].fill(20000);
+        }
+        let bytes: Vec<u8> = input.iter().flat_map(|s| s.to_le_bytes()).collect();
+        let mut buffer = gst::Buffer::from_slice(bytes);
+        buffer.get_mut().unwrap().set_pts(gst::ClockTime::ZERO);
+        src.push_buffer(buffer).unwrap();
+        src.end_of_stream().unwrap();
+        let mut output = Vec::new();
+        while let Ok(sample) = sink.pull_sample() {
+            let map = sample.buffer().unwrap().map_readable().unwrap();
+            output.extend(
+                map.chunks_exact(2)
+                    .map(|b| i16::from_le_bytes([b[0], b[1]])),
+            );
+        }
+        pipeline.set_state(gst::State::Null).unwrap();
+        let priming = (AAC_PRIMING.as_secs_f64() * 16000.0) as usize;
+        for click in [8000, 12000, 16000] {
+            let window = &output[click..click + 3000];
+            let peak = (0..window.len())
+                .max_by_key(|&i| window[i].unsigned_abs())
                 .unwrap();
-            let made = encoder.static_pad("src").unwrap().current_caps().unwrap();
-            let announced = transcoded_aac_caps(rate as u32);
-            let codec_data = |caps: &gst::Caps| {
-                let buffer = caps.structure(0).unwrap().get::<gst::Buffer>("codec_data");
-                buffer.unwrap().map_readable().unwrap().to_vec()
-            };
-            assert_eq!(codec_data(&made), codec_data(&announced), "at {rate} Hz");
-            pipeline.set_state(gst::State::Null).unwrap();
-            let priming = AAC_PRIMING_SAMPLES as usize;
-            for click in clicks {
-                let window = &output[click..click + rate / 4];
-                let peak = (0..window.len())
-                    .max_by_key(|&i| window[i].unsigned_abs())
-                    .unwrap();
-                // The click is 8 samples long: its peak comes out a few samples into it.
-                assert!(
-                    (priming..priming + 12).contains(&peak),
-                    "at {rate} Hz the click at {click} came out {peak} samples late; the priming is {priming}"
-                );
-            }
+            // The click is 8 samples long: its peak comes out a few samples into it.
+            assert!(
+                (priming..priming + 12).contains(&peak),
+                "the click at {click} came out {peak} samples late; the priming is {priming}"
+            );
         }
     }
 
-    /// At either rate we make AAC at; cry detection's decoder takes it to 16 kHz.
     #[test]
     fn the_silent_frame_decodes_to_1024_samples_of_silence() {
         use crate::audio::decode::{Pcm, Pull};
         gst::init().unwrap();
-        for rate in [16_000, 8_000] {
-            let pcm = Pcm::for_frames().unwrap();
-            let src = pcm.src().unwrap();
-            let mut frame = gst::Buffer::from_slice(SILENT_AAC_FRAME);
-            frame.get_mut().unwrap().set_pts(gst::ClockTime::ZERO);
-            let caps = transcoded_aac_caps(rate);
-            src.push_sample(&gst::Sample::builder().buffer(&frame).caps(&caps).build())
-                .unwrap();
-            src.end_of_stream().unwrap();
-            let mut samples = Vec::new();
-            loop {
-                // Generous: a cold plugin registry makes decodebin's first autoplugging slow.
-                match pcm.pull(Duration::from_secs(30)) {
-                    Pull::Samples(chunk) => samples.extend(chunk),
-                    Pull::End => break,
-                    other => panic!("after {} samples: {other:?}", samples.len()),
-                }
+        let pcm = Pcm::for_frames().unwrap();
+        let src = pcm.src().unwrap();
+        let mut frame = gst::Buffer::from_slice(SILENT_AAC_FRAME);
+        frame.get_mut().unwrap().set_pts(gst::ClockTime::ZERO);
+        let caps = transcoded_aac_caps();
+        src.push_sample(&gst::Sample::builder().buffer(&frame).caps(&caps).build())
+            .unwrap();
+        src.end_of_stream().unwrap();
+        let mut samples = Vec::new();
+        loop {
+            // Generous: a cold plugin registry makes decodebin's first autoplugging slow.
+            match pcm.pull(Duration::from_secs(30)) {
+                Pull::Samples(chunk) => samples.extend(chunk),
+                Pull::End => break,
+                other => panic!("after {} samples: {other:?}", samples.len()),
             }
-            let at_16k = 1024 * 16_000 / rate as usize;
-            // The resampler keeps back its last sample or so.
-            assert!(
-                (at_16k - 1..=at_16k).contains(&samples.len()),
-                "{} samples from 1024 at {rate} Hz",
-                samples.len()
-            );
-            assert!(samples.iter().all(|s| *s == 0.0), "not silent");
         }
+        assert_eq!(samples.len(), 1024);
+        assert!(samples.iter().all(|s| *s == 0.0), "not silent");
     }
 }

@@ -50,13 +50,16 @@ pub(super) struct Run {
     pub samples: Vec<u8>,
 }
 
-/// Packets decoded and gathered into runs of at least an encoder frame. The encoder makes
-/// nothing before it has a frame's samples, so a run costs no latency, and each buffer through
-/// the branch costs its elements' per-buffer work: a 1024-sample frame is six 20 ms packets.
+/// Packets decoded and gathered into runs that each complete an encoder frame. The encoder makes
+/// nothing before it has a frame's samples, so a run that ends with the packet completing one
+/// costs no latency, and each buffer through the branch costs its elements' per-buffer work: a
+/// 64 ms frame is three or four 20 ms packets.
 pub(super) struct Gather {
     law: Law,
     rate: u64,
     frame: usize,
+    /// Samples the encoder holds toward its next frame, from the runs before.
+    held: usize,
     run: Run,
 }
 
@@ -65,12 +68,13 @@ pub(super) struct Gather {
 const CONTINUES_WITHIN_NS: u64 = 5_000_000;
 
 impl Gather {
-    /// Runs of `frame` samples or more at `rate` Hz.
+    /// Runs for an encoder of `frame` samples at `rate` Hz.
     pub fn new(law: Law, rate: u32, frame: usize) -> Gather {
         Gather {
             law,
             rate: u64::from(rate.max(1)),
             frame,
+            held: 0,
             run: Run {
                 pts: 0,
                 duration: 0,
@@ -99,7 +103,7 @@ impl Gather {
             self.run.samples.reserve(self.frame * 2);
         }
         self.law.extend_s16le(payload, &mut self.run.samples);
-        if self.run.samples.len() >= self.frame * 2 {
+        if self.held + self.run.samples.len() / 2 >= self.frame {
             done.push(self.take());
         }
         done
@@ -111,6 +115,7 @@ impl Gather {
     }
 
     fn take(&mut self) -> Run {
+        self.held = (self.held + self.run.samples.len() / 2) % self.frame.max(1);
         let duration = self.duration_of(self.run.samples.len());
         let mut run = std::mem::replace(
             &mut self.run,
@@ -224,19 +229,26 @@ mod tests {
     }
 
     #[test]
-    fn packets_gather_into_runs_of_a_frame_or_more() {
-        let mut gather = Gather::new(Law::A, 8000, 1024);
+    fn each_run_ends_with_the_packet_that_completes_an_encoder_frame() {
+        // A frame of 512 samples at 8 kHz (64 ms), in packets of 160.
+        let mut gather = Gather::new(Law::A, 8000, 512);
         let runs = packets(&mut gather, 1000, 13);
-        // Seven packets make 1120 samples, the first run; six more wait for the seventh.
-        assert_eq!(runs.len(), 1);
-        assert_eq!(runs[0].pts, 1000 * MS);
-        assert_eq!(runs[0].duration, 140 * MS);
-        assert_eq!(runs[0].samples.len(), 1120 * 2);
+        let lengths: Vec<usize> = runs.iter().map(|r| r.samples.len() / 2).collect();
+        // 640 samples complete the first frame and leave 128 toward the next; then 480 complete
+        // each frame (608, 576, 544), and the 13 packets are all sent.
+        assert_eq!(lengths, [640, 480, 480, 480]);
+        assert_eq!((runs[0].pts, runs[0].duration), (1000 * MS, 80 * MS));
+        assert_eq!(
+            runs[1..].iter().map(|r| r.pts).collect::<Vec<_>>(),
+            [1080, 1140, 1200].map(|t| t * MS)
+        );
         assert!(runs[0].samples.chunks(2).all(|s| s == 8i16.to_le_bytes()));
-        let runs = packets(&mut gather, 1260, 1);
-        assert_eq!(runs[0].pts, 1140 * MS);
+        // 32 held: the third packet from here completes the next frame.
+        assert!(packets(&mut gather, 1260, 2).is_empty());
+        let runs = packets(&mut gather, 1300, 1);
+        assert_eq!((runs[0].pts, runs[0].samples.len() / 2), (1260 * MS, 480));
         // A payload of nothing is nothing.
-        assert!(gather.push(&[], 1280 * MS, true).is_empty());
+        assert!(gather.push(&[], 1320 * MS, true).is_empty());
     }
 
     #[test]
