@@ -280,7 +280,7 @@ impl G711Input {
                 let buffer_mut = buffer.get_mut().expect("a new buffer is writable");
                 buffer_mut.set_pts(gst::ClockTime::from_nseconds(run.pts));
                 buffer_mut.set_duration(gst::ClockTime::from_nseconds(run.duration));
-                // Lost packets leave a gap the encoder must not bridge.
+                // Lost packets leave a gap the resampler must not bridge.
                 if run.after_loss {
                     buffer_mut.set_flags(gst::BufferFlags::DISCONT);
                 }
