@@ -3,6 +3,7 @@
 pub mod actor;
 mod audio_track;
 pub mod demand;
+mod frame_blocks;
 mod g711;
 mod quirks;
 mod retime;

@@ -1,6 +1,7 @@
 //! The camera's video, from RTP packets to whole access units for the hub, in the thread that
 //! read them: depacketized by retina, timed on the session's timeline, passed through untouched.
 
+use super::frame_blocks::FrameBlocks;
 use super::quirks;
 use super::timeline::{SessionTimeline, TrackTimeline};
 use super::tracks::Offered;
@@ -21,6 +22,8 @@ pub(super) struct VideoTrack {
     broken: bool,
     /// Broken frames so far; the first is logged as a warning, the rest quietly.
     broken_frames: u64,
+    /// Where the frames are kept for the hub.
+    blocks: FrameBlocks,
 }
 
 impl VideoTrack {
@@ -33,6 +36,7 @@ impl VideoTrack {
             caps: None,
             broken: false,
             broken_frames: 0,
+            blocks: FrameBlocks::default(),
         })
     }
 
@@ -95,7 +99,7 @@ impl VideoTrack {
         self.broken = false;
         let caps = self.caps.as_ref()?;
         let pts = TrackTimeline::pts_of(&mut self.timeline, session, frame.timestamp(), arrival);
-        let mut buffer = gst::Buffer::from_mut_slice(frame.into_data());
+        let mut buffer = gst::Buffer::from_slice(self.blocks.keep(frame.into_data()));
         {
             let buffer = buffer.get_mut().expect("a new buffer is writable");
             // Decoding order is sending order: RTP carries no decode times, and the hub's joining
