@@ -2,11 +2,14 @@
 //! per stream (`-c:v copy -c:a aac`, ring-mqtt's per-stream work) and one ffmpeg client straight
 //! to the camera (`-c copy`, the floor). The three take turns within each run.
 //!
+//! The cameras send G.711, which the add-on transcodes to AAC and the floor copies, except the
+//! row marked AAC: that camera's audio is passed through, as the floor's is.
+//!
 //! `BENCH_BEFORE=<path to an older ipcam-mqtt>` adds that build as a fourth turn of every run,
 //! and a table of before and after from the same runs.
 
 use super::common::Mosquitto;
-use super::standins::{H264_1080P_GOP2, H265_4K, StandIn};
+use super::standins::{H264_1080P_GOP2, H264_1080P_GOP2_AAC, H265_4K, StandIn};
 use super::{RUNS, addon_binary, ffmpeg, measure, median, pids, rss_mb, spread};
 use std::time::Duration;
 
@@ -22,6 +25,7 @@ pub fn run(broker: &Mosquitto) {
     let mut before_rows = Vec::new();
     for (standin, counts) in [
         (&H264_1080P_GOP2, &[1usize, 8][..]),
+        (&H264_1080P_GOP2_AAC, &[8][..]),
         (&H265_4K, &[1, 4][..]),
     ] {
         let camera = standin.start();

@@ -1,6 +1,7 @@
 //! The benchmark's camera stand-ins: realistic streams encoded once by ffmpeg into
 //! `target/bench-media/` and looped in real time by `ipcam-mqtt test-camera --file`, with a
-//! G.711 A-law tone. Looping a file costs the stand-in no encoder, so the machine's CPU goes to
+//! G.711 A-law tone (Tapo's audio, which the add-on transcodes) or an AAC one (Reolink's, passed
+//! through). Looping a file costs the stand-in no encoder, so the machine's CPU goes to
 //! what is measured.
 
 use crate::common::Camera;
@@ -16,6 +17,8 @@ pub struct StandIn {
     bitrate: &'static str,
     /// Frames from one keyframe to the next, at 25 fps.
     gop: u32,
+    /// The tone's codec, as `test-camera --audio` names it.
+    audio: &'static str,
 }
 
 /// 1080p25 H.264 at 4 Mbit/s with a 2 s GOP: a typical camera main stream.
@@ -26,6 +29,14 @@ pub const H264_1080P_GOP2: StandIn = StandIn {
     hevc: false,
     bitrate: "4M",
     gop: 50,
+    audio: "pcma",
+};
+
+/// The same with AAC audio, which the add-on passes through as it came.
+pub const H264_1080P_GOP2_AAC: StandIn = StandIn {
+    label: "1080p H.264 4 Mbit/s, 2 s GOP, AAC audio",
+    audio: "aac",
+    ..H264_1080P_GOP2
 };
 
 /// The same with a 4 s GOP, as Reolink and Tapo cameras often send.
@@ -53,13 +64,14 @@ pub const H265_4K: StandIn = StandIn {
     hevc: true,
     bitrate: "8M",
     gop: 50,
+    audio: "pcma",
 };
 
 impl StandIn {
     /// Serves the stream, encoding it first if `target/bench-media/` does not have it yet.
     pub fn start(&self) -> Camera {
         let path = self.media();
-        Camera::start(&["--file", path.to_str().unwrap(), "--audio", "pcma"])
+        Camera::start(&["--file", path.to_str().unwrap(), "--audio", self.audio])
     }
 
     fn media(&self) -> PathBuf {
