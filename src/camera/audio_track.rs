@@ -487,25 +487,32 @@ mod tests {
     #[test]
     fn an_encoded_frame_is_kept_in_memory_of_its_own_size() {
         gst::init().unwrap();
-        let pipeline = gst::parse::launch(&format!(
-            "audiotestsrc wave=pink-noise num-buffers=8 samplesperbuffer=1024 \
-             ! audio/x-raw,format=S16LE,rate=16000,channels=1 ! {AAC_ENCODE} \
-             ! appsink name=sink sync=false"
-        ))
-        .unwrap()
-        .downcast::<gst::Pipeline>()
+        let (pipeline, src, sink) = crate::media::pipeline::app_pipeline(
+            &format!(
+                "appsrc name=src format=time caps=audio/x-raw,format=S16LE,rate=16000,channels=1,layout=interleaved \
+                 ! {AAC_ENCODE} ! appsink name=sink sync=false"
+            ),
+            "test encoder",
+        )
         .unwrap();
-        let sink = pipeline
-            .by_name("sink")
-            .unwrap()
-            .downcast::<gst_app::AppSink>()
-            .unwrap();
-        pipeline.set_state(gst::State::Playing).unwrap();
+        let pipeline = PipelineGuard::new(pipeline);
+        pipeline.pipeline().set_state(gst::State::Playing).unwrap();
+        // Noise, so the frames are as large as the bitrate allows.
+        let mut seed = 1u32;
+        let noise: Vec<u8> = (0..8 * AAC_FRAME_SAMPLES)
+            .flat_map(|_| {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                ((seed >> 16) as i16 / 4).to_le_bytes()
+            })
+            .collect();
+        let mut buffer = gst::Buffer::from_slice(noise);
+        buffer.get_mut().unwrap().set_pts(gst::ClockTime::ZERO);
+        src.push_buffer(buffer).unwrap();
+        src.end_of_stream().unwrap();
         let held = |buffer: &gst::BufferRef| -> usize {
             buffer.iter_memories().map(|memory| memory.maxsize()).sum()
         };
         let sample = sink.pull_sample().unwrap();
-        pipeline.set_state(gst::State::Null).unwrap();
         let encoded = sample.buffer().unwrap();
         assert!(
             held(encoded) > 2 * encoded.size(),
