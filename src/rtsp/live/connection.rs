@@ -17,15 +17,28 @@ use crate::camera::demand::{Lease, Purpose};
 use crate::media::hub::{FrameQueue, Track};
 use crate::rtsp::limits::{FIRST_REQUEST_TIMEOUT, IDLE_WITHOUT_STREAM};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
 /// How a connection ended, for the log.
 type Ending = &'static str;
+
+/// Waits for the deadline and tells how the connection ended; never returns without one.
+async fn until(deadline: Option<(Instant, Ending)>) -> Ending {
+    match deadline {
+        Some((at, ending)) => {
+            tokio::time::sleep_until(at.into()).await;
+            ending
+        }
+        None => std::future::pending().await,
+    }
+}
 
 /// The connection is given to the event server (gst-rtsp-server) with what it sent so far.
 pub struct Handoff {
@@ -51,6 +64,9 @@ pub struct Connection {
     opened: Instant,
     last_request: Option<Instant>,
     cancel: CancellationToken,
+    /// When the next sender reports are due: one timer for the connection, reset when the time
+    /// moves, rather than a new one on every wake.
+    report_timer: Pin<Box<Sleep>>,
 }
 
 impl Connection {
@@ -73,6 +89,7 @@ impl Connection {
             opened: Instant::now(),
             last_request: None,
             cancel,
+            report_timer: Box::pin(tokio::time::sleep(SESSION_TIMEOUT)),
         }
     }
 
@@ -123,24 +140,21 @@ impl Connection {
         self.live.forget(self.id);
     }
 
-    /// When the connection must have done something by, or be closed.
-    fn deadline(&self) -> (Instant, Ending) {
+    /// When the connection must have done something by, or be closed. A TCP viewer that is
+    /// playing has no such time: its writes give up on their own after a stall.
+    fn deadline(&self) -> Option<(Instant, Ending)> {
         match (&self.session, self.last_request) {
-            (Some(session), _) if session.playing.is_some() => {
-                if session.over_udp() {
-                    (session.alive + SESSION_TIMEOUT, "its UDP session timed out")
-                } else {
-                    (Instant::now() + SESSION_TIMEOUT, "")
-                }
-            }
-            (_, None) => (
+            (Some(session), _) if session.playing.is_some() => session
+                .over_udp()
+                .then(|| (session.alive + SESSION_TIMEOUT, "its UDP session timed out")),
+            (_, None) => Some((
                 self.opened + FIRST_REQUEST_TIMEOUT,
                 "it sent no complete request",
-            ),
-            (_, Some(last)) => (
+            )),
+            (_, Some(last)) => Some((
                 last + IDLE_WITHOUT_STREAM,
                 "it asked for no stream and went quiet",
-            ),
+            )),
         }
     }
 
@@ -149,9 +163,15 @@ impl Connection {
         reader: &mut OwnedReadHalf,
         writer: &mut OwnedWriteHalf,
     ) -> std::io::Result<Step> {
-        let (deadline, late) = self.deadline();
+        let deadline = self.deadline();
         let queue = self.playing().map(|p| p.queue.clone());
         let report_at = self.playing().map(|p| p.next_report);
+        if let Some(at) = report_at.map(tokio::time::Instant::from_std)
+            && self.report_timer.deadline() != at
+        {
+            self.report_timer.as_mut().reset(at);
+        }
+        let report_timer = self.report_timer.as_mut();
         let rtcp = self.session.as_ref().and_then(Session::udp_rtcp_socket);
         let cancel = self.cancel.clone();
         let mut chunk = [0u8; 4096];
@@ -171,7 +191,7 @@ impl Connection {
                 }
                 self.send_frames(writer).await
             }
-            _ = tokio::time::sleep_until(report_at.unwrap_or_else(Instant::now).into()), if report_at.is_some() => {
+            () = report_timer, if report_at.is_some() => {
                 self.send_reports(writer).await?;
                 Ok(Step::Go)
             }
@@ -181,7 +201,7 @@ impl Connection {
                 }
                 Ok(Step::Go)
             }
-            _ = tokio::time::sleep_until(deadline.into()) => Ok(Step::End(late)),
+            ending = until(deadline) => Ok(Step::End(ending)),
             _ = cancel.cancelled() => Ok(Step::End("its camera was turned off")),
         }
     }
