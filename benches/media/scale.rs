@@ -1,5 +1,8 @@
 //! Goal 7: 32 cameras × 2 viewers each, with cry detection on 4 of them, on this machine: the
 //! add-on's share of the machine's CPU, and whether any viewer misses frames.
+//!
+//! `BENCH_BEFORE=<path to an older ipcam-mqtt>` runs that build too, in turn with this one in
+//! every run, and adds its CPU and the ratio.
 
 use super::common::{self, AddOn, Mosquitto, Proc, cry_model};
 use super::standins::H264_1080P_GOP2;
@@ -31,8 +34,16 @@ pub fn run(broker: &Mosquitto) {
     let camera = H264_1080P_GOP2.start();
     let url = camera.url();
     let model = cry_model();
+    let before_bin = std::env::var("BENCH_BEFORE").ok();
     // A fresh add-on each run: the goal sits close to this machine's run-to-run noise.
-    let runs: Vec<Run> = (0..RUNS).map(|_| measure(broker, &url, &model)).collect();
+    let mut before_runs = Vec::new();
+    let mut runs = Vec::new();
+    for _ in 0..RUNS {
+        if let Some(bin) = &before_bin {
+            before_runs.push(measure(bin, broker, &url, &model));
+        }
+        runs.push(measure(common::BIN, broker, &url, &model));
+    }
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let column = |f: fn(&Run) -> f64| runs.iter().map(f).collect::<Vec<f64>>();
@@ -76,9 +87,19 @@ pub fn run(broker: &Mosquitto) {
         runs[0].expected,
         if no_drops { "✔" } else { "✘" }
     );
+    if let Some(bin) = before_bin {
+        let before: Vec<f64> = before_runs.iter().map(|r| r.ours / cores).collect();
+        let ratio: Vec<f64> = share.iter().zip(&before).map(|(a, b)| a / b).collect();
+        println!(
+            "| before (`{bin}`), % of the machine's {cores:.0} cores | {} | — |",
+            spread(&before, 1)
+        );
+        println!("| after/before, same runs | {} | — |", spread(&ratio, 2));
+    }
 }
 
-fn measure(broker: &Mosquitto, url: &str, model: &std::path::Path) -> Run {
+/// One run of the build at `bin`.
+fn measure(bin: &str, broker: &Mosquitto, url: &str, model: &std::path::Path) -> Run {
     let ids: Vec<String> = (0..CAMERAS).map(|i| format!("cam{i}")).collect();
     let entries: Vec<(&str, &str, &str)> = ids
         .iter()
@@ -93,7 +114,7 @@ fn measure(broker: &Mosquitto, url: &str, model: &std::path::Path) -> Run {
         })
         .collect();
     let config = common::cry_config(broker.port, &entries, model);
-    let addon = AddOn::start(&config);
+    let addon = AddOn::start_binary(bin, &config, &[]);
     let viewers: Vec<Proc> = ids
         .iter()
         .flat_map(|id| std::iter::repeat_n(addon.live_url(id), VIEWERS_EACH))
