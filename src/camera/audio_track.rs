@@ -434,7 +434,7 @@ mod tests {
 
     /// Clicks every 4000 samples go through the transcoding branch and back through a decoder
     /// that, as a player's, keeps what the encoder put before them: each comes out late by the
-    /// priming, which retiming takes off.
+    /// priming, which retiming takes off. The encoder's own caps are the ones announced.
     #[test]
     fn the_encoder_priming_is_what_retiming_takes_off() {
         gst::init().unwrap();
@@ -467,6 +467,19 @@ mod tests {
                     .map(|b| i16::from_le_bytes([b[0], b[1]])),
             );
         }
+        // The caps announced before the encoder's first frame are the ones it makes.
+        let encoder = pipeline
+            .iterate_elements()
+            .into_iter()
+            .flatten()
+            .find(|e| e.factory().is_some_and(|f| f.name() == "voaacenc"))
+            .unwrap();
+        let made = encoder.static_pad("src").unwrap().current_caps().unwrap();
+        let codec_data = |caps: &gst::Caps| {
+            let buffer = caps.structure(0).unwrap().get::<gst::Buffer>("codec_data");
+            buffer.unwrap().map_readable().unwrap().to_vec()
+        };
+        assert_eq!(codec_data(&made), codec_data(&transcoded_aac_caps()));
         pipeline.set_state(gst::State::Null).unwrap();
         let priming = (AAC_PRIMING.as_secs_f64() * 16000.0) as usize;
         for click in [8000, 12000, 16000] {
