@@ -1,8 +1,9 @@
 //! The camera's audio, from its RTP packets to the one AAC track every viewer gets: AAC passed
-//! through, G.711 and Opus transcoded and retimed (see `retime`). G.711 is decoded here (see
-//! `g711`) and also kept as it came.
+//! through, Opus transcoded by GStreamer and retimed (see `retime`), G.711 transcoded here (see
+//! `g711_aac`) and also kept as it came.
 
-use super::g711::{Gather, Law};
+use super::g711::Law;
+use super::g711_aac::{AacFrame, G711ToAac};
 use super::retime::AudioRetimer;
 use super::source::lock;
 use super::timeline::{SessionTimeline, TrackTimeline};
@@ -34,9 +35,6 @@ const TRANSCODED_RATE: u32 = 16_000;
 /// It takes decoded audio in any layout (a decoder's); its raw AAC frames come with their caps, as
 /// every consumer takes them, so no parser follows it.
 const AAC_ENCODE: &str = "audioconvert name=decoded ! audioresample ! audio/x-raw,rate=16000,channels=1 ! voaacenc bitrate=32000";
-/// The same for G.711, decoded here to mono 16-bit already: nothing to convert.
-const AAC_ENCODE_MONO_S16: &str =
-    "audioresample name=decoded ! audio/x-raw,rate=16000,channels=1 ! voaacenc bitrate=32000";
 
 fn transcoded_aac_caps() -> gst::Caps {
     // AudioSpecificConfig: object type 2 (AAC-LC), frequency index 8 (16 kHz), 1 channel.
@@ -60,36 +58,42 @@ pub(super) const SILENT_AAC_FRAME: [u8; 4] = [0x01, 0x18, 0x20, 0x07];
 pub(super) struct AudioBranch {
     /// The camera's codec, for humans.
     pub name: &'static str,
-    description: String,
+    /// The GStreamer branch from the camera's packets to AAC; none for G.711, done here.
+    description: Option<String>,
     /// Set when we transcode: the caps are ours, known in advance.
     pub caps: Option<gst::Caps>,
-    /// G.711 is decoded by us, and also kept as it came for WebRTC viewers whose browser takes it.
+    /// G.711 at 8 or 16 kHz is transcoded by us, and also kept as it came for WebRTC viewers
+    /// whose browser takes it.
     pub g711: Option<Law>,
 }
 
-pub(super) fn audio_branch(encoding: &str) -> Option<AudioBranch> {
+/// How audio of `encoding` at `clock_rate` Hz becomes AAC, if it can.
+pub(super) fn audio_branch(encoding: &str, clock_rate: u32) -> Option<AudioBranch> {
     let transcode = |name, decode: &str| AudioBranch {
         name,
-        description: format!("{decode} ! {AAC_ENCODE}"),
+        description: Some(format!("{decode} ! {AAC_ENCODE}")),
         caps: Some(transcoded_aac_caps()),
         g711: None,
     };
-    // The branch starts at the encoder: the packets' samples come in decoded.
-    let g711 = |name, law| AudioBranch {
-        name,
-        description: AAC_ENCODE_MONO_S16.to_string(),
-        caps: Some(transcoded_aac_caps()),
-        g711: Some(law),
+    let g711 = |name, law, decode| match G711ToAac::new(law, clock_rate) {
+        Some(_) => AudioBranch {
+            name,
+            description: None,
+            caps: Some(transcoded_aac_caps()),
+            g711: Some(law),
+        },
+        // Rare rates: GStreamer's decoder and resampler.
+        None => transcode(name, decode),
     };
     let passthrough = |depay: &str| AudioBranch {
         name: "AAC",
-        description: format!("{depay} ! aacparse"),
+        description: Some(format!("{depay} ! aacparse")),
         caps: None,
         g711: None,
     };
     Some(match encoding {
-        "PCMA" => g711("PCMA", Law::A),
-        "PCMU" => g711("PCMU", Law::Mu),
+        "PCMA" => g711("PCMA", Law::A, "rtppcmadepay ! alawdec"),
+        "PCMU" => g711("PCMU", Law::Mu, "rtppcmudepay ! mulawdec"),
         "OPUS" => transcode("Opus", "rtpopusdepay ! opusdec"),
         "MPEG4-GENERIC" => passthrough("rtpmp4gdepay"),
         "MP4A-LATM" => passthrough("rtpmp4adepay"),
@@ -107,25 +111,32 @@ pub(super) fn media_and_encoding(caps: &gst::CapsRef) -> (String, String) {
     (field("media"), field("encoding-name").to_ascii_uppercase())
 }
 
-/// The camera's audio track: its RTP packets, timed on the session's timeline, go through the
-/// branch (depay, and decode and encode unless it is AAC) into the hub. Audio is a few dozen
-/// packets a second, so GStreamer's depayloaders keep every codec but G.711, which is decoded
-/// here. Packets are pushed into the branch from the task that read them: an appsrc's thread
-/// would cost a hand-off per packet (a third of the add-on's CPU samples with 8 cameras).
+/// The camera's audio track: its RTP packets, timed on the session's timeline, become the AAC
+/// the hub takes. G.711 is transcoded here; the other codecs go through a GStreamer branch
+/// (depay, and decode and encode unless it is AAC). Either way the work is done in the task that
+/// read the packets: an appsrc's thread would cost a hand-off per packet (a third of the
+/// add-on's CPU samples with 8 cameras).
 pub(super) struct AudioTrack {
-    src: gst::Pad,
     timeline: Option<TrackTimeline>,
-    g711: Option<G711Input>,
-    pipeline: PipelineGuard,
+    way: Way,
 }
 
-/// A G.711 track's samples: kept as they came for the hub, and decoded into the branch in runs
-/// of an encoder frame.
+enum Way {
+    Branch {
+        src: gst::Pad,
+        pipeline: PipelineGuard,
+    },
+    /// Boxed: the encoder's state is a few KB.
+    G711(Box<G711Input>),
+}
+
+/// A G.711 track: its samples kept as they came for the hub, and transcoded to AAC.
 struct G711Input {
-    gather: Gather,
+    transcoder: G711ToAac,
     rate: u64,
     /// The untouched samples' caps, for the WebRTC viewers that take them.
     caps: gst::Caps,
+    aac_caps: gst::Caps,
     writer: Weak<SessionWriter>,
 }
 
@@ -136,74 +147,33 @@ impl AudioTrack {
         writer: &Weak<SessionWriter>,
         clock: &MediaClock,
     ) -> Result<AudioTrack, Error> {
-        let internal = |message: String| Error::new(ErrorKind::Internal, message);
-        let pipeline = gst::parse::launch(&format!("{} ! appsink name=sink", branch.description))
-            .map_err(|e| internal(format!("cannot build the camera's audio branch: {e}")))?
-            .downcast::<gst::Pipeline>()
-            .map_err(|_| internal("the camera's audio branch is not a pipeline".into()))?;
-        clock.apply(&pipeline);
-        let bin = pipeline.upcast_ref::<gst::Bin>();
-        let sink = branch_sink(bin, "sink");
-        configure_sink(&sink);
-        if branch.caps.is_some() {
-            retime_transcoded(bin, &sink);
-        }
-        deliver_audio(&sink, writer, branch);
-        let first = bin
-            .find_unlinked_pad(gst::PadDirection::Sink)
-            .ok_or_else(|| internal("the camera's audio branch has no input".into()))?;
-        let src = gst::Pad::builder(gst::PadDirection::Src)
-            .name("camera")
-            .build();
-        src.link(&first)
-            .map_err(|e| internal(format!("cannot feed the camera's audio branch: {e:?}")))?;
-        let pipeline = PipelineGuard::new(pipeline);
-        pipeline
-            .pipeline()
-            .set_state(gst::State::Playing)
-            .map_err(|_| internal("the camera's audio branch refused to start".into()))?;
-        src.set_active(true)
-            .map_err(|_| internal("cannot feed the camera's audio branch".into()))?;
-        let g711 = branch.g711.map(|law| {
-            let rate = offered.clock_rate;
-            G711Input {
-                // The camera's samples that make one frame of the encoder's rate.
-                gather: Gather::new(
-                    law,
-                    rate,
-                    (AAC_FRAME_SAMPLES * u64::from(rate) / u64::from(TRANSCODED_RATE)).max(1)
-                        as usize,
-                ),
-                rate: u64::from(rate.max(1)),
+        let way = match (&branch.description, branch.g711) {
+            (Some(description), _) => start_branch(offered, branch, description, writer, clock)?,
+            (None, Some(law)) => Way::G711(Box::new(G711Input {
+                transcoder: G711ToAac::new(law, offered.clock_rate).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Internal,
+                        format!("no G.711 transcoder at {} Hz", offered.clock_rate),
+                    )
+                })?,
+                rate: u64::from(offered.clock_rate.max(1)),
                 caps: gst::Caps::builder(law.media_type())
-                    .field("rate", rate as i32)
+                    .field("rate", offered.clock_rate as i32)
                     .field("channels", 1i32)
                     .build(),
+                aac_caps: transcoded_aac_caps(),
                 writer: writer.clone(),
+            })),
+            (None, None) => {
+                return Err(Error::new(
+                    ErrorKind::Internal,
+                    "the camera's audio has no way to AAC",
+                ));
             }
-        });
-        let input_caps = match &g711 {
-            Some(g711) => gst::Caps::builder("audio/x-raw")
-                .field("format", "S16LE")
-                .field("layout", "interleaved")
-                .field("rate", g711.rate as i32)
-                .field("channels", 1i32)
-                .build(),
-            None => offered.caps.clone(),
         };
-        let segment = gst::FormattedSegment::<gst::ClockTime>::new();
-        for event in [
-            gst::event::StreamStart::new("camera-audio"),
-            gst::event::Caps::new(&input_caps),
-            gst::event::Segment::new(&segment),
-        ] {
-            src.push_event(event);
-        }
         Ok(AudioTrack {
-            src,
             timeline: None,
-            g711,
-            pipeline,
+            way,
         })
     }
 
@@ -217,83 +187,134 @@ impl AudioTrack {
     ) -> Result<(), String> {
         let pts = TrackTimeline::pts_of(&mut self.timeline, session, packet.timestamp(), arrival);
         let pts = gst::ClockTime::from_nseconds(pts);
-        let buffers = match &mut self.g711 {
-            Some(g711) => g711.samples(packet, pts),
-            None => {
+        match &mut self.way {
+            Way::G711(g711) => {
+                g711.push(packet, pts);
+                Ok(())
+            }
+            Way::Branch { src, pipeline } => {
                 let mut buffer = gst::Buffer::from_slice(packet.raw().to_vec());
                 buffer
                     .get_mut()
                     .expect("a new buffer is writable")
                     .set_pts(pts);
-                vec![buffer]
+                feed(src, pipeline, buffer)
             }
-        };
-        buffers.into_iter().try_for_each(|buffer| self.feed(buffer))
-    }
-
-    /// Pushes one buffer through the branch, on this thread.
-    fn feed(&self, buffer: gst::Buffer) -> Result<(), String> {
-        self.src.push(buffer).map(drop).map_err(|flow| {
-            let bus = self.pipeline.pipeline().bus();
-            match bus.and_then(|bus| bus.pop_filtered(&[gst::MessageType::Error])) {
-                Some(message) => match message.view() {
-                    gst::MessageView::Error(error) => error.error().to_string(),
-                    _ => format!("{flow:?}"),
-                },
-                None => format!("{flow:?}"),
-            }
-        })
+        }
     }
 }
 
-impl G711Input {
-    /// Hands the packet's samples, as they came, to the hub, and returns the decoded runs it
-    /// completes for the branch.
-    fn samples(&mut self, packet: &ReceivedPacket, pts: gst::ClockTime) -> Vec<gst::Buffer> {
-        let payload = packet.payload();
-        if payload.is_empty() {
-            return Vec::new();
-        }
-        if let Some(writer) = self.writer.upgrade() {
-            writer.received(payload.len());
-            writer.push_g711(|| {
-                let mut untouched = gst::Buffer::from_slice(payload.to_vec());
-                let untouched_mut = untouched.get_mut().expect("a new buffer is writable");
-                untouched_mut.set_pts(pts);
-                untouched_mut.set_duration(gst::ClockTime::from_nseconds(
-                    payload.len() as u64 * 1_000_000_000 / self.rate,
-                ));
-                if packet.loss() > 0 {
-                    untouched_mut.set_flags(gst::BufferFlags::DISCONT);
-                }
-                gst::Sample::builder()
-                    .buffer(&untouched)
-                    .caps(&self.caps)
-                    .build()
-            });
-        }
-        self.gather
-            .push(payload, pts.nseconds(), packet.loss() > 0)
-            .into_iter()
-            .map(|run| {
-                let mut buffer = gst::Buffer::from_mut_slice(run.samples);
-                let buffer_mut = buffer.get_mut().expect("a new buffer is writable");
-                buffer_mut.set_pts(gst::ClockTime::from_nseconds(run.pts));
-                buffer_mut.set_duration(gst::ClockTime::from_nseconds(run.duration));
-                // Lost packets leave a gap the resampler must not bridge.
-                if run.after_loss {
-                    buffer_mut.set_flags(gst::BufferFlags::DISCONT);
-                }
-                buffer
-            })
-            .collect()
+/// A GStreamer branch from the camera's packets to the hub, fed on this thread.
+fn start_branch(
+    offered: &Offered,
+    branch: &AudioBranch,
+    description: &str,
+    writer: &Weak<SessionWriter>,
+    clock: &MediaClock,
+) -> Result<Way, Error> {
+    let internal = |message: String| Error::new(ErrorKind::Internal, message);
+    let pipeline = gst::parse::launch(&format!("{description} ! appsink name=sink"))
+        .map_err(|e| internal(format!("cannot build the camera's audio branch: {e}")))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| internal("the camera's audio branch is not a pipeline".into()))?;
+    clock.apply(&pipeline);
+    let bin = pipeline.upcast_ref::<gst::Bin>();
+    let sink = branch_sink(bin, "sink");
+    configure_sink(&sink);
+    if branch.caps.is_some() {
+        retime_transcoded(bin, &sink);
     }
+    deliver_audio(&sink, writer, branch);
+    let first = bin
+        .find_unlinked_pad(gst::PadDirection::Sink)
+        .ok_or_else(|| internal("the camera's audio branch has no input".into()))?;
+    let src = gst::Pad::builder(gst::PadDirection::Src)
+        .name("camera")
+        .build();
+    src.link(&first)
+        .map_err(|e| internal(format!("cannot feed the camera's audio branch: {e:?}")))?;
+    let pipeline = PipelineGuard::new(pipeline);
+    pipeline
+        .pipeline()
+        .set_state(gst::State::Playing)
+        .map_err(|_| internal("the camera's audio branch refused to start".into()))?;
+    src.set_active(true)
+        .map_err(|_| internal("cannot feed the camera's audio branch".into()))?;
+    let segment = gst::FormattedSegment::<gst::ClockTime>::new();
+    for event in [
+        gst::event::StreamStart::new("camera-audio"),
+        gst::event::Caps::new(&offered.caps),
+        gst::event::Segment::new(&segment),
+    ] {
+        src.push_event(event);
+    }
+    Ok(Way::Branch { src, pipeline })
+}
+
+/// Pushes one buffer through the branch, on this thread.
+fn feed(src: &gst::Pad, pipeline: &PipelineGuard, buffer: gst::Buffer) -> Result<(), String> {
+    src.push(buffer).map(drop).map_err(|flow| {
+        let bus = pipeline.pipeline().bus();
+        match bus.and_then(|bus| bus.pop_filtered(&[gst::MessageType::Error])) {
+            Some(message) => match message.view() {
+                gst::MessageView::Error(error) => error.error().to_string(),
+                _ => format!("{flow:?}"),
+            },
+            None => format!("{flow:?}"),
+        }
+    })
+}
+
+impl G711Input {
+    /// Hands the packet's samples, as they came, to the hub, and the AAC frames they complete.
+    fn push(&mut self, packet: &ReceivedPacket, pts: gst::ClockTime) {
+        let payload = packet.payload();
+        let Some(writer) = self.writer.upgrade() else {
+            return;
+        };
+        if payload.is_empty() {
+            return;
+        }
+        writer.received(payload.len());
+        writer.push_g711(|| {
+            let mut untouched = gst::Buffer::from_slice(payload.to_vec());
+            let untouched_mut = untouched.get_mut().expect("a new buffer is writable");
+            untouched_mut.set_pts(pts);
+            untouched_mut.set_duration(gst::ClockTime::from_nseconds(
+                payload.len() as u64 * 1_000_000_000 / self.rate,
+            ));
+            if packet.loss() > 0 {
+                untouched_mut.set_flags(gst::BufferFlags::DISCONT);
+            }
+            gst::Sample::builder()
+                .buffer(&untouched)
+                .caps(&self.caps)
+                .build()
+        });
+        for frame in self
+            .transcoder
+            .push(payload, pts.nseconds(), packet.loss() > 0)
+        {
+            writer.push_audio(aac_sample(frame, &self.aac_caps));
+        }
+    }
+}
+
+/// An encoded frame as the hub takes it: in memory of its own size, with its caps.
+fn aac_sample(frame: AacFrame, caps: &gst::Caps) -> gst::Sample {
+    let mut buffer = gst::Buffer::from_mut_slice(frame.data.into_boxed_slice());
+    let buffer_mut = buffer.get_mut().expect("a new buffer is writable");
+    buffer_mut.set_pts(gst::ClockTime::from_nseconds(frame.pts));
+    buffer_mut.set_duration(gst::ClockTime::from_nseconds(frame.duration));
+    if frame.discont {
+        buffer_mut.set_flags(gst::BufferFlags::DISCONT);
+    }
+    gst::Sample::builder().buffer(&buffer).caps(caps).build()
 }
 
 /// The AAC every viewer gets goes into the hub.
 fn deliver_audio(sink: &gst_app::AppSink, writer: &Weak<SessionWriter>, branch: &AudioBranch) {
     let passthrough = branch.caps.is_none();
-    let counted_before = branch.g711.is_some();
     if passthrough {
         // Passed-through AAC: its caps (from the SDP) come with the caps event, ahead of the first frame.
         let writer = writer.clone();
@@ -316,10 +337,7 @@ fn deliver_audio(sink: &gst_app::AppSink, writer: &Weak<SessionWriter>, branch: 
                 let Some(writer) = writer.upgrade() else {
                     return Ok(gst::FlowSuccess::Ok);
                 };
-                // G.711 was counted as it came, before it became AAC.
-                if !counted_before {
-                    writer.received(sample.buffer().map_or(0, |b| b.size()));
-                }
+                writer.received(sample.buffer().map_or(0, |b| b.size()));
                 writer.push_audio(fitted(sample));
                 Ok(gst::FlowSuccess::Ok)
             })

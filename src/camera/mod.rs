@@ -1,16 +1,19 @@
 //! One camera: an actor that owns the camera connection, behind a cheap cloneable handle.
 
+mod aac_lc;
 pub mod actor;
 mod audio_track;
 pub mod demand;
 mod frame_blocks;
 mod g711;
+mod g711_aac;
 mod quirks;
 mod retime;
 pub mod source;
 pub mod state;
 pub mod timeline;
 mod tracks;
+mod upsample;
 mod video;
 
 use crate::media::hub::StreamInfo;

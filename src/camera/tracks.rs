@@ -90,7 +90,7 @@ pub(super) fn choose(offered: Vec<Offered>) -> Result<Chosen, Error> {
                     false
                 }
             }
-            "audio" if audio.is_none() => match audio_branch(&track.encoding) {
+            "audio" if audio.is_none() => match audio_branch(&track.encoding, track.clock_rate) {
                 Some(branch) => {
                     tracing::debug!("camera offers {} audio: using it", track.encoding);
                     audio = Some((track.clone(), branch));
