@@ -21,9 +21,13 @@
 //! - `events` (`media/events.rs`): the pre-roll's CPU and RSS, and trigger to clip.
 //! - `webrtc` (`media/webrtc.rs`): glass-to-glass in headless Chromium (goal 6) and CPU per
 //!   WebRTC viewer.
+//! - `aac` (`media/aac.rs`): the G.711 camera's AAC, our transcoder against the GStreamer branch
+//!   it replaced: CPU per frame, delay, and closeness to the G.711 it came from.
 //! - `mse` (`media/mse.rs`): MSE beside WebRTC on one 4 s-GOP camera: first frame and delay
 //!   behind live in Chromium, CPU per camera muxer and per MSE viewer.
 
+#[path = "media/aac.rs"]
+mod aac;
 #[path = "media/added_latency.rs"]
 mod added_latency;
 #[path = "../tests/common/mod.rs"]
@@ -419,6 +423,9 @@ fn main() {
     }
     if only.is_empty() || only == "cry" {
         cry::run(&broker);
+    }
+    if only.is_empty() || only == "aac" {
+        aac::run();
     }
     if only.is_empty() || only == "events" {
         events::run(&broker);

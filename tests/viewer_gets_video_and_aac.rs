@@ -155,3 +155,92 @@ fn pyav_as_used_by_home_assistant_decodes_h264_and_audio_at_once() {
 fn pyav_as_used_by_home_assistant_decodes_h265_and_audio_at_once() {
     pyav_decodes_at_once("h265", "hevc");
 }
+
+/// A viewer over TCP gets an RTCP sender report for each track about every second, interleaved
+/// with the media, each counting the packets sent before it and naming an RTP time near the
+/// track's newest packet: what players line sound up with the picture by.
+#[test]
+fn a_tcp_viewer_gets_sender_reports_for_both_tracks_every_second() {
+    use std::io::Read;
+    let broker = Mosquitto::start();
+    let camera = Camera::start(&["--video", "h264", "--audio", "pcma"]);
+    let addon = AddOn::start(&config(
+        broker.port,
+        free_port(),
+        &[("cam", &camera.url(), "")],
+    ));
+    let url = addon.live_url("cam");
+    let mut stream = rtsp_described(addon.rtsp_port, &url);
+    let session = rtsp_setup_both_tracks(&mut stream, &url, 2);
+    rtsp_request(&mut stream, 4, &format!("PLAY {url}"), &session);
+    // Per track (RTP channel 0 video, 2 audio): packets seen, the newest RTP time, the reports.
+    let mut seen = [0u32; 2];
+    let mut newest = [0u32; 2];
+    let mut reports: [Vec<Report>; 2] = Default::default();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while reports.iter().any(|r| r.len() < 4) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reports so far: {reports:?}\n{}",
+            addon.logs()
+        );
+        let mut header = [0u8; 4];
+        stream.read_exact(&mut header).unwrap();
+        assert_eq!(header[0], b'$', "interleaved data only");
+        let mut packet = vec![0u8; u16::from_be_bytes([header[2], header[3]]) as usize];
+        stream.read_exact(&mut packet).unwrap();
+        let track = usize::from(header[1] / 2);
+        let word = |at: usize| u32::from_be_bytes(packet[at..at + 4].try_into().unwrap());
+        if header[1] % 2 == 0 {
+            seen[track] += 1;
+            newest[track] = word(4);
+        } else {
+            assert_eq!(
+                packet[1], 200,
+                "a sender report comes first in the compound packet"
+            );
+            reports[track].push(Report {
+                at: std::time::Instant::now(),
+                counted: word(20),
+                sent: seen[track],
+                rtp_time: word(16),
+                newest: newest[track],
+            });
+        }
+    }
+    for (track, rate) in [(0, 90_000.0), (1, 16_000.0)] {
+        for pair in reports[track].windows(2) {
+            let apart = pair[1].at - pair[0].at;
+            assert!(
+                (0.5..2.0).contains(&apart.as_secs_f64()),
+                "track {track}: reports {apart:?} apart"
+            );
+        }
+        for report in &reports[track][1..] {
+            assert_eq!(
+                report.counted, report.sent,
+                "track {track}: the report counts what was sent"
+            );
+            // The audio's newest packet is its encoder's frame behind the picture's.
+            let ahead = f64::from(report.rtp_time.wrapping_sub(report.newest) as i32) / rate;
+            assert!(
+                (-0.1..0.5).contains(&ahead),
+                "track {track}: the report names a time {ahead:.3} s past the newest packet"
+            );
+        }
+    }
+}
+
+/// A sender report as a viewer got it.
+#[derive(Debug)]
+struct Report {
+    at: std::time::Instant,
+    /// The packets it says were sent.
+    counted: u32,
+    /// The packets the viewer had when it came.
+    sent: u32,
+    /// The RTP time it maps to the wallclock.
+    rtp_time: u32,
+    /// The track's newest packet's RTP time when it came.
+    newest: u32,
+}

@@ -4,7 +4,7 @@
 
 /// The two G.711 companding laws.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Law {
+pub enum Law {
     /// A-law (`PCMA`), Europe's and most cameras'.
     A,
     /// μ-law (`PCMU`).

@@ -20,7 +20,7 @@ const FRAME_NS: u64 = FRAME as u64 * 1_000_000_000 / RATE as u64;
 
 /// One encoded frame and the time of the audio it decodes to.
 #[derive(Debug)]
-pub(super) struct AacFrame {
+pub struct AacFrame {
     pub pts: u64,
     pub duration: u64,
     /// The audio before it is not the audio it follows (time started over).
@@ -28,7 +28,7 @@ pub(super) struct AacFrame {
     pub data: Vec<u8>,
 }
 
-pub(super) struct G711ToAac {
+pub struct G711ToAac {
     law: Law,
     /// None for a camera that sends 16 kHz already.
     upsampler: Option<Upsampler>,
