@@ -1,14 +1,19 @@
 //! The G.711 camera's AAC: our transcoder (`camera::g711_aac`) against the GStreamer branch it
 //! replaced (alawdec, audioresample, voaacenc, at the same 32 kbit/s), on the 20 test clips made
 //! G.711 by ffmpeg, clean and under a noise machine's pink noise. CPU per AAC frame (this
-//! process's, GStreamer's threads included), the delay, and how close a player's decoder
-//! (avdec_aac) gets to ffmpeg's own decoding of the G.711 at 16 kHz.
+//! process's, GStreamer's threads included); the priming, audio a decoder plays before the
+//! first sample went in (the add-on's times take it off); and how close a player's decoder
+//! (avdec_aac) gets to ffmpeg's own decoding of the G.711 at 16 kHz. Then the shipped cry
+//! model's verdict on each clip heard three ways: that G.711 decoding (what the model was
+//! trained on), and each encoder's AAC.
 
-use super::common::shared_file;
+use super::common::{cry_model, onnxruntime_library, shared_file};
 use super::cpu_time;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
+use ipcam_mqtt::audio::yamnet::Yamnet;
+use ipcam_mqtt::audio::{HOP_SAMPLES, PATCH_SAMPLES};
 use ipcam_mqtt::camera::g711::Law;
 use ipcam_mqtt::camera::g711_aac::G711ToAac;
 use std::path::Path;
@@ -22,6 +27,7 @@ const ROUNDS: usize = 5;
 const START_NS: u64 = 1_000_000_000;
 
 struct Clip {
+    crying: bool,
     alaw: Vec<u8>,
     /// ffmpeg's decoding of `alaw`, resampled to 16 kHz: the reference.
     reference: Vec<f32>,
@@ -46,9 +52,10 @@ pub fn run() {
     );
     println!();
     println!(
-        "| condition | encoder | CPU per AAC frame, µs | ours/GStreamer | delay, ms | SNR against ffmpeg's decoding, dB (median, min) |"
+        "| condition | encoder | CPU per AAC frame, µs | ours/GStreamer | priming, ms | SNR against ffmpeg's decoding, dB (median, min) |"
     );
     println!("|---|---|---|---|---|---|");
+    let mut heard = Vec::new();
     for (condition, noise) in [("clean", false), ("noise machine", true)] {
         let clips: Vec<Clip> = paths.iter().map(|path| clip(path, noise)).collect();
         let ours = measure(&clips, ours);
@@ -58,12 +65,86 @@ pub fn run() {
                 "| {condition} | {name} | {:.1} | {:.2} | {:.1} | {:.1}, {:.1} |",
                 result.us_per_frame,
                 result.us_per_frame / theirs.us_per_frame,
-                result.delay_ms,
+                result.priming_ms,
                 result.snr_median,
                 result.snr_min
             );
         }
+        heard.push((condition, clips, ours.decoded, theirs.decoded));
     }
+    cry_verdicts(&heard);
+}
+
+/// The shipped model on each clip: cry scores per patch, and the verdict at the default
+/// sensitivity (the mean of 3 patches reaching 0.5), as `audio/detector.rs` decides.
+fn cry_verdicts(heard: &[(&str, Vec<Clip>, Vec<Vec<f32>>, Vec<Vec<f32>>)]) {
+    let Some(library) = onnxruntime_library() else {
+        println!("cry verdicts skipped: ONNX Runtime is missing");
+        return;
+    };
+    // SAFETY: set before any ONNX Runtime thread exists.
+    unsafe { std::env::set_var("ORT_DYLIB_PATH", library) };
+    let mut yamnet = Yamnet::load(&cry_model()).unwrap();
+    let mut scores = |audio: &[f32]| -> Vec<f32> {
+        (0..)
+            .map(|i| i * HOP_SAMPLES)
+            .take_while(|start| start + PATCH_SAMPLES <= audio.len())
+            .map(|start| {
+                yamnet
+                    .score(&audio[start..start + PATCH_SAMPLES])
+                    .unwrap()
+                    .cry
+            })
+            .collect()
+    };
+    println!();
+    println!("Cry verdicts (the shipped model, default sensitivity: the mean of 3 patches ≥ 0.5):");
+    println!();
+    println!(
+        "| condition | audio heard | cry clips heard as crying | other clips heard as crying | cry score per patch, mean distance from the G.711's |"
+    );
+    println!("|---|---|---|---|---|");
+    for (condition, clips, ours, theirs) in heard {
+        let reference: Vec<Vec<f32>> = clips.iter().map(|c| scores(&c.reference)).collect();
+        let versions = [
+            ("G.711 (ffmpeg)", reference.clone()),
+            ("ours", ours.iter().map(|a| scores(a)).collect()),
+            (
+                "GStreamer (voaacenc)",
+                theirs.iter().map(|a| scores(a)).collect(),
+            ),
+        ];
+        let cries = clips.iter().filter(|c| c.crying).count();
+        for (name, version) in &versions {
+            let crying = |want: bool| {
+                clips
+                    .iter()
+                    .zip(version)
+                    .filter(|(clip, s)| clip.crying == want && verdict(s))
+                    .count()
+            };
+            let (sum, count) = version
+                .iter()
+                .zip(&reference)
+                .fold((0.0, 0), |acc, (s, r)| {
+                    let d: f32 = s.iter().zip(r).map(|(a, b)| (a - b).abs()).sum();
+                    (acc.0 + d, acc.1 + s.len().min(r.len()))
+                });
+            println!(
+                "| {condition} | {name} | {} of {cries} | {} of {} | {:.3} |",
+                crying(true),
+                crying(false),
+                clips.len() - cries,
+                sum / count.max(1) as f32
+            );
+        }
+    }
+}
+
+fn verdict(scores: &[f32]) -> bool {
+    scores
+        .windows(3)
+        .any(|w| w.iter().sum::<f32>() / 3.0 >= 0.5)
 }
 
 fn ffmpeg(args: &[&str]) -> Vec<u8> {
@@ -78,6 +159,7 @@ fn ffmpeg(args: &[&str]) -> Vec<u8> {
 
 /// The clip as a camera would send it: 8 kHz A-law, with pink noise at -30 dBFS under it.
 fn clip(path: &Path, noise: bool) -> Clip {
+    let crying = path.parent().is_some_and(|dir| dir.ends_with("cry"));
     let path = path.to_str().unwrap();
     let mut args = vec!["-i", path];
     if noise {
@@ -111,6 +193,7 @@ fn clip(path: &Path, noise: bool) -> Clip {
     ]);
     let _ = std::fs::remove_file(&file);
     Clip {
+        crying,
         alaw,
         reference: floats(&reference),
     }
@@ -125,9 +208,12 @@ fn floats(bytes: &[u8]) -> Vec<f32> {
 
 struct Result {
     us_per_frame: f64,
-    delay_ms: f64,
+    /// Where the clip starts in the decoded audio (median over the clips).
+    priming_ms: f64,
     snr_median: f64,
     snr_min: f64,
+    /// Each clip as a player decodes it, from where the clip starts.
+    decoded: Vec<Vec<f32>>,
 }
 
 /// Encodes every clip `ROUNDS` times for the CPU, then decodes the last round's frames.
@@ -143,19 +229,22 @@ fn measure(clips: &[Clip], encode: fn(&[u8]) -> Vec<Vec<u8>>) -> Result {
     let cpu = cpu_time(me) - before;
     let mut delays = Vec::new();
     let mut snrs = Vec::new();
+    let mut aligned = Vec::new();
     for (clip, frames) in clips.iter().zip(&encoded) {
         let decoded = decode(frames);
         let (delay, snr) = best_alignment(&clip.reference, &decoded);
         delays.push(delay as f64 / 16.0);
         snrs.push(snr);
+        aligned.push(decoded[delay..].to_vec());
     }
     delays.sort_by(f64::total_cmp);
     snrs.sort_by(f64::total_cmp);
     Result {
         us_per_frame: cpu.as_secs_f64() * 1e6 / frames.max(1) as f64,
-        delay_ms: delays[delays.len() / 2],
+        priming_ms: delays[delays.len() / 2],
         snr_median: snrs[snrs.len() / 2],
         snr_min: snrs[0],
+        decoded: aligned,
     }
 }
 
