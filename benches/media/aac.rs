@@ -11,11 +11,11 @@ use super::common::{cry_model, onnxruntime_library, shared_file};
 use super::cpu_time;
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use gstreamer_app as gst_app;
 use ipcam_mqtt::audio::yamnet::Yamnet;
 use ipcam_mqtt::audio::{HOP_SAMPLES, PATCH_SAMPLES};
 use ipcam_mqtt::camera::g711::Law;
 use ipcam_mqtt::camera::g711_aac::G711ToAac;
+use ipcam_mqtt::media::pipeline::app_pipeline;
 use std::path::Path;
 use std::process::Command;
 
@@ -70,14 +70,27 @@ pub fn run() {
                 result.snr_min
             );
         }
-        heard.push((condition, clips, ours.decoded, theirs.decoded));
+        heard.push(Heard {
+            condition,
+            clips,
+            ours: ours.decoded,
+            theirs: theirs.decoded,
+        });
     }
     cry_verdicts(&heard);
 }
 
 /// The shipped model on each clip: cry scores per patch, and the verdict at the default
 /// sensitivity (the mean of 3 patches reaching 0.5), as `audio/detector.rs` decides.
-fn cry_verdicts(heard: &[(&str, Vec<Clip>, Vec<Vec<f32>>, Vec<Vec<f32>>)]) {
+/// One condition's clips, and each as a player decodes each encoder's AAC.
+struct Heard {
+    condition: &'static str,
+    clips: Vec<Clip>,
+    ours: Vec<Vec<f32>>,
+    theirs: Vec<Vec<f32>>,
+}
+
+fn cry_verdicts(heard: &[Heard]) {
     let Some(library) = onnxruntime_library() else {
         println!("cry verdicts skipped: ONNX Runtime is missing");
         return;
@@ -104,7 +117,13 @@ fn cry_verdicts(heard: &[(&str, Vec<Clip>, Vec<Vec<f32>>, Vec<Vec<f32>>)]) {
         "| condition | audio heard | cry clips heard as crying | other clips heard as crying | cry score per patch, mean distance from the G.711's |"
     );
     println!("|---|---|---|---|---|");
-    for (condition, clips, ours, theirs) in heard {
+    for Heard {
+        condition,
+        clips,
+        ours,
+        theirs,
+    } in heard
+    {
         let reference: Vec<Vec<f32>> = clips.iter().map(|c| scores(&c.reference)).collect();
         let versions = [
             ("G.711 (ffmpeg)", reference.clone()),
@@ -280,13 +299,7 @@ fn decode(frames: &[Vec<u8>]) -> Vec<f32> {
 
 /// Pushes `buffers` 20 ms apart and returns what the sink got.
 fn run_pipeline(description: &str, buffers: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
-    let pipeline = gst::parse::launch(description)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let by_name = |name| pipeline.by_name(name).unwrap();
-    let src = by_name("src").downcast::<gst_app::AppSrc>().unwrap();
-    let sink = by_name("sink").downcast::<gst_app::AppSink>().unwrap();
+    let (pipeline, src, sink) = app_pipeline(description, "benchmark pipeline").unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
     let feeder = std::thread::spawn(move || {
         for (i, bytes) in buffers.into_iter().enumerate() {
