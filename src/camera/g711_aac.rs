@@ -9,14 +9,13 @@ use super::aac_lc::{AacLcEncoder, FRAME, RATE};
 use super::g711::Law;
 use super::upsample::Upsampler;
 
-/// What every G.711 camera's AAC is coded at (its 4 kHz band at 16 kHz mono).
+/// What every G.711 camera's AAC is coded at (16 kHz mono).
 const BITRATE: u32 = 32_000;
-/// G.711 holds nothing above 4 kHz.
-const BANDWIDTH: u32 = 4_000;
 /// How far a packet's time may sit from where the last ended and still follow it: the
 /// session's timeline moves packet times by a millisecond or so as it follows the network.
 const CONTINUES_WITHIN_NS: u64 = 5_000_000;
-/// The longest run of lost packets filled with silence; past it the time starts over.
+/// The longest run of lost packets filled with silence; past it the frames move to the new
+/// packet's time.
 const LONGEST_FILL_NS: u64 = 1_000_000_000;
 const FRAME_NS: u64 = FRAME as u64 * 1_000_000_000 / RATE as u64;
 
@@ -61,7 +60,8 @@ impl G711ToAac {
             law,
             upsampler,
             rate: u64::from(rate),
-            encoder: AacLcEncoder::new(BITRATE, BANDWIDTH),
+            // Sampled at `rate`, G.711 holds nothing above half of it.
+            encoder: AacLcEncoder::new(BITRATE, rate / 2),
             frame: Vec::with_capacity(FRAME),
             frame_pts: 0,
             frame_discont: true,
@@ -163,8 +163,12 @@ mod tests {
 
     /// 20 ms packets of a 8 kHz signal, from `start_ns`, as (payload, pts).
     fn packets(signal: &[i16], start_ns: u64) -> Vec<(Vec<u8>, u64)> {
+        packets_at(8000, signal, start_ns)
+    }
+
+    fn packets_at(rate: usize, signal: &[i16], start_ns: u64) -> Vec<(Vec<u8>, u64)> {
         signal
-            .chunks(160)
+            .chunks(rate / 50)
             .enumerate()
             .map(|(i, chunk)| {
                 let payload = chunk.iter().map(|&s| compress(Law::A, s)).collect();
@@ -236,21 +240,28 @@ mod tests {
     /// what keeps the sound on the picture.
     #[test]
     fn a_click_is_heard_at_its_own_time() {
-        let mut signal = vec![0i16; 24_000];
-        let clicks = [8_000, 12_000, 16_000];
+        clicks_at(8000);
+        // A 16 kHz camera's whole band is kept: a click of 2 samples stays a click.
+        clicks_at(16_000);
+    }
+
+    fn clicks_at(rate: usize) {
+        let scale = rate / 8000;
+        let mut signal = vec![0i16; 3 * rate];
+        let clicks = [rate, 3 * rate / 2, 2 * rate];
         for click in clicks {
-            signal[click..click + 4].fill(20_000);
+            signal[click..click + 4 / scale].fill(20_000);
         }
         let start = 3_000_000_000;
-        let mut transcoder = G711ToAac::new(Law::A, 8000).unwrap();
-        let frames: Vec<AacFrame> = packets(&signal, start)
+        let mut transcoder = G711ToAac::new(Law::A, rate as u32).unwrap();
+        let frames: Vec<AacFrame> = packets_at(rate, &signal, start)
             .into_iter()
             .flat_map(|(payload, pts)| transcoder.push(&payload, pts, false))
             .collect();
         let data: Vec<Vec<u8>> = frames.iter().map(|f| f.data.clone()).collect();
         let output = crate::camera::aac_lc::tests::decoded(&data);
         for click in clicks {
-            let at_ns = start + click as u64 * 125_000;
+            let at_ns = start + click as u64 * 1_000_000_000 / rate as u64;
             let index = ((at_ns - frames[0].pts) / 62_500) as usize;
             let window = &output[index - 200..index + 200];
             let peak = (0..window.len())
@@ -259,7 +270,7 @@ mod tests {
             // 4 samples at 8 kHz are 8 at 16: the peak sits within the click.
             assert!(
                 (200..210).contains(&peak),
-                "the click at {click} came out {} samples off",
+                "{rate} Hz: the click at {click} came out {} samples off",
                 peak as i64 - 200
             );
         }
