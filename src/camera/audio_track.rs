@@ -2,6 +2,7 @@
 //! through, Opus transcoded by GStreamer and retimed (see `retime`), G.711 transcoded here (see
 //! `g711_aac`) and also kept as it came.
 
+use super::aac_lc;
 use super::g711::Law;
 use super::g711_aac::{AacFrame, G711ToAac};
 use super::retime::AudioRetimer;
@@ -23,15 +24,15 @@ use std::time::Duration;
 const AAC_PRIMING: Duration = Duration::from_millis(100);
 
 /// An AAC frame holds 1024 samples.
-const AAC_FRAME_SAMPLES: u64 = 1024;
+const AAC_FRAME_SAMPLES: u64 = aac_lc::FRAME as u64;
 
-/// The rate every transcoded camera's AAC has.
-const TRANSCODED_RATE: u32 = 16_000;
+/// The rate every transcoded camera's AAC has, ours or voaacenc's.
+const TRANSCODED_RATE: u32 = aac_lc::RATE;
 
 /// Transcoded audio always leaves as AAC-LC, 16 kHz mono: one consistent format, and caps known
 /// before the encoder's first frame, which would add 128-256 ms of encoder delay to a cold start.
 /// The encoder is VisualOn's (voaacenc): about 30 KB per camera, where libav's avenc_aac took
-/// 2 MB, for 0.06 % more of a core per camera (BENCHMARKS.md, "The audio encoder").
+/// 2 MB, for 0.06 % more of a core per camera (BENCHMARKS.md, "Smaller per stream").
 /// It takes decoded audio in any layout (a decoder's); its raw AAC frames come with their caps, as
 /// every consumer takes them, so no parser follows it.
 const AAC_ENCODE: &str = "audioconvert name=decoded ! audioresample ! audio/x-raw,rate=16000,channels=1 ! voaacenc bitrate=32000";
@@ -58,38 +59,54 @@ pub(super) const SILENT_AAC_FRAME: [u8; 4] = [0x01, 0x18, 0x20, 0x07];
 pub(super) struct AudioBranch {
     /// The camera's codec, for humans.
     pub name: &'static str,
-    /// The GStreamer branch from the camera's packets to AAC; none for G.711, done here.
-    description: Option<String>,
+    conversion: Conversion,
     /// Set when we transcode: the caps are ours, known in advance.
     pub caps: Option<gst::Caps>,
-    /// G.711 at 8 or 16 kHz is transcoded by us, and also kept as it came for WebRTC viewers
+}
+
+/// How the camera's packets become AAC.
+#[derive(Debug)]
+enum Conversion {
+    /// A GStreamer branch (depay, and decode and encode unless it is AAC).
+    Branch(String),
+    /// G.711 at 8 or 16 kHz, transcoded here (`g711_aac`).
+    G711(Law),
+}
+
+impl AudioBranch {
+    /// The camera's G.711 when we transcode it: it is also kept as it came, for WebRTC viewers
     /// whose browser takes it.
-    pub g711: Option<Law>,
+    pub fn g711(&self) -> Option<Law> {
+        match self.conversion {
+            Conversion::G711(law) => Some(law),
+            Conversion::Branch(_) => None,
+        }
+    }
 }
 
 /// How audio of `encoding` at `clock_rate` Hz becomes AAC, if it can.
 pub(super) fn audio_branch(encoding: &str, clock_rate: u32) -> Option<AudioBranch> {
     let transcode = |name, decode: &str| AudioBranch {
         name,
-        description: Some(format!("{decode} ! {AAC_ENCODE}")),
+        conversion: Conversion::Branch(format!("{decode} ! {AAC_ENCODE}")),
         caps: Some(transcoded_aac_caps()),
-        g711: None,
     };
-    let g711 = |name, law, decode| match G711ToAac::new(law, clock_rate) {
-        Some(_) => AudioBranch {
-            name,
-            description: None,
-            caps: Some(transcoded_aac_caps()),
-            g711: Some(law),
-        },
-        // Rare rates: GStreamer's decoder and resampler.
-        None => transcode(name, decode),
+    let g711 = |name, law, decode| {
+        if G711ToAac::takes(clock_rate) {
+            AudioBranch {
+                name,
+                conversion: Conversion::G711(law),
+                caps: Some(transcoded_aac_caps()),
+            }
+        } else {
+            // Rare rates: GStreamer's decoder and resampler.
+            transcode(name, decode)
+        }
     };
     let passthrough = |depay: &str| AudioBranch {
         name: "AAC",
-        description: Some(format!("{depay} ! aacparse")),
+        conversion: Conversion::Branch(format!("{depay} ! aacparse")),
         caps: None,
-        g711: None,
     };
     Some(match encoding {
         "PCMA" => g711("PCMA", Law::A, "rtppcmadepay ! alawdec"),
@@ -147,10 +164,12 @@ impl AudioTrack {
         writer: &Weak<SessionWriter>,
         clock: &MediaClock,
     ) -> Result<AudioTrack, Error> {
-        let way = match (&branch.description, branch.g711) {
-            (Some(description), _) => start_branch(offered, branch, description, writer, clock)?,
-            (None, Some(law)) => Way::G711(Box::new(G711Input {
-                transcoder: G711ToAac::new(law, offered.clock_rate).ok_or_else(|| {
+        let way = match &branch.conversion {
+            Conversion::Branch(description) => {
+                start_branch(offered, branch, description, writer, clock)?
+            }
+            Conversion::G711(law) => Way::G711(Box::new(G711Input {
+                transcoder: G711ToAac::new(*law, offered.clock_rate).ok_or_else(|| {
                     Error::new(
                         ErrorKind::Internal,
                         format!("no G.711 transcoder at {} Hz", offered.clock_rate),
@@ -164,12 +183,6 @@ impl AudioTrack {
                 aac_caps: transcoded_aac_caps(),
                 writer: writer.clone(),
             })),
-            (None, None) => {
-                return Err(Error::new(
-                    ErrorKind::Internal,
-                    "the camera's audio has no way to AAC",
-                ));
-            }
         };
         Ok(AudioTrack {
             timeline: None,

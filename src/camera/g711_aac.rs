@@ -45,17 +45,23 @@ pub struct G711ToAac {
     expected: Option<u64>,
     /// The time of the frame the encoder holds, which its next output decodes to.
     held: Option<(u64, bool)>,
+    /// The packet's samples, and the same at 16 kHz: kept to be written again.
     decoded: Vec<f32>,
+    resampled: Vec<f32>,
 }
 
 impl G711ToAac {
+    /// Whether G.711 at `rate` Hz can be transcoded here: 8 kHz (upsampled) or 16 kHz.
+    pub fn takes(rate: u32) -> bool {
+        rate == 8_000 || rate == RATE
+    }
+
     /// For G.711 at 8 or 16 kHz; None at other rates.
     pub fn new(law: Law, rate: u32) -> Option<G711ToAac> {
-        let upsampler = match rate {
-            8_000 => Some(Upsampler::new()),
-            RATE => None,
-            _ => return None,
-        };
+        if !Self::takes(rate) {
+            return None;
+        }
+        let upsampler = (rate != RATE).then(Upsampler::new);
         Some(G711ToAac {
             law,
             upsampler,
@@ -68,6 +74,7 @@ impl G711ToAac {
             expected: None,
             held: None,
             decoded: Vec::new(),
+            resampled: Vec::new(),
         })
     }
 
@@ -116,7 +123,8 @@ impl G711ToAac {
 
     /// Moves `decoded` into frames, encoding each that fills.
     fn take_decoded(&mut self, done: &mut Vec<AacFrame>) {
-        let mut resampled = Vec::new();
+        let mut resampled = std::mem::take(&mut self.resampled);
+        resampled.clear();
         let samples = match &mut self.upsampler {
             Some(upsampler) => {
                 upsampler.push(&self.decoded, &mut resampled);
@@ -147,6 +155,7 @@ impl G711ToAac {
                 self.frame_pts += FRAME_NS;
             }
         }
+        self.resampled = resampled;
     }
 }
 
@@ -280,5 +289,6 @@ mod tests {
     fn only_8_and_16_khz_are_taken() {
         assert!(G711ToAac::new(Law::Mu, 16_000).is_some());
         assert!(G711ToAac::new(Law::Mu, 11_025).is_none());
+        assert!(G711ToAac::takes(8_000) && !G711ToAac::takes(11_025));
     }
 }

@@ -238,7 +238,7 @@ impl Connection {
             }
             // Browsers take G.711 at 8 kHz only.
             writer.set_g711(
-                (branch.g711.is_some() && offered.clock_rate == 8000).then_some(branch.name),
+                (branch.g711().is_some() && offered.clock_rate == 8000).then_some(branch.name),
             );
         }
         writer.set_tracks(
